@@ -1,0 +1,375 @@
+"""nnU-Net-style sliding-window inference, numpy only.
+
+Shared by the trainer's validation and by the torch-free runtime, so this module must never import
+torch: the network is reached through a plain callable ``predict_fn`` that maps a batch of patches
+``(B, C, *patch)`` to per-class outputs ``(B, K, *patch)`` (a torch model, an onnxruntime session
+or a TensorRT engine wrapped by the caller).
+
+Behaviour follows nnU-Net v2 (``nnunetv2/inference/sliding_window_prediction.py`` and
+``nnUNetPredictor.predict_sliding_window_return_logits``):
+
+- an image smaller than the patch along an axis is zero-padded to the patch size, the padding
+  split as ``acvl_utils.pad_nd_image`` does (``below = d // 2``, ``above = d - below``), and the
+  result is cropped back;
+- window starts per axis are :func:`compute_window_starts` (``compute_steps_for_sliding_window``);
+- each window's output is multiplied by a Gaussian importance map (:func:`gaussian_importance_map`,
+  ``compute_gaussian``) and the weighted sum is divided per voxel by the summed weights;
+- test-time mirroring averages the plain prediction and the predictions for every non-empty
+  combination of ``mirror_axes`` (input flipped, output flipped back).
+
+Differences from nnU-Net: accumulation is float32 (nnU-Net uses float16 on the GPU, hence its
+``value_scaling_factor=10``) or float64 on request, so the importance map here is scaled to a
+maximum of 1 by default; the scale cancels in the normalisation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import DTypeLike
+from scipy.ndimage import gaussian_filter1d
+
+from glioedge.errors import BackendError, ConfigError, InputError
+
+__all__ = [
+    "PredictFn",
+    "compute_window_starts",
+    "count_windows",
+    "gaussian_importance_map",
+    "pad_to_min_shape",
+    "sliding_window_predict",
+    "window_slices",
+]
+
+#: A batch of patches ``(B, C, *patch)`` float32 → outputs ``(B, K, *patch)``.
+PredictFn = Callable[[np.ndarray], np.ndarray]
+
+
+def _check_patch_size(patch_size: Sequence[int]) -> tuple[int, ...]:
+    patch = tuple(int(p) for p in patch_size)
+    if not patch or any(p < 1 for p in patch) or any(int(p) != p for p in patch_size):
+        raise ConfigError(f"patch_size must be positive integers, got {tuple(patch_size)}")
+    return patch
+
+
+def _check_step_size(step_size: float) -> float:
+    step = float(step_size)
+    if not 0.0 < step <= 1.0:
+        raise ConfigError(f"step_size must be in (0, 1], got {step_size}")
+    return step
+
+
+def gaussian_importance_map(
+    patch_size: Sequence[int],
+    sigma_scale: float = 1.0 / 8,
+    dtype: DTypeLike = np.float32,
+    value_scaling_factor: float = 1.0,
+) -> np.ndarray:
+    """Gaussian importance map of a patch, as nnU-Net v2's ``compute_gaussian``.
+
+    A unit impulse at voxel ``patch_size // 2`` is smoothed with ``scipy.ndimage.gaussian_filter``
+    (``sigma = patch_size * sigma_scale`` per axis, ``mode='constant'``, ``truncate=4``), divided by
+    its maximum and multiplied by ``value_scaling_factor``; after the cast to ``dtype`` any zero is
+    replaced by the smallest non-zero value (a zero weight could make the normalisation 0/0).
+    The filter is separable, so the map is built as the outer product of the three 1-D filtered
+    impulses, which equals ``gaussian_filter`` on the impulse up to float64 rounding and costs
+    nothing even for 128³ patches. For even sizes the centre is the upper of the two middle voxels,
+    so the map is exactly symmetric about ``patch_size // 2`` (not about the geometric centre).
+
+    Args:
+        patch_size: patch shape (any number of spatial axes).
+        sigma_scale: sigma as a fraction of the patch size per axis (nnU-Net: 1/8).
+        dtype: output dtype.
+        value_scaling_factor: maximum of the map (nnU-Net's inference uses 10 for float16
+            accumulation; 1 here, the scale cancels out of the weighted average).
+
+    Returns:
+        Array of shape ``patch_size``, maximum ``value_scaling_factor`` at ``patch_size // 2``,
+        strictly positive.
+
+    Raises:
+        ConfigError: ``patch_size`` is not positive integers, or ``sigma_scale`` /
+            ``value_scaling_factor`` is not positive and finite.
+    """
+    patch = _check_patch_size(patch_size)
+    if not (math.isfinite(sigma_scale) and sigma_scale > 0):
+        raise ConfigError(f"sigma_scale must be positive and finite, got {sigma_scale}")
+    if not (math.isfinite(value_scaling_factor) and value_scaling_factor > 0):
+        raise ConfigError(f"value_scaling_factor must be positive and finite, got {value_scaling_factor}")
+    cached = _gaussian_cached(patch, float(sigma_scale), np.dtype(dtype).str, float(value_scaling_factor))
+    return cached.copy()
+
+
+@lru_cache(maxsize=4)
+def _gaussian_cached(
+    patch: tuple[int, ...], sigma_scale: float, dtype: str, value_scaling_factor: float
+) -> np.ndarray:
+    """Read-only importance map; see :func:`gaussian_importance_map` (arguments validated)."""
+    gmap = np.ones((1,) * len(patch), dtype=np.float64)
+    for axis, size in enumerate(patch):
+        impulse = np.zeros(size, dtype=np.float64)
+        impulse[size // 2] = 1.0
+        profile = gaussian_filter1d(impulse, size * sigma_scale, mode="constant", cval=0.0)
+        shape = [1] * len(patch)
+        shape[axis] = size
+        gmap = gmap * profile.reshape(shape)
+    gmap = gmap / gmap.max() * value_scaling_factor
+    out = np.asarray(gmap, dtype=np.dtype(dtype))
+    zero = out == 0
+    if zero.any():
+        out[zero] = out[~zero].min()
+    out.flags.writeable = False
+    return out
+
+
+def compute_window_starts(
+    image_size: Sequence[int], patch_size: Sequence[int], step_size: float = 0.5
+) -> list[list[int]]:
+    """Window start coordinates per axis, exactly as nnU-Net's ``compute_steps_for_sliding_window``.
+
+    Per axis: ``n = ceil((image - patch) / (patch * step_size)) + 1`` windows, evenly spread from 0
+    to ``image - patch`` and rounded with ``np.round`` (round half to even, as nnU-Net). E.g. image
+    240, patch 128, step 0.5 → ``[0, 56, 112]``; image 128 → ``[0]``.
+
+    Args:
+        image_size: spatial shape of the (already padded) image.
+        patch_size: patch shape, same number of axes.
+        step_size: target step as a fraction of the patch size, in (0, 1].
+
+    Returns:
+        One list of start indices per axis.
+
+    Raises:
+        ConfigError: ``patch_size`` or ``step_size`` is invalid.
+        InputError: the axes counts differ, or the image is smaller than the patch along an axis
+            (nnU-Net's own assertion here is a no-op; pad first, see :func:`pad_to_min_shape`).
+    """
+    patch = _check_patch_size(patch_size)
+    step = _check_step_size(step_size)
+    image = tuple(int(s) for s in image_size)
+    if len(image) != len(patch):
+        raise InputError(f"image size {image} and patch size {patch} have different axis counts")
+    if any(i < p for i, p in zip(image, patch, strict=True)):
+        raise InputError(f"image size {image} must be at least the patch size {patch} on every axis")
+    starts: list[list[int]] = []
+    for size, p in zip(image, patch, strict=True):
+        target_step = p * step
+        n_steps = int(np.ceil((size - p) / target_step)) + 1
+        max_start = size - p
+        actual_step = max_start / (n_steps - 1) if n_steps > 1 else 0.0
+        starts.append([int(np.round(actual_step * i)) for i in range(n_steps)])
+    return starts
+
+
+def count_windows(image_size: Sequence[int], patch_size: Sequence[int], step_size: float = 0.5) -> int:
+    """Number of windows (network evaluations without mirroring) for an image.
+
+    An image smaller than the patch counts as padded to it, as :func:`sliding_window_predict` does.
+
+    Raises:
+        ConfigError: ``patch_size`` or ``step_size`` is invalid.
+        InputError: the axes counts differ.
+    """
+    patch = _check_patch_size(patch_size)
+    image = tuple(int(s) for s in image_size)
+    if len(image) != len(patch):
+        raise InputError(f"image size {image} and patch size {patch} have different axis counts")
+    padded = [max(i, p) for i, p in zip(image, patch, strict=True)]
+    return math.prod(len(s) for s in compute_window_starts(padded, patch, step_size))
+
+
+def window_slices(
+    image_size: Sequence[int], patch_size: Sequence[int], step_size: float = 0.5
+) -> list[tuple[slice, ...]]:
+    """Spatial slices of every window, in nnU-Net order (last axis fastest).
+
+    Raises:
+        ConfigError: ``patch_size`` or ``step_size`` is invalid.
+        InputError: see :func:`compute_window_starts`.
+    """
+    patch = _check_patch_size(patch_size)
+    starts = compute_window_starts(image_size, patch, step_size)
+    return [
+        tuple(slice(s, s + p) for s, p in zip(corner, patch, strict=True))
+        for corner in itertools.product(*starts)
+    ]
+
+
+def pad_to_min_shape(
+    image: np.ndarray, min_spatial_shape: Sequence[int]
+) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Zero-pad the trailing axes of ``image`` to at least ``min_spatial_shape``.
+
+    The padding is split as nnU-Net's ``pad_nd_image`` splits it: ``d // 2`` before and the rest
+    after, so an odd amount puts the extra voxel after the content. Axes already large enough are
+    left alone (never cropped).
+
+    Args:
+        image: array ``(..., *spatial)``; the last ``len(min_spatial_shape)`` axes are padded.
+        min_spatial_shape: minimum size of those axes.
+
+    Returns:
+        ``(padded, slicer)`` with ``padded[slicer]`` equal to ``image`` (``slicer`` covers every
+        axis). ``padded`` is ``image`` itself when no padding is needed.
+
+    Raises:
+        InputError: ``image`` has fewer axes than ``min_spatial_shape``.
+    """
+    n = len(min_spatial_shape)
+    if image.ndim < n:
+        raise InputError(f"image with shape {image.shape} has fewer than {n} axes")
+    lead = image.ndim - n
+    pads = [(0, 0)] * lead
+    for size, target in zip(image.shape[lead:], min_spatial_shape, strict=True):
+        diff = max(int(target) - size, 0)
+        pads.append((diff // 2, diff - diff // 2))
+    slicer = tuple(slice(lo, lo + size) for (lo, _), size in zip(pads, image.shape, strict=True))
+    if not any(lo or hi for lo, hi in pads):
+        return image, slicer
+    return np.pad(image, pads, mode="constant", constant_values=0), slicer
+
+
+def _mirror_combinations(mirror_axes: Sequence[int], n_spatial: int) -> list[tuple[int, ...]]:
+    axes = tuple(int(a) for a in mirror_axes)
+    if any(a < 0 or a >= n_spatial for a in axes) or len(set(axes)) != len(axes):
+        raise ConfigError(
+            f"mirror_axes must be distinct spatial axes in 0..{n_spatial - 1}, got {tuple(mirror_axes)}"
+        )
+    # Spatial axis a is array axis a + 2 of a (B, C, *spatial) batch.
+    return [
+        tuple(a + 2 for a in combo) for r in range(len(axes) + 1) for combo in itertools.combinations(axes, r)
+    ]
+
+
+def _predict_batch(
+    predict_fn: PredictFn,
+    batch: np.ndarray,
+    flips: list[tuple[int, ...]],
+    expected_shape: tuple[int, ...],
+    accumulate_dtype: np.dtype,
+) -> np.ndarray:
+    """Mirror-averaged prediction of one batch, in ``accumulate_dtype``."""
+    total: np.ndarray | None = None
+    for axes in flips:
+        x = np.ascontiguousarray(np.flip(batch, axes)) if axes else batch
+        y = np.asarray(predict_fn(x))
+        if y.shape != expected_shape:
+            raise BackendError(
+                f"predict_fn returned shape {y.shape} for a batch of shape {x.shape}; "
+                f"expected {expected_shape} (batch, num_classes, *patch)"
+            )
+        if axes:
+            y = np.flip(y, axes)
+        if total is None:
+            total = y.astype(accumulate_dtype, copy=True)
+        else:
+            total += y
+    assert total is not None  # flips always holds the identity
+    if len(flips) > 1:
+        total /= len(flips)
+    return total
+
+
+def sliding_window_predict(
+    image: np.ndarray,
+    predict_fn: PredictFn,
+    patch_size: Sequence[int],
+    *,
+    num_classes: int,
+    step_size: float = 0.5,
+    batch_size: int = 2,
+    use_gaussian: bool = True,
+    mirror_axes: tuple[int, ...] = (),
+    accumulate_dtype: DTypeLike = np.float32,
+) -> np.ndarray:
+    """Predict a whole image patch by patch and blend the patches, as nnU-Net v2 does.
+
+    The output is the per-voxel importance-weighted average of ``predict_fn``'s outputs over all
+    windows covering the voxel (Gaussian weights, or uniform with ``use_gaussian=False``), each
+    window's output first averaged over the mirror combinations. Whatever ``predict_fn`` returns
+    is averaged: nnU-Net averages **logits** (and takes softmax/argmax afterwards); pass
+    probabilities instead to average probabilities. The caller decides; argmax of the result is
+    the segmentation either way.
+
+    Precision: the sums are accumulated in ``accumulate_dtype`` (float32 by default). They cannot
+    overflow: every weight is at most 1 (the map's maximum) and at least the map's minimum > 0,
+    a voxel is covered by at most ``count_windows`` windows (a few dozen), so the weight sum is
+    bounded by that count and the weighted output sum by ``count × max|output|`` — far below
+    float32's 3.4e38 for any finite network output; the per-voxel division by the weight sum then
+    brings the result back to the outputs' range. The relative rounding error grows only with the
+    number of overlapping windows (~1e-6 in float32); use ``np.float64`` when reproducibility to
+    the last bit across batch sizes matters.
+
+    Args:
+        image: ``(C, *spatial)`` input (cast to float32 for ``predict_fn``).
+        predict_fn: maps a float32 batch ``(B, C, *patch_size)`` to ``(B, num_classes,
+            *patch_size)``; ``B`` ≤ ``batch_size`` (the last batch may be smaller).
+        patch_size: spatial patch shape, as many axes as ``image`` has spatial axes.
+        num_classes: number of output channels ``K`` of ``predict_fn``.
+        step_size: window step as a fraction of the patch size, in (0, 1] (nnU-Net: 0.5).
+        batch_size: windows per ``predict_fn`` call.
+        use_gaussian: weight each window by :func:`gaussian_importance_map` (else uniformly).
+        mirror_axes: spatial axes (0-based, ``0`` = ``i``) for test-time mirroring; all
+            ``2**len(mirror_axes)`` flip combinations are averaged. ``()`` disables mirroring.
+        accumulate_dtype: ``np.float32`` (default) or ``np.float64``.
+
+    Returns:
+        ``(num_classes, *spatial)`` float32 array, same spatial shape as ``image``.
+
+    Raises:
+        InputError: ``image`` has the wrong number of axes or is empty.
+        ConfigError: ``patch_size``, ``step_size``, ``batch_size``, ``num_classes``,
+            ``mirror_axes`` or ``accumulate_dtype`` is invalid.
+        BackendError: ``predict_fn`` returns an array of the wrong shape.
+    """
+    patch = _check_patch_size(patch_size)
+    step = _check_step_size(step_size)
+    n_spatial = len(patch)
+    image = np.asarray(image)
+    if image.ndim != n_spatial + 1:
+        raise InputError(
+            f"image must be (C, *spatial) with {n_spatial} spatial axes to match patch size "
+            f"{patch}, got shape {image.shape}"
+        )
+    if image.size == 0:
+        raise InputError(f"image is empty (shape {image.shape})")
+    if int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    if int(num_classes) < 1:
+        raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
+    acc_dtype = np.dtype(accumulate_dtype)
+    if acc_dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ConfigError(f"accumulate_dtype must be float32 or float64, got {acc_dtype}")
+    flips = _mirror_combinations(mirror_axes, n_spatial)
+
+    data = np.asarray(image, dtype=np.float32)
+    data, revert = pad_to_min_shape(data, patch)
+    spatial = data.shape[1:]
+    slices = window_slices(spatial, patch, step)
+
+    if use_gaussian:
+        weight = _gaussian_cached(patch, 1.0 / 8, acc_dtype.str, 1.0)
+    else:
+        weight = np.ones(patch, dtype=acc_dtype)
+    logits = np.zeros((int(num_classes), *spatial), dtype=acc_dtype)
+    weight_sum = np.zeros(spatial, dtype=acc_dtype)
+
+    n_channels = data.shape[0]
+    for first in range(0, len(slices), int(batch_size)):
+        chunk = slices[first : first + int(batch_size)]
+        batch = np.empty((len(chunk), n_channels, *patch), dtype=np.float32)
+        for b, sl in enumerate(chunk):
+            batch[b] = data[(slice(None), *sl)]
+        pred = _predict_batch(predict_fn, batch, flips, (len(chunk), int(num_classes), *patch), acc_dtype)
+        if use_gaussian:
+            pred *= weight
+        for b, sl in enumerate(chunk):
+            logits[(slice(None), *sl)] += pred[b]
+            weight_sum[sl] += weight
+
+    logits /= weight_sum
+    return np.ascontiguousarray(logits[(slice(None), *revert[1:])], dtype=np.float32)

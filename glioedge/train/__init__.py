@@ -1,0 +1,1 @@
+"""Single-stage knowledge distillation training (teacher + student nnU-Nets in one run)."""

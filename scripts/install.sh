@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install glioedge with everything (train, export, runtime, dev) into ./.venv on a fresh machine.
+#
+# Order matters:
+#  1. torch first, pinned (default 2.13.0, the CPU build on this project's machines): a bare
+#     "torch" requirement would pull a multi-GB CUDA build. On a CUDA box set
+#     GLIOEDGE_TORCH_SPEC to the build you want, e.g. GLIOEDGE_TORCH_SPEC="torch==2.13.0".
+#  2. glioedge and its extras: the installed torch already satisfies "torch>=2.1".
+#  3. dynamic-network-architectures with --no-deps: it declares timm, which pulls torchvision,
+#     which would replace the CPU torch with a CUDA build (or, pinned, installs a torchvision that
+#     fails on import). PlainConvUNet never imports timm, so glioedge does not need it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=(.venv/bin/python -m pip --disable-pip-version-check)
+"${PIP[@]}" install --quiet --upgrade pip
+"${PIP[@]}" install --quiet "${GLIOEDGE_TORCH_SPEC:-torch==2.13.0}"
+"${PIP[@]}" install --quiet -e ".[all]"
+"${PIP[@]}" install --quiet --no-deps "dynamic-network-architectures==0.4.4"
+.venv/bin/python -c "import torch, glioedge, dynamic_network_architectures; \
+print(f'glioedge {glioedge.__version__} installed with torch {torch.__version__}')"
