@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -36,25 +35,10 @@ from glioedge import __version__
 from glioedge.errors import ConfigError, ModelError
 
 __all__ = [
-    "FORMAT_VERSION",
-    "INPUT_NAME",
-    "MANIFEST_FILE",
-    "MODEL_FILE",
-    "MODEL_FP16_FILE",
-    "OUTPUT_NAME",
-    "Bundle",
-    "EngineEntry",
-    "Manifest",
-    "PostprocessParams",
-    "Precision",
-    "compute_bundle_id",
-    "engine_filename",
-    "read_manifest",
-    "sha256_file",
-    "write_manifest",
-]
-
-logger = logging.getLogger(__name__)
+    "FORMAT_VERSION", "INPUT_NAME", "MANIFEST_FILE", "MODEL_FILE", "MODEL_FP16_FILE", "OUTPUT_NAME",
+    "Bundle", "EngineEntry", "Manifest", "PostprocessParams", "Precision", "compute_bundle_id",
+    "engine_filename", "read_manifest", "sha256_file", "write_manifest",
+]  # fmt: skip
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -65,15 +49,11 @@ OUTPUT_NAME = "logits"
 
 #: Manifest fields hashed into ``bundle_id`` (besides the SHA-256 of model.onnx).
 _ID_FIELDS = (
-    "modalities",
-    "preprocess",
-    "patch_size",
-    "num_classes",
-    "label_map",
-    "label_convention",
-    "network_plan",
-    "postprocess",
-)
+    "modalities", "preprocess", "patch_size", "num_classes", "label_map", "label_convention",
+    "network_plan", "postprocess",
+)  # fmt: skip
+#: Manifest keys that may be absent (they have defaults).
+_OPTIONAL = frozenset({"brain_mask", "engines", "format_version"})
 
 
 class Precision(str, Enum):
@@ -97,10 +77,8 @@ def _precision(value: Precision | str) -> Precision:
 def engine_filename(
     compute_capability: tuple[int, int], trt_version: str, precision: Precision | str = "fp16"
 ) -> str:
-    """File name of a TensorRT engine: engines only run on the GPU architecture and TensorRT
-    version that built them, so both are part of the name.
-
-    Example: ``engine_filename((9, 0), "10.13.3.9")`` → ``model.sm90.trt10.13.3.9.fp16.engine``.
+    """File name of a TensorRT engine: an engine only runs on the GPU architecture and TensorRT
+    version that built it, so both are part of the name. Example: ``engine_filename((9, 0), "10.13.3.9")`` → ``model.sm90.trt10.13.3.9.fp16.engine``.
 
     Raises:
         ConfigError: the compute capability, version or precision is malformed.
@@ -122,20 +100,16 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-
-
 @dataclass(frozen=True)
 class PostprocessParams:
     """Label post-processing the runtime applies after the argmax.
 
     Attributes:
-        et_min_voxels: BraTS small-ET rule: when the predicted enhancing tumour has fewer voxels
-            than this (at the network's spacing), it is relabelled ``et_replacement_class``
-            (NCR). A few dozen false-positive ET voxels cost the whole ET Dice on an ET-free
-            case; nnU-Net's BraTS entries (Isensee et al., 2020) used such a threshold, tuned
-            on validation data. Default 500 voxels (0.5 ml at 1 mm³); 0 disables the rule.
+        et_min_voxels: BraTS small-ET rule: predicted enhancing tumour smaller than this (voxels at
+            the network's spacing) becomes ``et_replacement_class``: a few false-positive ET
+            voxels cost the whole ET Dice of an ET-free case. nnU-Net's BraTS entries (Isensee
+            et al., 2020) tuned such a threshold on validation data; default 500 voxels (0.5 ml
+            at 1 mm³), 0 disables the rule.
         et_replacement_class: internal class that small ET becomes (1 = NCR).
     """
 
@@ -170,16 +144,9 @@ class EngineEntry:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EngineEntry:
-        cc = d["compute_capability"]
-        return cls(
-            file=str(d["file"]),
-            compute_capability=(int(cc[0]), int(cc[1])),
-            tensorrt_version=str(d["tensorrt_version"]),
-            precision=_precision(d["precision"]).value,
-            source_onnx=str(d["source_onnx"]),
-            batch_profile=tuple(int(v) for v in d["batch_profile"]),  # type: ignore[arg-type]
-            patch_size=tuple(int(v) for v in d["patch_size"]),  # type: ignore[arg-type]
-        )
+        ints = {k: tuple(int(v) for v in d[k]) for k in ("compute_capability", "batch_profile", "patch_size")}
+        strs = {k: str(d[k]) for k in ("file", "tensorrt_version", "source_onnx")}
+        return cls(**ints, **strs, precision=_precision(d["precision"]).value)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -187,25 +154,18 @@ class Manifest:
     """Everything the runtime needs to reproduce the model's input and read its output.
 
     Attributes:
-        bundle_id: see the module docstring.
-        glioedge_version: version that wrote the bundle.
-        modalities: the student's channels, in input order.
+        bundle_id: see the module docstring. modalities: the student's channels in input order.
         preprocess: ``glioedge.data.preprocess.PreprocessParams.to_dict()`` of training.
-        patch_size: sliding-window size (i, j, k) the network was trained on.
-        num_classes: output channels K.
-        class_names: name of each internal class.
-        label_convention: convention of written label files (``brats2021``/``brats2023``).
-        label_map: internal class (as a string key) → file value.
-        network_plan: ``NetworkPlan.to_dict()``.
-        onnx: file names, opset, tensor names and axes of the ONNX models.
-        exporters: versions of torch, onnx, onnxruntime (and tensorrt) used.
-        provenance: training provenance (data digest, epoch, metrics).
-        verification: parity results of each exported model against PyTorch.
-        postprocess: :class:`PostprocessParams` as a dict.
-        brain_mask: entry of the brain-mask model, ``None`` while there is none.
-        engines: TensorRT engines shipped in the bundle.
-        files: relative path → SHA-256 of every file of the bundle except the manifest.
-        format_version: layout version of the bundle.
+        patch_size: sliding-window size (i, j, k). num_classes, class_names: the K outputs.
+        label_convention, label_map: how written label files encode the classes (internal class
+            as a string key → file value). network_plan: ``NetworkPlan.to_dict()``.
+        onnx: file names, opset, tensor names, layouts and axes of the ONNX models.
+        exporters: versions of glioedge, torch, onnx, onnxruntime (and tensorrt) that exported.
+        provenance: training provenance (data digest, epoch, metrics, checkpoint hashes).
+        verification: parity of each exported model with PyTorch, and how it was measured.
+        postprocess: :class:`PostprocessParams` as a dict. brain_mask: the brain-mask model's
+            entry, ``None`` while there is none. engines: TensorRT engines of the bundle.
+        files: relative path → SHA-256 of every file except the manifest itself.
     """
 
     bundle_id: str
@@ -265,27 +225,19 @@ class Manifest:
                 f"format {FORMAT_VERSION}: re-export the bundle with this version"
             )
         try:
-            return cls(
-                bundle_id=str(d["bundle_id"]),
-                glioedge_version=str(d["glioedge_version"]),
-                modalities=tuple(str(m) for m in d["modalities"]),
-                preprocess=dict(d["preprocess"]),
-                patch_size=tuple(int(p) for p in d["patch_size"]),  # type: ignore[arg-type]
-                num_classes=int(d["num_classes"]),
-                class_names=tuple(str(c) for c in d["class_names"]),
-                label_convention=str(d["label_convention"]),
-                label_map={str(k): int(v) for k, v in d["label_map"].items()},
-                network_plan=dict(d["network_plan"]),
-                onnx=dict(d["onnx"]),
-                exporters={str(k): str(v) for k, v in d["exporters"].items()},
-                provenance=dict(d["provenance"]),
-                verification=dict(d["verification"]),
-                postprocess=dict(d["postprocess"]),
+            kw = {f.name: d[f.name] for f in fields(cls) if f.name not in _OPTIONAL}
+            kw.update(
+                modalities=tuple(str(x) for x in kw["modalities"]),
+                class_names=tuple(str(x) for x in kw["class_names"]),
+                patch_size=tuple(int(x) for x in kw["patch_size"]),
+                num_classes=int(kw["num_classes"]),
+                label_map={str(k): int(v) for k, v in kw["label_map"].items()},
+                files={str(k): str(v) for k, v in kw["files"].items()},
                 brain_mask=d.get("brain_mask"),
                 engines=tuple(EngineEntry.from_dict(e) for e in d.get("engines", [])),
-                files={str(k): str(v) for k, v in d["files"].items()},
                 format_version=int(version),
             )
+            return cls(**kw)
         except KeyError as exc:
             raise ModelError(f"{source}: manifest lacks the key {exc.args[0]!r}") from None
         except (TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -306,7 +258,8 @@ def compute_bundle_id(model_sha256: str, fields: dict[str, Any]) -> str:
     if missing:
         raise ModelError(f"cannot compute the bundle id: missing {missing}")
     payload = {"model_sha256": model_sha256, **{k: fields[k] for k in _ID_FIELDS}}
-    return hashlib.sha256(_canonical(payload)).hexdigest()[:16]
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(canonical).hexdigest()[:16]
 
 
 def _safe_relpath(rel: str, source: Path) -> str:
@@ -321,9 +274,9 @@ def write_manifest(root: Path, manifest: Manifest) -> Path:
     root = Path(root)
     fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".json", dir=root)
     with os.fdopen(fd, "w") as f:
-        json.dump(manifest.to_dict(), f, indent=2, sort_keys=False)
-        f.write("\n")
+        f.write(json.dumps(manifest.to_dict(), indent=2) + "\n")
     path = root / MANIFEST_FILE
+    Path(tmp).chmod(0o644)
     Path(tmp).replace(path)
     return path
 
@@ -401,20 +354,15 @@ class Bundle:
                 problems.append(f"{rel}: missing")
             elif (actual := sha256_file(p)) != expected:
                 problems.append(f"{rel}: SHA-256 {actual[:12]}…, manifest says {expected[:12]}…")
-        named = [m.onnx.get("file", MODEL_FILE), m.onnx.get("fp16_file")]
-        named += [e.file for e in m.engines]
-        if m.brain_mask:
-            named.append(m.brain_mask.get("file"))
+        named = [m.onnx.get("file", MODEL_FILE), m.onnx.get("fp16_file"), *(e.file for e in m.engines)]
+        named.append((m.brain_mask or {}).get("file"))
         for rel in filter(None, named):
             if _safe_relpath(rel, self.root) not in m.files:
                 problems.append(f"{rel}: named by the manifest but has no checksum entry")
-        model_rel = m.onnx.get("file", MODEL_FILE)
         if not problems:
-            expected_id = compute_bundle_id(m.files[model_rel], m.to_dict())
+            expected_id = compute_bundle_id(m.files[m.onnx.get("file", MODEL_FILE)], m.to_dict())
             if expected_id != m.bundle_id:
-                problems.append(
-                    f"bundle_id {m.bundle_id} does not match its content ({expected_id})"
-                )
+                problems.append(f"bundle_id {m.bundle_id} does not match its content ({expected_id})")
         if problems:
             raise ModelError(
                 f"{self.root}: model bundle failed verification (files altered or incomplete; "
@@ -428,15 +376,10 @@ class Bundle:
         precision: Precision | str = Precision.FP16,
     ) -> EngineEntry | None:
         """The bundle's engine for this GPU and TensorRT version, or ``None``."""
-        prec = _precision(precision).value
-        for e in self.manifest.engines:
-            if (
-                tuple(e.compute_capability) == tuple(compute_capability)
-                and e.tensorrt_version == trt_version
-                and e.precision == prec
-            ):
-                return e
-        return None
+        key = (tuple(compute_capability), trt_version, _precision(precision).value)
+        found = (e for e in self.manifest.engines
+                 if (tuple(e.compute_capability), e.tensorrt_version, e.precision) == key)
+        return next(found, None)
 
     def add_engine(self, entry: EngineEntry) -> Bundle:
         """Register an engine file already written into the bundle directory; rewrites the
@@ -449,7 +392,7 @@ class Bundle:
         if not p.is_file():
             raise ModelError(f"{p}: engine file to register does not exist")
         m = self.manifest
-        engines = tuple(e for e in m.engines if e.file != entry.file) + (entry,)
+        engines = (*(e for e in m.engines if e.file != entry.file), entry)
         manifest = replace(m, engines=engines, files={**m.files, entry.file: sha256_file(p)})
         write_manifest(self.root, manifest)
         self.manifest = manifest

@@ -237,14 +237,14 @@ class Augmenter:
         out_size = tuple(out_size or patch.shape[1:])
         if any(o > s for o, s in zip(out_size, patch.shape[1:], strict=True)):
             raise ConfigError(f"out_size {out_size} exceeds the input patch {patch.shape[1:]}")
-        x = np.array(patch, dtype=np.float32, copy=True)
+        x = np.asarray(patch, dtype=np.float32)
         y = np.asarray(label)
         if not self.config.enabled:
             start = [(s - o) // 2 for s, o in zip(x.shape[1:], out_size, strict=True)]
             sl = tuple(slice(s, s + o) for s, o in zip(start, out_size, strict=True))
             return x[(slice(None), *sl)].copy(), y[sl].copy()
         x, y = self._spatial(x, y, out_size)
-        x = self._intensity(np.ascontiguousarray(x))
+        x = self._intensity(np.array(x, dtype=np.float32, copy=True))
         for axis in self.config.mirror_axes:
             if self.rng.random() < self.config.p_mirror:
                 x = np.flip(x, axis=axis + 1)

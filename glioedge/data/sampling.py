@@ -66,6 +66,11 @@ class PatchSampler:
         patch_size: patch size ``(i, j, k)`` in voxels.
         oversample_foreground: probability that a patch is centred on a tumour voxel.
         rng: random generator (all randomness comes from it).
+        input_size: size of the patches returned, when larger than ``patch_size`` (room for
+            a spatial augmentation that is then cropped to ``patch_size``,
+            see :meth:`Augmenter.input_size`). Placement is decided for ``patch_size`` (the
+            foreground voxel lies inside the central ``patch_size`` region) and the returned
+            patch extends symmetrically around it, zero-padded outside the volume.
 
     Raises:
         ConfigError: invalid patch size or probability.
@@ -76,6 +81,7 @@ class PatchSampler:
         patch_size: tuple[int, int, int],
         oversample_foreground: float = 1 / 3,
         rng: np.random.Generator | None = None,
+        input_size: tuple[int, int, int] | None = None,
     ) -> None:
         if len(patch_size) != 3 or min(patch_size) < 1:
             raise ConfigError(f"patch_size must be 3 positive ints, got {patch_size}")
@@ -84,6 +90,10 @@ class PatchSampler:
         self.patch_size = tuple(int(p) for p in patch_size)
         self.oversample_foreground = float(oversample_foreground)
         self.rng = rng if rng is not None else np.random.default_rng()
+        size = tuple(int(p) for p in (input_size or self.patch_size))
+        if len(size) != 3 or any(i < p for i, p in zip(size, self.patch_size, strict=True)):
+            raise ConfigError(f"input_size {input_size} must be >= patch_size {patch_size}")
+        self.input_size = size
 
     def _start(self, shape: Sequence[int], centre: np.ndarray | None) -> list[int]:
         starts = []
@@ -113,7 +123,7 @@ class PatchSampler:
                 nnU-Net); None draws with probability ``oversample_foreground``.
 
         Returns:
-            ``(patch (C, *patch_size), label_patch (*patch_size))``; zero-padded where the
+            ``(patch (C, *input_size), label_patch (*input_size))``; zero-padded where the
             volume is smaller than the patch.
 
         Raises:
@@ -135,7 +145,11 @@ class PatchSampler:
                 centre = pts[int(self.rng.integers(len(pts)))]
             else:
                 logger.debug("no foreground in this case; drawing a random patch")
-        start = self._start(label.shape, centre)
-        patch = crop_with_padding(data, start, self.patch_size, 0)
-        lab = crop_with_padding(label, start, self.patch_size, 0)
+        start = [
+            s - (i - p) // 2
+            for s, i, p in zip(self._start(label.shape, centre), self.input_size,
+                               self.patch_size, strict=True)
+        ]
+        patch = crop_with_padding(data, start, self.input_size, 0)
+        lab = crop_with_padding(label, start, self.input_size, 0)
         return patch.astype(np.float32, copy=False), lab.astype(np.uint8, copy=False)

@@ -1,0 +1,47 @@
+"""DICOM in and out: MR series → fused volumes, label map → DICOM-SEG.
+
+Imports nothing of glioedge but :mod:`glioedge.errors`, and no PyTorch.
+"""
+
+from glioedge.dicom_io.discovery import Series, Study, group_datasets, scan_folder
+from glioedge.dicom_io.fusion import FusionResult, fuse, resample_to
+from glioedge.dicom_io.modality import (
+    Modality,
+    ModalityRules,
+    ModalitySelection,
+    identify_modalities,
+    load_rules,
+)
+from glioedge.dicom_io.seg_read import read_seg
+from glioedge.dicom_io.seg_write import write_seg
+from glioedge.dicom_io.series import load_series, series_grid
+from glioedge.dicom_io.study import LoadedStudy, load_study
+from glioedge.dicom_io.synthetic_dicom import StudyInfo, synthetic_series, write_synthetic_series
+from glioedge.dicom_io.uids import deterministic_uid
+from glioedge.dicom_io.volume import Volume
+
+__all__ = [
+    "FusionResult",
+    "LoadedStudy",
+    "Modality",
+    "ModalityRules",
+    "ModalitySelection",
+    "Series",
+    "Study",
+    "StudyInfo",
+    "Volume",
+    "deterministic_uid",
+    "fuse",
+    "group_datasets",
+    "identify_modalities",
+    "load_rules",
+    "load_series",
+    "load_study",
+    "read_seg",
+    "resample_to",
+    "scan_folder",
+    "series_grid",
+    "synthetic_series",
+    "write_seg",
+    "write_synthetic_series",
+]

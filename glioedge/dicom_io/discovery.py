@@ -111,6 +111,9 @@ def scan_folder(folder: str | Path) -> list[Study]:
             raise InputError(
                 f"file {path} starts like DICOM but cannot be read (truncated or corrupt): {exc}"
             ) from exc
+        if "SOPClassUID" not in ds:
+            raise InputError(f"file {path} has a DICOM preamble but no SOPClassUID (0008,0016): "
+                             "truncated or not a composite object")
         datasets.append(ds)
         sources.append(str(path))
     if not datasets:

@@ -56,20 +56,9 @@ def load_series(series: Series | Sequence[Dataset], name: str | None = None) -> 
             of reference, has duplicated or missing slices, uneven spacing, slices off the normal,
             or pixel data that cannot be decoded. The message names the series.
     """
-    if not isinstance(series, Series):
-        datasets = list(series)
-        if not datasets:
-            raise InputError(f"{name or 'series'}: no instance given")
-        series = Series(str(datasets[0].get("StudyInstanceUID", "")),
-                        str(datasets[0].get("SeriesInstanceUID", "")), datasets,
-                        [f"<memory #{n}>" for n in range(len(datasets))])
-    if not series.datasets:
-        raise InputError(f"{name or series.label()}: no instance")
+    series = _as_series(series, name)
     name = name or series.label()
-    frames: list[_Frame] = []
-    for ds, source in zip(series.datasets, series.sources, strict=True):
-        frames.extend(_frames_of(ds, source, name))
-    frames = _check_and_sort(frames, name)
+    frames, affine = _sorted_frames(series, name)
     array = np.empty((frames[0].shape[1], frames[0].shape[0], len(frames)), dtype=np.float32)
     for k, frame in enumerate(frames):
         try:
@@ -86,14 +75,8 @@ def load_series(series: Series | Sequence[Dataset], name: str | None = None) -> 
         if frame.slope != 1.0 or frame.intercept != 0.0:
             values = values * np.float32(frame.slope) + np.float32(frame.intercept)
         array[:, :, k] = values.T
-    first, last = frames[0], frames[-1]
-    row_dir, col_dir = first.orientation[:3], first.orientation[3:]
-    affine = np.eye(4)
-    affine[:3, 0] = row_dir * first.pixel_spacing[1]
-    affine[:3, 1] = col_dir * first.pixel_spacing[0]
-    affine[:3, 2] = (last.position - first.position) / (len(frames) - 1)
-    affine[:3, 3] = first.position
     header = series.header
+    first = frames[0]
     sop_uids = list(dict.fromkeys(f.sop_instance_uid for f in frames))
     logger.debug("%s: %d frames, spacing %s mm", name, len(frames),
                  np.round(np.linalg.norm(affine[:3, :3], axis=0), 3).tolist())
@@ -106,6 +89,46 @@ def load_series(series: Series | Sequence[Dataset], name: str | None = None) -> 
         frame_of_reference_uid=first.frame_of_reference,
         description=str(header.get("SeriesDescription", "")),
     )
+
+
+def _as_series(series: Series | Sequence[Dataset], name: str | None) -> Series:
+    if isinstance(series, Series):
+        if not series.datasets:
+            raise InputError(f"{name or series.label()}: no instance")
+        return series
+    datasets = list(series)
+    if not datasets:
+        raise InputError(f"{name or 'series'}: no instance given")
+    return Series(str(datasets[0].get("StudyInstanceUID", "")),
+                  str(datasets[0].get("SeriesInstanceUID", "")), datasets,
+                  [f"<memory #{n}>" for n in range(len(datasets))])
+
+
+def _sorted_frames(series: Series, name: str) -> tuple[list[_Frame], np.ndarray]:
+    frames: list[_Frame] = []
+    for ds, source in zip(series.datasets, series.sources, strict=True):
+        frames.extend(_frames_of(ds, source, name))
+    frames = _check_and_sort(frames, name)
+    first, last = frames[0], frames[-1]
+    row_dir, col_dir = first.orientation[:3], first.orientation[3:]
+    affine = np.eye(4)
+    affine[:3, 0] = row_dir * first.pixel_spacing[1]
+    affine[:3, 1] = col_dir * first.pixel_spacing[0]
+    affine[:3, 2] = (last.position - first.position) / (len(frames) - 1)
+    affine[:3, 3] = first.position
+    return frames, affine
+
+
+def series_grid(series: Series | Sequence[Dataset], name: str | None = None
+                ) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The grid (shape ``(i, j, k)`` and LPS affine) :func:`load_series` gives, from headers only.
+
+    Raises:
+        InputError: as :func:`load_series`, for the geometry checks.
+    """
+    series = _as_series(series, name)
+    frames, affine = _sorted_frames(series, name or series.label())
+    return (frames[0].shape[1], frames[0].shape[0], len(frames)), affine
 
 
 def _floats(value: object, n: int, what: str, source: str, name: str) -> np.ndarray:
@@ -238,7 +261,7 @@ def _check_and_sort(frames: list[_Frame], name: str) -> list[_Frame]:
             raise InputError(
                 f"{name}: slice missing: spacing is {step:.2f} mm but {steps[i]:.2f} mm between "
                 f"slices {i} and {i + 1} (positions {along[i]:.2f} and {along[i + 1]:.2f} mm along "
-                f"the normal); {int(round(ratio)) - 1} slice(s) missing there"
+                f"the normal); {round(ratio) - 1} slice(s) missing there"
                 + (f", {uneven.size} gap(s) in all" if uneven.size > 1 else ""))
         raise InputError(f"{name}: slice spacing varies ({steps.min():.2f}–{steps.max():.2f} mm, "
                          f"first irregular step between slices {i} and {i + 1})")

@@ -95,6 +95,10 @@ def export_onnx(
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", category=DeprecationWarning)
             warnings.simplefilter("ignore", category=FutureWarning)
+            # InstanceNorm always normalises with the input's statistics (no running stats),
+            # so the exporter's train=True note is expected.
+            warnings.filterwarnings("ignore", message=".*instance_norm.*train=True")
+            warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean")
             if exporter == "legacy":
                 torch.onnx.export(
                     net,
@@ -141,6 +145,7 @@ def _export_dynamo(
         dynamic_shapes=({**shapes},),
         dynamo=True,
         optimize=True,
+        verbose=False,
     )
     program.save(str(path))
 

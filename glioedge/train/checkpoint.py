@@ -90,10 +90,6 @@ class CheckpointMeta:
             raise ModelError(f"{source}: checkpoint.json lacks the key {exc.args[0]!r}") from None
 
 
-def _state_to_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-
-
 def _optimizer_split(
     optimizer: torch.optim.Optimizer,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -141,7 +137,8 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         for name, module in modules.items():
-            st.save_file(_state_to_tensors(module), str(tmp / f"{name}.safetensors"))
+            # save_model drops the aliases PlainConvUNet keeps (decoder.encoder, all_modules)
+            st.save_model(module, str(tmp / f"{name}.safetensors"))
         if optimizer is not None:
             tensors, opt_meta = _optimizer_split(optimizer)
             st.save_file(tensors, str(tmp / "optimizer.safetensors"))
@@ -187,10 +184,9 @@ def load_module_weights(ckpt_dir: Path, name: str, module: nn.Module) -> None:
     path = Path(ckpt_dir) / f"{name}.safetensors"
     if not path.is_file():
         raise ModelError(f"{ckpt_dir}: checkpoint has no {path.name}")
-    tensors = st.load_file(str(path))
     try:
-        module.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
+        missing, unexpected = st.load_model(module, str(path), strict=True)
+    except (RuntimeError, ValueError, OSError) as exc:
         raise ModelError(f"{path}: weights do not fit the network of the plan: {exc}") from None
 
 

@@ -22,7 +22,7 @@ class KDConfig:
         temperature: its temperature.
     """
 
-    lambda_bt: float = 0.1
+    lambda_bt: float = 0.01
     lambda_offdiag: float = 5e-3
     projector_dim: int = 128
     detach_teacher: bool = True
@@ -58,7 +58,9 @@ class TrainConfig:
         oversample_foreground: share of patches centred on tumour (nnU-Net: 1/3).
         augment: enable data augmentation.
         num_workers: background data-loading processes.
-        seed: makes the run deterministic (data split, init, sampling, augmentation).
+        seed: makes the run deterministic (init, sampling, augmentation).
+        split_seed: decides the train/validation split (kept apart from ``seed`` so that runs with
+            different seeds are compared on the same held-out cases).
         amp: mixed precision (used on CUDA only).
         val_step: sliding-window step for validation.
     """
@@ -78,6 +80,7 @@ class TrainConfig:
     augment: bool = True
     num_workers: int = 2
     seed: int = 0
+    split_seed: int = 0
     amp: bool = True
     val_step: float = 0.5
     kd: KDConfig = field(default_factory=KDConfig)

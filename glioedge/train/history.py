@@ -67,20 +67,22 @@ class History:
         for term in sorted({k for r in self.records for k in r.get("train", {})}):
             ax_loss.plot(epochs, [r["train"].get(term) for r in self.records], label=term)
         ax_loss.set(xlabel="epoch", ylabel="loss", title="training loss terms")
-        ax_loss.legend(fontsize=7)
+        if ax_loss.lines:
+            ax_loss.legend(fontsize=7)
         for r_name in ("teacher", "student"):
             val = [(r["epoch"], r["val"][r_name]) for r in self.records if r_name in r.get("val", {})]
             for region in ("WT", "TC", "ET"):
                 if val:
                     ax_dice.plot(
                         [e for e, _ in val],
-                        [v[region]["dice_mean"] for _, v in val],
+                        [v[region]["dice"]["mean"] for _, v in val],
                         marker="o",
                         linestyle="-" if r_name == "student" else "--",
                         label=f"{r_name} {region}",
                     )
         ax_dice.set(xlabel="epoch", ylabel="Dice", title="validation Dice", ylim=(0, 1))
-        ax_dice.legend(fontsize=7)
+        if ax_dice.lines:
+            ax_dice.legend(fontsize=7)
         fig.tight_layout()
         tmp = path.with_name(f".{path.name}.tmp.png")
         fig.savefig(tmp, dpi=90)

@@ -5,7 +5,7 @@ One plan describes teacher and student alike; they differ only in input channels
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from glioedge.errors import ConfigError
@@ -74,7 +74,7 @@ class NetworkPlan:
 
     def with_patch(self, patch_size: tuple[int, int, int]) -> NetworkPlan:
         """The same topology with another patch size."""
-        return NetworkPlan(**{**self.to_dict(), "patch_size": tuple(patch_size)})
+        return replace(self, patch_size=tuple(int(p) for p in patch_size))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

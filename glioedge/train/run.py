@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from glioedge import __version__
+from glioedge.data.augment import AugmentConfig
 from glioedge.data.brats import discover_cases
 from glioedge.data.dataset import dataset_digest, preprocess_cohort
 from glioedge.data.loader import load_preprocessed, make_train_loader
@@ -82,7 +83,7 @@ def train_from_folder(
     if not cases:
         raise InputError(f"{data_dir}: no BraTS cases found (expected case folders or an nnU-Net dataset)")
     by_id = {c.case_id: c for c in cases}
-    train_ids, val_ids = split_cases(list(by_id), config.val_fraction, config.seed)
+    train_ids, val_ids = split_cases(list(by_id), config.val_fraction, config.split_seed)
     plan = resolve_plan(config)
     params = PreprocessParams(
         modalities=tuple(m.value for m in modalities), target_spacing=tuple(config.target_spacing)
@@ -123,7 +124,7 @@ def train_from_folder(
             train_paths,
             patch_size=plan.patch_size,
             batch_size=config.batch_size,
-            augment=config.augment,
+            augment=AugmentConfig(enabled=config.augment),
             oversample_foreground=config.oversample_foreground,
             seed=config.seed * 10_007 + epoch + rank_offset,
             num_workers=config.num_workers,
@@ -152,6 +153,6 @@ def train_from_folder(
 def _fmt(record: dict[str, Any]) -> str:
     parts = [f"loss {record['train']['total']:.4f}"]
     for name, summary in record.get("val", {}).items():
-        dice = " ".join(f"{r} {summary[r]['dice_mean']:.3f}" for r in ("WT", "TC", "ET") if r in summary)
+        dice = " ".join(f"{r} {summary[r]['dice']['mean']:.3f}" for r in ("WT", "TC", "ET") if r in summary)
         parts.append(f"{name} Dice {dice}")
     return "; ".join(parts)
