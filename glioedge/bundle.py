@@ -52,8 +52,7 @@ _ID_FIELDS = (
     "modalities", "preprocess", "patch_size", "num_classes", "label_map", "label_convention",
     "network_plan", "postprocess",
 )  # fmt: skip
-#: Manifest keys that may be absent (they have defaults).
-_OPTIONAL = frozenset({"brain_mask", "engines", "format_version"})
+_OPTIONAL = frozenset({"brain_mask", "engines", "format_version"})  # keys with defaults
 
 
 class Precision(str, Enum):
@@ -78,7 +77,8 @@ def engine_filename(
     compute_capability: tuple[int, int], trt_version: str, precision: Precision | str = "fp16"
 ) -> str:
     """File name of a TensorRT engine: an engine only runs on the GPU architecture and TensorRT
-    version that built it, so both are part of the name. Example: ``engine_filename((9, 0), "10.13.3.9")`` → ``model.sm90.trt10.13.3.9.fp16.engine``.
+    version that built it, so both are part of the name. Example:
+    ``engine_filename((9, 0), "10.13.3.9")`` → ``model.sm90.trt10.13.3.9.fp16.engine``.
 
     Raises:
         ConfigError: the compute capability, version or precision is malformed.

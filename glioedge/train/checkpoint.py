@@ -185,7 +185,7 @@ def load_module_weights(ckpt_dir: Path, name: str, module: nn.Module) -> None:
     if not path.is_file():
         raise ModelError(f"{ckpt_dir}: checkpoint has no {path.name}")
     try:
-        missing, unexpected = st.load_model(module, str(path), strict=True)
+        st.load_model(module, str(path), strict=True)
     except (RuntimeError, ValueError, OSError) as exc:
         raise ModelError(f"{path}: weights do not fit the network of the plan: {exc}") from None
 

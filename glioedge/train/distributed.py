@@ -61,6 +61,12 @@ def average_terms(terms: dict[str, float], info: DistInfo) -> dict[str, float]:
     return {k: float(v) / info.world_size for k, v in zip(keys, t, strict=True)}
 
 
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if info.enabled:
+        dist.barrier()
+
+
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

@@ -30,6 +30,7 @@ class KDModel(nn.Module):
     def __init__(self, plan: NetworkPlan, config: TrainConfig) -> None:
         super().__init__()
         self.student_only = config.student_only
+        self.detach_teacher = config.kd.detach_teacher
         self.student = build_unet(plan, len(config.student_modalities), NUM_CLASSES)
         self.register_buffer(
             "student_channels",
@@ -53,12 +54,24 @@ class KDModel(nn.Module):
         return parts
 
     def forward(self, image: torch.Tensor) -> dict[str, object]:
-        """Run both networks on one batch holding every input modality (teacher order)."""
+        """Run both networks (and the projector heads) on one batch holding every input modality.
+
+        Everything trainable runs inside this forward, so DDP sees every parameter used.
+        The teacher side of Barlow Twins is detached by default (``kd.detach_teacher``): the
+        teacher's encoder then learns only from its own segmentation loss, so the limited-input
+        student cannot drag the teacher's representation towards what FLAIR+T1CE alone can
+        express, and knowledge flows one way, teacher → student. The teacher projector still
+        learns (it sees the detached features), so both heads find a shared space. Set it to
+        False for mutual learning.
+        """
         s_out, s_z = forward_with_bottleneck(self.student, image.index_select(1, self.student_channels))
-        out: dict[str, object] = {"student": s_out, "student_z": s_z}
+        out: dict[str, object] = {"student": s_out}
         if not self.student_only:
             t_out, t_z = forward_with_bottleneck(self.teacher, image)
-            out.update(teacher=t_out, teacher_z=t_z)
+            t_z = t_z.detach() if self.detach_teacher else t_z
+            out.update(
+                teacher=t_out, teacher_proj=self.proj_teacher(t_z), student_proj=self.proj_student(s_z)
+            )
         return out
 
 
@@ -71,14 +84,7 @@ class LossParts:
 
 
 class KDObjective(nn.Module):
-    """L = DS(CE+Dice)(teacher) + DS(CE+Dice)(student) + λ_bt·BT(P_t(z_t), P_s(z_s)) [+ logit KD].
-
-    The teacher side of Barlow Twins is detached by default (``kd.detach_teacher``): the teacher's
-    encoder then learns only from its own segmentation loss, so the limited-input student cannot
-    drag the teacher's representation towards what FLAIR+T1CE alone can express, and knowledge
-    flows one way, teacher → student. The teacher projector still learns (it sees the detached
-    features), so both heads find a shared space. Set it to False for mutual learning.
-    """
+    """L = DS(CE+Dice)(teacher) + DS(CE+Dice)(student) + λ_bt·BT(P_t(z_t), P_s(z_s)) [+ logit KD]."""
 
     def __init__(self, plan: NetworkPlan, config: TrainConfig) -> None:
         super().__init__()
@@ -86,18 +92,13 @@ class KDObjective(nn.Module):
         self.student_only = config.student_only
         self.seg_loss = DeepSupervisionLoss(DiceCELoss(), plan.n_stages - 1)
 
-    def forward(self, model: KDModel, out: dict[str, object], target: torch.Tensor) -> LossParts:
+    def forward(self, out: dict[str, object], target: torch.Tensor) -> LossParts:
         s_loss = self.seg_loss(out["student"], target)
         terms = {"student_seg": float(s_loss.detach())}
         total = s_loss
         if not self.student_only:
             t_loss = self.seg_loss(out["teacher"], target)
-            z_t = out["teacher_z"]
-            if self.kd.detach_teacher:
-                z_t = z_t.detach()
-            bt = barlow_twins_loss(
-                model.proj_teacher(z_t), model.proj_student(out["student_z"]), self.kd.lambda_offdiag
-            )
+            bt = barlow_twins_loss(out["teacher_proj"], out["student_proj"], self.kd.lambda_offdiag)
             total = total + t_loss + self.kd.lambda_bt * bt
             terms.update(teacher_seg=float(t_loss.detach()), barlow_twins=float(bt.detach()))
             if self.kd.logit_kd:

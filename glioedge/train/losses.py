@@ -80,9 +80,10 @@ class DeepSupervisionLoss(nn.Module):
     def forward(self, outputs: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         targets = downsample_targets(target, [o.shape[2:] for o in outputs])
         total = outputs[0].new_zeros((), dtype=torch.float32)
+        # Every output enters the graph, even at weight 0, so that DDP sees a gradient (of zero)
+        # for the lowest-resolution head instead of failing on an unused parameter.
         for w, out, tgt in zip(self.weights, outputs, targets, strict=True):
-            if w > 0:
-                total = total + w * self.loss(out, tgt)
+            total = total + w * self.loss(out, tgt)
         return total
 
 

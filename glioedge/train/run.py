@@ -27,7 +27,7 @@ from glioedge.data.modalities import parse_modalities
 from glioedge.data.preprocess import PreprocessParams
 from glioedge.errors import InputError
 from glioedge.train.config import TrainConfig
-from glioedge.train.distributed import init_distributed, pick_device, shutdown
+from glioedge.train.distributed import barrier, init_distributed, pick_device, shutdown
 from glioedge.train.history import History
 from glioedge.train.plan import NetworkPlan, get_preset
 from glioedge.train.trainer import Trainer
@@ -93,7 +93,12 @@ def train_from_folder(
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "split.json").write_text(json.dumps({"train": train_ids, "val": val_ids}, indent=1))
-    paths = preprocess_cohort(cases, params, pre_dir, num_workers=max(1, config.num_workers))
+    # Rank 0 preprocesses; the others wait, then find every case cached (digests match).
+    if info.is_main:
+        paths = preprocess_cohort(cases, params, pre_dir, num_workers=max(1, config.num_workers))
+    barrier(info)
+    if not info.is_main:
+        paths = preprocess_cohort(cases, params, pre_dir, num_workers=1)
     path_by_id = {p.stem: p for p in paths}
     train_paths = [path_by_id[i] for i in train_ids]
     val_cases = []

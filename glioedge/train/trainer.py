@@ -81,7 +81,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, enabled=self.use_amp):
             out = self.forward_model(image)
-            parts = self.objective(self.model, out, label)
+            parts = self.objective(out, label)
         self.scaler.scale(parts.total).backward()
         self.scaler.unscale_(self.optimizer)
         nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)

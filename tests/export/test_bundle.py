@@ -73,7 +73,7 @@ def test_tampered_model_is_refused(bundle_copy: Path) -> None:
 
 def test_missing_file_is_refused(bundle_copy: Path) -> None:
     (bundle_copy / "model.fp16.onnx").unlink()
-    with pytest.raises(ModelError, match="model.fp16.onnx: missing"):
+    with pytest.raises(ModelError, match=r"model\.fp16\.onnx: missing"):
         Bundle.load(bundle_copy)
 
 
@@ -103,7 +103,7 @@ def test_malformed_manifests_are_refused(bundle_copy: Path, edit: object, messag
 
 
 def test_not_a_bundle(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="no manifest.json"):
+    with pytest.raises(ModelError, match=r"no manifest\.json"):
         Bundle.load(tmp_path)
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ModelError, match="invalid JSON"):
