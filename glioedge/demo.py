@@ -51,7 +51,7 @@ def run_demo(out: Path, quick: bool = False) -> int:
         from glioedge.export.pipeline import export_bundle
 
         bundle = export_bundle(result.checkpoint, out / "bundle")
-        summary["bundle"] = str(bundle)
+        summary["bundle"] = str(bundle.root)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     _print_summary(summary)

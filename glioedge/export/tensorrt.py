@@ -114,6 +114,12 @@ def _parse(trt: Any, network: Any, logger_: Any, onnx_path: Path) -> None:
         raise BackendError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
 
 
+def _as_normalization(trt: Any, layer: Any) -> Any:
+    """The layer as ``INormalizationLayer`` (the Python bindings return the base class)."""
+    layer.__class__ = trt.INormalizationLayer
+    return layer
+
+
 def _constrain_norm_fp32(trt: Any, network: Any) -> int:
     """Pin normalisation (and softmax) layers to FP32 in a weakly typed network."""
     keep = {trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX}
@@ -121,6 +127,9 @@ def _constrain_norm_fp32(trt: Any, network: Any) -> int:
     for i in range(network.num_layers):
         layer = network.get_layer(i)
         if layer.type in keep:
+            if layer.type == trt.LayerType.NORMALIZATION:
+                layer = _as_normalization(trt, layer)
+                layer.compute_precision = trt.float32  # accumulate statistics in FP32
             layer.precision = trt.float32
             for o in range(layer.num_outputs):
                 layer.set_output_type(o, trt.float32)

@@ -109,6 +109,7 @@ def train_from_folder(
     provenance = {
         "data_dir_name": Path(data_dir).name,
         "data_digest": digest,
+        "label_conventions": sorted({str(c.convention.value) for c in cases}),
         "n_train": len(train_ids),
         "n_val": len(val_ids),
         "glioedge_version": __version__,

@@ -143,6 +143,15 @@ def test_engine_lookup_and_registration(bundle_copy: Path) -> None:
         Bundle.load(bundle_copy)
 
 
+def test_same_checkpoint_gives_the_same_bundle_id(
+    tiny_checkpoint: Path, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    from glioedge.export.pipeline import ExportOptions, export_bundle
+
+    again = export_bundle(tiny_checkpoint, tmp_path / "again", ExportOptions(fp16=False))
+    assert again.manifest.bundle_id == Bundle.load(tiny_bundle).manifest.bundle_id
+
+
 def test_bundle_module_loads_and_verifies_without_torch_or_onnx(tiny_bundle: Path) -> None:
     code = textwrap.dedent(f"""
         import sys
@@ -152,6 +161,7 @@ def test_bundle_module_loads_and_verifies_without_torch_or_onnx(tiny_bundle: Pat
                     raise ImportError("blocked: " + name)
         sys.meta_path.insert(0, Block())
         from glioedge.bundle import Bundle
+        import glioedge.export.tensorrt  # the runtime builds engines on first use with it
         b = Bundle.load({str(tiny_bundle)!r})
         assert not any(m.split(".")[0] in ("torch", "onnx") for m in sys.modules)
         print(b.manifest.bundle_id)

@@ -1,0 +1,144 @@
+"""Brain extraction: treat the input as skull-stripped, or run an external tool (HD-BET, SynthStrip).
+
+BraTS-trained models expect skull-stripped input. Two explicit modes, recorded in every result:
+
+* ``skull-stripped``: the brain is the union of nonzero voxels over the input channels (what
+  :func:`glioedge.data.preprocess.preprocess` assumes without a mask);
+* ``command``: a user command template is run without a shell (split with :mod:`shlex`); its
+  placeholders ``{input}`` (the reference modality as NIfTI), ``{output}`` (the mask NIfTI it must
+  write) and ``{<modality>}`` (e.g. ``{flair}``) are replaced by paths in a private temporary
+  folder. Example: ``mri_synthstrip -i {input} -m {output}``. Nonzero output voxels are brain.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from glioedge.dicom_io import Volume
+from glioedge.errors import BackendError, ConfigError, InputError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BrainMaskMode", "brain_mask", "command_mask", "nonzero_mask"]
+
+
+class BrainMaskMode(str, Enum):
+    """How the brain mask is obtained."""
+
+    SKULL_STRIPPED = "skull-stripped"
+    COMMAND = "command"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def mask_mode(value: BrainMaskMode | str) -> BrainMaskMode:
+    """Convert once from ``str | BrainMaskMode``.
+
+    Raises:
+        ConfigError: unknown mode.
+    """
+    try:
+        return BrainMaskMode(str(getattr(value, "value", value)))
+    except ValueError:
+        valid = ", ".join(m.value for m in BrainMaskMode)
+        raise ConfigError(f"brain_mask {value!r}; valid: {valid}") from None
+
+
+def nonzero_mask(volumes: Mapping[str, Volume]) -> np.ndarray:
+    """Union of nonzero voxels over the channels (all on one grid).
+
+    Raises:
+        InputError: the mask is empty (every voxel is 0).
+    """
+    mask = np.zeros(next(iter(volumes.values())).shape, dtype=bool)
+    for vol in volumes.values():
+        mask |= np.asarray(vol.array) != 0
+    if not mask.any():
+        raise InputError("every voxel of the input images is 0: nothing to segment")
+    return mask
+
+
+def command_mask(
+    volumes: Mapping[str, Volume], reference: str, command: str, timeout_s: float = 600.0
+) -> np.ndarray:
+    """Run a brain-extraction command on NIfTI copies of the inputs and read its mask back.
+
+    Args:
+        volumes: modality → volume, all on the reference grid.
+        reference: modality passed as ``{input}``.
+        command: the template (see the module docstring).
+        timeout_s: seconds before the command is killed.
+
+    Raises:
+        ConfigError: an empty template, or one without ``{output}``.
+        BackendError: the command is not found, times out or exits with an error (its stderr tail
+            is quoted).
+        InputError: the mask file is missing, unreadable, on another grid, or empty.
+    """
+    if not command or "{output}" not in command:
+        raise ConfigError(f"brain_mask_command must contain {{output}}, got {command!r}")
+    with tempfile.TemporaryDirectory(prefix="glioedge-bet-") as tmp:
+        root = Path(tmp)
+        paths = {m: str(vol.to_nifti(root / f"{m}.nii.gz")) for m, vol in volumes.items()}
+        out = root / "brain_mask.nii.gz"
+        values = {**paths, "input": paths[reference], "output": str(out)}
+        try:
+            argv = [part.format(**values) for part in shlex.split(command)]
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(
+                f"brain_mask_command {command!r}: unknown placeholder {exc}; known: "
+                f"{', '.join('{' + k + '}' for k in values)}"
+            ) from None
+        logger.info("brain mask: running %s", argv[0])
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
+                                  check=False)
+        except FileNotFoundError:
+            raise BackendError(f"brain-mask command {argv[0]!r} not found (brain_mask_command="
+                               f"{command!r}); install the tool or fix the path") from None
+        except subprocess.TimeoutExpired:
+            raise BackendError(f"brain-mask command {command!r} timed out after {timeout_s:.0f} s"
+                               ) from None
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout or "").strip()[-500:]
+            raise BackendError(f"brain-mask command {command!r} failed with exit code "
+                               f"{proc.returncode}: {tail}")
+        if not out.is_file():
+            raise InputError(f"brain-mask command {command!r} exited 0 but wrote no {{output}} file")
+        mask_vol = Volume.from_nifti(out)
+        ref = volumes[reference]
+        if mask_vol.shape != ref.shape or not np.allclose(mask_vol.affine, ref.affine, atol=1e-3):
+            raise InputError(f"brain-mask command {command!r} wrote a mask on grid "
+                             f"{mask_vol.shape}, expected the input's grid {ref.shape}")
+        mask = np.asarray(mask_vol.array) > 0
+    if not mask.any():
+        raise InputError(f"brain-mask command {command!r} returned an empty mask")
+    return mask
+
+
+def brain_mask(
+    volumes: Mapping[str, Volume], mode: BrainMaskMode | str, reference: str,
+    command: str | None = None,
+) -> np.ndarray:
+    """The brain mask on the volumes' (shared) grid, by ``mode``.
+
+    Raises:
+        ConfigError: unknown mode, or ``command`` mode without a command.
+        BackendError: the command fails.
+        InputError: an empty mask.
+    """
+    if mask_mode(mode) is BrainMaskMode.SKULL_STRIPPED:
+        return nonzero_mask(volumes)
+    if not command:
+        raise ConfigError("brain_mask='command' needs brain_mask_command (e.g. "
+                          "'mri_synthstrip -i {input} -m {output}')")
+    return command_mask(volumes, reference, command)

@@ -1,0 +1,70 @@
+"""``glioedge segment STUDY_DIR --bundle B --out DIR``: one study, one result folder."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["add_segment_parser", "run_segment"]
+
+
+def add_segment_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``segment`` on the CLI's sub-parsers (sets ``func``)."""
+    from glioedge.runtime.segmenter import SegmenterConfig
+
+    d = SegmenterConfig()
+    p = subparsers.add_parser(
+        "segment", help="segment one DICOM study with a model bundle → DICOM-SEG + report",
+        description="Segment the FLAIR + T1CE series of one DICOM study (a folder, searched "
+        "recursively) and write seg.dcm, report.json (and qa.png, sr.dcm) into --out.",
+    )
+    p.add_argument("study", type=Path, metavar="STUDY_DIR", help="folder with the study's DICOM files")
+    p.add_argument("--bundle", type=Path, required=True, help="model bundle directory")
+    p.add_argument("--out", type=Path, required=True, help="folder for the result files")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"],
+                   help="inference backend (default auto: TensorRT > ORT-CUDA > ORT-CPU)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: best available)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="training checkpoint (needed by --backend torch)")
+    p.add_argument("--brain-mask", default=d.brain_mask, choices=["skull-stripped", "command"],
+                   help="input already skull-stripped, or run --brain-mask-command")
+    p.add_argument("--brain-mask-command", default=None,
+                   help="e.g. 'mri_synthstrip -i {input} -m {output}' (no shell)")
+    p.add_argument("--rules", type=Path, default=None, help="modality rule file (JSON/TOML)")
+    p.add_argument("--mirror", action="store_true", help="test-time mirroring (8× slower)")
+    p.add_argument("--no-postprocess", action="store_true", help="skip the small-ET → NCR rule")
+    p.add_argument("--segmentation-type", default=d.segmentation_type, choices=["BINARY", "LABELMAP"])
+    p.add_argument("--step-size", type=float, default=d.step_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--qa-png", action="store_true", help="also write qa.png (overlay)")
+    p.add_argument("--sr", action="store_true", help="also write sr.dcm (TID 1500 volumes)")
+    p.set_defaults(func=run_segment)
+    return p
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    """Run ``glioedge segment``; returns the exit status.
+
+    Raises:
+        GlioedgeError: bad input, bundle or back-end (the CLI prints it and exits 1).
+    """
+    from glioedge.runtime.segmenter import Segmenter, SegmenterConfig
+
+    config = SegmenterConfig(
+        step_size=args.step_size, batch_size=args.batch_size, mirror=args.mirror,
+        postprocess=not args.no_postprocess, brain_mask=args.brain_mask,
+        brain_mask_command=args.brain_mask_command, segmentation_type=args.segmentation_type,
+        qa_png=args.qa_png, sr=args.sr,
+    )
+    with Segmenter.from_bundle(args.bundle, args.backend, args.device, config,
+                               checkpoint=args.checkpoint) as segmenter:
+        result = segmenter.segment_study(args.study, rules=args.rules)
+    files = result.write(args.out)
+    vols = ", ".join(f"{k} {v:.2f} ml" for k, v in result.volumes_ml.items())
+    logger.info("study %s: %s", result.study_instance_uid, vols)
+    for kind, path in files.items():
+        logger.info("wrote %s: %s", kind, path)
+    return 0

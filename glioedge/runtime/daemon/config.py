@@ -1,0 +1,316 @@
+"""Daemon configuration: one TOML file, overridden by the command line, with defaults that work.
+
+The file has one table per concern (``[watch]``, ``[model]``, ``[segmenter]``, ``[delivery]``,
+``[health]``, ``[receive]``, ``[log]``); every key is optional except the folders and the bundle,
+which may come from the command line instead. ``docs/daemon.md`` is the reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from glioedge.errors import ConfigError
+
+_CSTORE = re.compile(r"^(?P<aet>[^@]{1,16})@(?P<host>[^:@]+):(?P<port>\d{1,5})$")
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchConfig:
+    """Folders, study completeness and job retries.
+
+    Attributes:
+        inbox: Folder watched for incoming DICOM files (any layout, recursive).
+        outbox: Folder the results go to, ``<outbox>/<study uid>/seg.dcm`` and friends.
+        quarantine: Where bad studies are copied; default ``<outbox>/_quarantine``.
+        state: Where the job store lives; default ``<outbox>/_state`` (put it on another disk
+            than the outbox so that a full outbox cannot stop the store from recording it).
+        quiet_time: Seconds without a new file before a study counts as complete.
+        max_wait: Seconds after a study's first file after which it is processed or quarantined
+            even if its required series are still missing.
+        poll_interval: Seconds between rescans (the polling fallback; watchdog events only make
+            a rescan come sooner).
+        watchdog: Use filesystem events when the ``watchdog`` package is importable.
+        max_attempts: Starts of one job (crashes included) before it is marked failed.
+        retry_initial: First delay in seconds before a job that hit an environmental error
+            (full disk, permissions) or a model error is retried; doubles up to ``retry_max``.
+        retry_max: Longest delay between job retries, in seconds.
+        keep_inputs: Keep the input files after success (default); ``false`` deletes the study's
+            input files once every delivery is acknowledged.
+    """
+
+    inbox: str = ""
+    outbox: str = ""
+    quarantine: str = ""
+    state: str = ""
+    quiet_time: float = 30.0
+    max_wait: float = 1800.0
+    poll_interval: float = 2.0
+    watchdog: bool = True
+    max_attempts: int = 3
+    retry_initial: float = 10.0
+    retry_max: float = 600.0
+    keep_inputs: bool = True
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """The quarantine folder, default under the outbox."""
+        return Path(self.quarantine) if self.quarantine else Path(self.outbox) / "_quarantine"
+
+    @property
+    def state_dir(self) -> Path:
+        """The job-store folder, default under the outbox."""
+        return Path(self.state) if self.state else Path(self.outbox) / "_state"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Which bundle, back-end and device run the segmentation, and the modality rule file."""
+
+    bundle: str = ""
+    backend: str = "auto"
+    device: str = ""
+    rules: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryConfig:
+    """Where SEGs go beyond the outbox, and how failed sends are retried.
+
+    Attributes:
+        folders: Extra folders that receive a copy of each study's outputs.
+        cstore: PACS nodes as ``AET@HOST:PORT`` (DICOM C-STORE).
+        stowrs: DICOMweb base URLs (STOW-RS ``POST <url>/studies``).
+        calling_aet: Our AE title when we associate with a PACS.
+        timeout: Network timeout of one send, in seconds.
+        max_attempts: Sends of one SEG to one destination before the delivery is marked failed.
+        backoff_initial: First delay between sends, in seconds.
+        backoff_factor: Growth of the delay after each failure.
+        backoff_max: Longest delay between sends, in seconds.
+    """
+
+    folders: tuple[str, ...] = ()
+    cstore: tuple[str, ...] = ()
+    stowrs: tuple[str, ...] = ()
+    calling_aet: str = "GLIOEDGE"
+    timeout: float = 30.0
+    max_attempts: int = 50
+    backoff_initial: float = 5.0
+    backoff_factor: float = 2.0
+    backoff_max: float = 600.0
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds to wait after ``attempts`` failed sends."""
+        return min(self.backoff_max, self.backoff_initial * self.backoff_factor ** max(0, attempts - 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthConfig:
+    """The HTTP health and metrics endpoint; ``port = 0`` disables it."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ReceiveConfig:
+    """The DICOM Storage SCP (``glioedge receive``).
+
+    Attributes:
+        aet: Our AE title.
+        host: Address to listen on; ``0.0.0.0`` to accept scanners on the network.
+        port: TCP port (104 and 11112 are usual).
+        inbox: Folder to write instances into (default: ``[watch] inbox``).
+        allowed_calling_aets: Accept only these calling AE titles; empty accepts any.
+    """
+
+    aet: str = "GLIOEDGE"
+    host: str = "127.0.0.1"
+    port: int = 11112
+    inbox: str = ""
+    allowed_calling_aets: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class LogConfig:
+    """Log level and format (``json`` lines or plain ``text``)."""
+
+    level: str = "INFO"
+    format: str = "json"
+
+
+_SECTIONS: dict[str, type] = {
+    "watch": WatchConfig, "model": ModelConfig, "delivery": DeliveryConfig,
+    "health": HealthConfig, "receive": ReceiveConfig, "log": LogConfig,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DaemonConfig:
+    """The whole daemon configuration; ``segmenter`` is passed to ``SegmenterConfig.from_dict``."""
+
+    watch: WatchConfig = WatchConfig()
+    model: ModelConfig = ModelConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    health: HealthConfig = HealthConfig()
+    receive: ReceiveConfig = ReceiveConfig()
+    log: LogConfig = LogConfig()
+    segmenter: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/TOML-serialisable form (tuples become lists)."""
+        out: dict[str, Any] = {}
+        for name in _SECTIONS:
+            out[name] = {k: list(v) if isinstance(v, tuple) else v
+                         for k, v in dataclasses.asdict(getattr(self, name)).items()}
+        out["segmenter"] = dict(self.segmenter)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DaemonConfig:
+        """Build and validate from nested tables.
+
+        Raises:
+            ConfigError: an unknown table or key, a value of the wrong type, or an invalid value.
+        """
+        unknown = set(data) - {*_SECTIONS, "segmenter"}
+        if unknown:
+            raise ConfigError(f"unknown configuration table(s) {sorted(unknown)}; "
+                              f"accepted: {sorted([*_SECTIONS, 'segmenter'])}")
+        kwargs: dict[str, Any] = {}
+        for name, section_type in _SECTIONS.items():
+            kwargs[name] = _section(name, section_type, data.get(name, {}))
+        segmenter = data.get("segmenter", {})
+        if not isinstance(segmenter, Mapping):
+            raise ConfigError("[segmenter] must be a table of SegmenterConfig fields")
+        config = cls(segmenter=dict(segmenter), **kwargs)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Check values that types alone do not.
+
+        Raises:
+            ConfigError: naming the key and what is accepted.
+        """
+        w, d = self.watch, self.delivery
+        for key, value in (("watch.quiet_time", w.quiet_time), ("watch.max_wait", w.max_wait),
+                           ("watch.poll_interval", w.poll_interval), ("delivery.timeout", d.timeout),
+                           ("delivery.backoff_initial", d.backoff_initial)):
+            if value < 0:
+                raise ConfigError(f"{key} = {value}: expected a number of seconds >= 0")
+        if w.max_attempts < 1 or d.max_attempts < 1:
+            raise ConfigError("watch.max_attempts and delivery.max_attempts must be >= 1")
+        for node in d.cstore:
+            parse_cstore(node)
+        for url in d.stowrs:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"delivery.stowrs {url!r}: expected an http(s):// URL")
+        if self.log.format not in ("json", "text"):
+            raise ConfigError(f"log.format = {self.log.format!r}: expected 'json' or 'text'")
+
+    def require_folders(self) -> None:
+        """Check what ``watch`` needs before it starts.
+
+        Raises:
+            ConfigError: the inbox, outbox or bundle is not set.
+        """
+        missing = [k for k, v in (("watch.inbox", self.watch.inbox), ("watch.outbox", self.watch.outbox),
+                                  ("model.bundle", self.model.bundle)) if not v]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)} not set: give them in the config file or on "
+                              "the command line (INBOX, --out, --bundle)")
+
+
+def _section(name: str, section_type: type, table: Any) -> Any:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"[{name}] must be a table")
+    fields = {f.name: f for f in dataclasses.fields(section_type)}
+    unknown = set(table) - set(fields)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in [{name}]; accepted: {sorted(fields)}")
+    defaults = section_type()
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        default = getattr(defaults, key)
+        values[key] = _coerce(f"{name}.{key}", value, default)
+    return section_type(**values)
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif isinstance(default, tuple):
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+    elif isinstance(default, float):
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif isinstance(default, int):
+        if isinstance(value, (int, str)) and not isinstance(value, bool):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif isinstance(default, str) and isinstance(value, (str, Path)):
+        return str(value)
+    raise ConfigError(f"{key} = {value!r}: expected {type(default).__name__}")
+
+
+def parse_cstore(node: str) -> tuple[str, str, int]:
+    """Split ``AET@HOST:PORT``.
+
+    Raises:
+        ConfigError: the text is not of that form or the port is out of range.
+    """
+    match = _CSTORE.match(node.strip())
+    if not match or not 0 < int(match["port"]) < 65536:
+        raise ConfigError(f"C-STORE destination {node!r}: expected AET@HOST:PORT, e.g. ORTHANC@127.0.0.1:4242")
+    return match["aet"], match["host"], int(match["port"])
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> DaemonConfig:
+    """Read the TOML file (if any) and apply dotted-key overrides such as ``watch.quiet_time``.
+
+    Args:
+        path: A ``.toml`` file, or None for defaults only.
+        overrides: ``{"section.key": value}``; None values are ignored.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or a value is invalid.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            from glioedge._optional import require
+
+            tomllib = require("tomli", "reading the daemon's TOML configuration on Python 3.10")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"configuration file {path} cannot be read: {exc}") from exc
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        if not key:
+            raise ConfigError(f"override {dotted!r}: expected section.key")
+        data.setdefault(section, {})[key] = value
+    return DaemonConfig.from_dict(data)

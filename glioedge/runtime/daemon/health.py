@@ -1,0 +1,187 @@
+"""HTTP health endpoint and Prometheus metrics (text exposition format 0.0.4, written by hand).
+
+``GET /healthz`` → 200 ``{"status": "ok", ...}`` while the daemon loop ticks, 503 when it has
+stalled; ``GET /metrics`` → jobs by state, deliveries by destination and state, stage latency
+histograms, counters, and GPU memory when ``nvidia-smi`` answers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+#: Histogram bucket bounds in seconds (a tiny CPU model to a full-size case on 2 cores).
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+class Metrics:
+    """Thread-safe counters and stage-latency histograms kept in memory."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hist: dict[str, list[float]] = {}
+        self._sum: dict[str, float] = {}
+        self._count: dict[str, int] = {}
+        self._counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self.started = time.time()
+        self.last_tick = time.time()
+
+    def observe(self, stage: str, seconds: float) -> None:
+        """Add one latency observation for ``stage``."""
+        with self._lock:
+            buckets = self._hist.setdefault(stage, [0.0] * len(BUCKETS))
+            for n, bound in enumerate(BUCKETS):
+                if seconds <= bound:
+                    buckets[n] += 1
+            self._sum[stage] = self._sum.get(stage, 0.0) + seconds
+            self._count[stage] = self._count.get(stage, 0) + 1
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        """Increase counter ``glioedge_<name>_total`` with ``labels``."""
+        key = (name, tuple(sorted(labels.items())))
+        with self._lock:
+            self._counters[key] = self._counters.get(key, 0.0) + amount
+
+    def tick(self) -> None:
+        """Record that the daemon loop is alive."""
+        self.last_tick = time.time()
+
+    def render(self, job_counts: Mapping[str, int],
+               delivery_counts: Mapping[tuple[str, str], int]) -> str:
+        """The exposition text."""
+        lines = ["# HELP glioedge_up 1 while the daemon runs.", "# TYPE glioedge_up gauge",
+                 "glioedge_up 1",
+                 "# HELP glioedge_jobs Jobs in the store by state.", "# TYPE glioedge_jobs gauge"]
+        lines += [f'glioedge_jobs{{state="{s}"}} {n}' for s, n in sorted(job_counts.items())]
+        lines += ["# HELP glioedge_deliveries Delivery rows by destination and state.",
+                  "# TYPE glioedge_deliveries gauge"]
+        lines += [f'glioedge_deliveries{{destination="{_esc(d)}",state="{s}"}} {n}'
+                  for (d, s), n in sorted(delivery_counts.items())]
+        with self._lock:
+            lines += ["# HELP glioedge_stage_seconds Latency of each stage of a job.",
+                      "# TYPE glioedge_stage_seconds histogram"]
+            for stage in sorted(self._hist):
+                for bound, n in zip(BUCKETS, self._hist[stage], strict=True):
+                    lines.append(f'glioedge_stage_seconds_bucket{{stage="{_esc(stage)}",le="{bound}"}} '
+                                 f"{n:g}")
+                lines.append(f'glioedge_stage_seconds_bucket{{stage="{_esc(stage)}",le="+Inf"}} '
+                             f"{self._count[stage]}")
+                lines.append(f'glioedge_stage_seconds_sum{{stage="{_esc(stage)}"}} {self._sum[stage]:.6f}')
+                lines.append(f'glioedge_stage_seconds_count{{stage="{_esc(stage)}"}} {self._count[stage]}')
+            for name in sorted({k[0] for k in self._counters}):
+                lines += [f"# TYPE glioedge_{name}_total counter"]
+                for (n, labels), value in sorted(self._counters.items()):
+                    if n == name:
+                        text = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
+                        lines.append(f"glioedge_{name}_total{{{text}}} {value:g}")
+        gpus = gpu_memory()
+        if gpus:
+            lines += ["# HELP glioedge_gpu_memory_used_bytes GPU memory in use (nvidia-smi).",
+                      "# TYPE glioedge_gpu_memory_used_bytes gauge"]
+            lines += [f'glioedge_gpu_memory_used_bytes{{gpu="{i}"}} {used}' for i, (used, _) in gpus.items()]
+            lines += ["# TYPE glioedge_gpu_memory_total_bytes gauge"]
+            lines += [f'glioedge_gpu_memory_total_bytes{{gpu="{i}"}} {total}'
+                      for i, (_, total) in gpus.items()]
+        return "\n".join(lines) + "\n"
+
+
+def _esc(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+_GPU_CACHE: dict[str, Any] = {"at": 0.0, "value": {}}
+
+
+def gpu_memory(max_age: float = 10.0) -> dict[str, tuple[int, int]]:
+    """``{index: (used bytes, total bytes)}`` from ``nvidia-smi`` (cached), or ``{}`` without a GPU."""
+    if time.time() - _GPU_CACHE["at"] < max_age:
+        return _GPU_CACHE["value"]
+    value: dict[str, tuple[int, int]] = {}
+    exe = shutil.which("nvidia-smi")
+    if exe:
+        try:
+            out = subprocess.run([exe, "--query-gpu=index,memory.used,memory.total",
+                                  "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                                 timeout=5, check=True).stdout
+            for line in out.strip().splitlines():
+                index, used, total = (x.strip() for x in line.split(","))
+                value[index] = (int(float(used)) * 2**20, int(float(total)) * 2**20)
+        except (OSError, subprocess.SubprocessError, ValueError):
+            value = {}
+    _GPU_CACHE.update(at=time.time(), value=value)
+    return value
+
+
+class HealthServer:
+    """``/healthz`` and ``/metrics`` served from a daemon thread.
+
+    Args:
+        host: Address to bind (loopback by default).
+        port: TCP port; 0 picks a free one (see :attr:`port` after :meth:`start`).
+        metrics: The daemon's metrics.
+        snapshot: Returns ``(job counts, delivery counts)`` from the store (called per request).
+        stall_after: Seconds without a loop tick after which ``/healthz`` answers 503.
+    """
+
+    def __init__(self, host: str, port: int, metrics: Metrics,
+                 snapshot: Callable[[], tuple[dict[str, int], dict[tuple[str, str], int]]],
+                 stall_after: float = 120.0) -> None:
+        self.metrics = metrics
+        outer = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                try:
+                    code, ctype, body = outer.respond(self.path)
+                except Exception as exc:  # the endpoint must never take the daemon down
+                    code, ctype, body = 500, "text/plain", f"error: {type(exc).__name__}\n"
+                data = body.encode()
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return  # no per-request access log
+
+        self._server = ThreadingHTTPServer((host, port), _Handler)
+        self._server.daemon_threads = True
+        self.snapshot = snapshot
+        self.stall_after = stall_after
+        self._thread = threading.Thread(target=self._server.serve_forever, name="glioedge-health",
+                                        daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return int(self._server.server_address[1])
+
+    def respond(self, path: str) -> tuple[int, str, str]:
+        """``(status, content type, body)`` for ``path``."""
+        if path.split("?")[0] == "/metrics":
+            jobs, deliveries = self.snapshot()
+            return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render(jobs, deliveries)
+        if path.split("?")[0] == "/healthz":
+            age = time.time() - self.metrics.last_tick
+            jobs, _ = self.snapshot()
+            ok = age < self.stall_after
+            body = {"status": "ok" if ok else "stalled", "loop_age_s": round(age, 3),
+                    "uptime_s": round(time.time() - self.metrics.started, 3), "jobs": jobs}
+            return (200 if ok else 503), "application/json", json.dumps(body) + "\n"
+        return 404, "text/plain", "not found; try /healthz or /metrics\n"
+
+    def start(self) -> None:
+        """Serve in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,349 @@
+"""The job store: one SQLite file (WAL) that survives ``kill -9``.
+
+A job is one study version (StudyInstanceUID + the set of its SOP Instance UIDs). States::
+
+    queued ──► running ──► delivering ──► done
+       ▲          │  │                  └─► failed      (a delivery gave up)
+       └──────────┘  ├─► quarantined                     (bad input)
+     (retry/crash)   └─► failed                          (max_attempts starts)
+
+A job found ``running`` at start-up was interrupted (the daemon died): it goes back to ``queued``;
+its start counted as an attempt, so a study that kills the daemon every time ends ``failed``.
+Each destination of a job has a delivery row (``pending`` → ``acked`` / ``failed``) with its
+attempt count and next attempt time, so a restart re-sends only what was not acknowledged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+
+class JobState(str, Enum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DELIVERING = "delivering"
+    DONE = "done"
+    FAILED = "failed"
+    QUARANTINED = "quarantined"
+
+
+class DeliveryState(str, Enum):
+    """Where one destination's copy of a job's SEG is."""
+
+    PENDING = "pending"
+    ACKED = "acked"
+    FAILED = "failed"
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    study_uid TEXT NOT NULL,
+    state TEXT NOT NULL,
+    files TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    output_dir TEXT NOT NULL DEFAULT '',
+    seg_sop_uid TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    job_id INTEGER NOT NULL REFERENCES jobs(id),
+    destination TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    acked_at REAL,
+    PRIMARY KEY (job_id, destination)
+);
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One row of the ``jobs`` table."""
+
+    id: int
+    key: str
+    study_uid: str
+    state: JobState
+    files: tuple[str, ...]
+    attempts: int
+    next_attempt_at: float
+    error: str
+    output_dir: str
+    seg_sop_uid: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """One row of the ``deliveries`` table."""
+
+    job_id: int
+    destination: str
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: float
+    error: str
+
+
+class JobStore:
+    """SQLite job store; one instance per thread (connections are not shared).
+
+    Args:
+        path: The database file (created with its folder).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ---- jobs -------------------------------------------------------------------------------
+    def add_job(self, key: str, study_uid: str, files: Iterable[str]) -> int | None:
+        """Queue a job unless one with the same key exists (in any state).
+
+        Returns:
+            The new job's id, or None when the key was already known.
+        """
+        now = time.time()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO jobs (key, study_uid, state, files, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (key, study_uid, JobState.QUEUED.value, json.dumps(sorted(files)), now, now))
+            return cur.lastrowid if cur.rowcount else None
+
+    def add_closed_job(self, key: str, study_uid: str, files: Iterable[str], state: JobState,
+                       error: str) -> int | None:
+        """Record a job that ends at once (e.g. files quarantined before any processing)."""
+        now = time.time()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO jobs (key, study_uid, state, files, error, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, study_uid, state.value, json.dumps(sorted(files)), error, now, now))
+            return cur.lastrowid if cur.rowcount else None
+
+    def has_key(self, key: str) -> bool:
+        """Whether a job with this key exists."""
+        return self._db.execute("SELECT 1 FROM jobs WHERE key = ?", (key,)).fetchone() is not None
+
+    def recover(self) -> int:
+        """Put jobs left ``running`` by a dead daemon back in the queue.
+
+        Returns:
+            How many were re-queued.
+        """
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE jobs SET state = ?, error = 'interrupted (daemon stopped while running)', "
+                "updated_at = ? WHERE state = ?",
+                (JobState.QUEUED.value, time.time(), JobState.RUNNING.value)).rowcount
+
+    def claim(self, max_attempts: int) -> Job | None:
+        """Take the oldest due queued job, mark it running and count the attempt.
+
+        Jobs that already used ``max_attempts`` starts are marked failed instead.
+        """
+        now = time.time()
+        with self._tx() as db:
+            while True:
+                row = db.execute(
+                    "SELECT * FROM jobs WHERE state = ? AND next_attempt_at <= ? ORDER BY id LIMIT 1",
+                    (JobState.QUEUED.value, now)).fetchone()
+                if row is None:
+                    return None
+                if row["attempts"] >= max_attempts:
+                    db.execute("UPDATE jobs SET state = ?, error = ?, updated_at = ? WHERE id = ?",
+                               (JobState.FAILED.value,
+                                f"gave up after {row['attempts']} attempts; last error: {row['error']}",
+                                now, row["id"]))
+                    continue
+                db.execute("UPDATE jobs SET state = ?, attempts = attempts + 1, updated_at = ? "
+                           "WHERE id = ?", (JobState.RUNNING.value, now, row["id"]))
+                return self.job(row["id"])
+
+    def requeue(self, job_id: int, error: str, delay: float, *, refund: bool = False) -> None:
+        """Send a running job back to the queue with an error, due after ``delay`` seconds.
+
+        Args:
+            job_id: The job.
+            error: Why, for the operator.
+            delay: Seconds before it may run again.
+            refund: Give back the attempt (environmental errors such as a full outbox must not
+                exhaust ``max_attempts``).
+        """
+        now = time.time()
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET state = ?, error = ?, next_attempt_at = ?, updated_at = ?, "
+                       "attempts = MAX(0, attempts - ?) WHERE id = ?",
+                       (JobState.QUEUED.value, error, now + delay, now, int(refund), job_id))
+
+    def finish(self, job_id: int, state: JobState, error: str = "") -> None:
+        """Close a job as done, failed or quarantined."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET state = ?, error = ?, updated_at = ? WHERE id = ?",
+                       (state.value, error, time.time(), job_id))
+
+    def outputs_written(self, job_id: int, output_dir: str, seg_sop_uid: str,
+                        destinations: Iterable[str]) -> None:
+        """Record the outputs and create one pending delivery per destination, atomically.
+
+        With no destination the job is done at once.
+        """
+        destinations = list(destinations)
+        state = JobState.DELIVERING if destinations else JobState.DONE
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET state = ?, error = '', output_dir = ?, seg_sop_uid = ?, "
+                       "updated_at = ? WHERE id = ?",
+                       (state.value, output_dir, seg_sop_uid, time.time(), job_id))
+            db.executemany(
+                "INSERT OR IGNORE INTO deliveries (job_id, destination, state) VALUES (?, ?, ?)",
+                [(job_id, d, DeliveryState.PENDING.value) for d in destinations])
+
+    def job(self, job_id: int) -> Job:
+        """One job by id.
+
+        Raises:
+            KeyError: no such job.
+        """
+        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no job {job_id}")
+        return _job(row)
+
+    def jobs(self, state: JobState | None = None) -> list[Job]:
+        """All jobs (optionally of one state), oldest first."""
+        if state is None:
+            rows = self._db.execute("SELECT * FROM jobs ORDER BY id").fetchall()
+        else:
+            rows = self._db.execute("SELECT * FROM jobs WHERE state = ? ORDER BY id",
+                                    (JobState(state).value,)).fetchall()
+        return [_job(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Number of jobs per state (every state present, zeros included)."""
+        counts = {s.value: 0 for s in JobState}
+        for row in self._db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
+            counts[row["state"]] = row["n"]
+        return counts
+
+    def delivery_counts(self) -> dict[tuple[str, str], int]:
+        """Number of deliveries per (destination, state)."""
+        rows = self._db.execute("SELECT destination, state, COUNT(*) AS n FROM deliveries "
+                                "GROUP BY destination, state")
+        return {(r["destination"], r["state"]): r["n"] for r in rows}
+
+    def idle(self) -> bool:
+        """Whether nothing is queued, running or waiting for delivery."""
+        row = self._db.execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?, ?)",
+                               (JobState.QUEUED.value, JobState.RUNNING.value,
+                                JobState.DELIVERING.value)).fetchone()
+        return row[0] == 0
+
+    # ---- deliveries -------------------------------------------------------------------------
+    def due_deliveries(self, now: float | None = None) -> list[Delivery]:
+        """Pending deliveries whose next attempt is due."""
+        rows = self._db.execute(
+            "SELECT d.* FROM deliveries d JOIN jobs j ON j.id = d.job_id WHERE d.state = ? "
+            "AND j.state = ? AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.job_id",
+            (DeliveryState.PENDING.value, JobState.DELIVERING.value,
+             time.time() if now is None else now)).fetchall()
+        return [_delivery(r) for r in rows]
+
+    def deliveries(self, job_id: int | None = None) -> list[Delivery]:
+        """Delivery rows (of one job or all)."""
+        if job_id is None:
+            rows = self._db.execute("SELECT * FROM deliveries ORDER BY job_id, destination")
+        else:
+            rows = self._db.execute("SELECT * FROM deliveries WHERE job_id = ? ORDER BY destination",
+                                    (job_id,))
+        return [_delivery(r) for r in rows.fetchall()]
+
+    def delivery_result(self, job_id: int, destination: str, *, ok: bool, error: str = "",
+                        retry_in: float | None = None) -> JobState:
+        """Record one send; close the job when no delivery is pending any more.
+
+        Args:
+            job_id: The job.
+            destination: The destination's name.
+            ok: Whether the destination acknowledged the SEG.
+            error: What went wrong.
+            retry_in: Seconds before the next attempt, or None to give up (delivery failed).
+
+        Returns:
+            The job's state afterwards.
+        """
+        now = time.time()
+        with self._tx() as db:
+            if ok:
+                db.execute("UPDATE deliveries SET state = ?, attempts = attempts + 1, error = '', "
+                           "acked_at = ? WHERE job_id = ? AND destination = ?",
+                           (DeliveryState.ACKED.value, now, job_id, destination))
+            else:
+                state = DeliveryState.PENDING if retry_in is not None else DeliveryState.FAILED
+                db.execute("UPDATE deliveries SET state = ?, attempts = attempts + 1, error = ?, "
+                           "next_attempt_at = ? WHERE job_id = ? AND destination = ?",
+                           (state.value, error, now + (retry_in or 0.0), job_id, destination))
+            states = {r[0] for r in db.execute("SELECT state FROM deliveries WHERE job_id = ?",
+                                               (job_id,))}
+            if DeliveryState.PENDING.value in states:
+                return JobState.DELIVERING
+            final = JobState.FAILED if DeliveryState.FAILED.value in states else JobState.DONE
+            errors = [r[0] for r in db.execute("SELECT destination || ': ' || error FROM deliveries "
+                                               "WHERE job_id = ? AND state = ?",
+                                               (job_id, DeliveryState.FAILED.value))]
+            db.execute("UPDATE jobs SET state = ?, error = ?, updated_at = ? WHERE id = ?",
+                       (final.value, "; ".join(errors), now, job_id))
+            return final
+
+    def dump(self) -> dict[str, Any]:
+        """Everything, JSON-serialisable (for ``glioedge watch --status`` and tests)."""
+        return {"jobs": [dataclasses.asdict(j) for j in self.jobs()],
+                "deliveries": [dataclasses.asdict(d) for d in self.deliveries()]}
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(row["id"], row["key"], row["study_uid"], JobState(row["state"]),
+               tuple(json.loads(row["files"])), row["attempts"], row["next_attempt_at"],
+               row["error"], row["output_dir"], row["seg_sop_uid"])
+
+
+def _delivery(row: sqlite3.Row) -> Delivery:
+    return Delivery(row["job_id"], row["destination"], DeliveryState(row["state"]), row["attempts"],
+                    row["next_attempt_at"], row["error"])

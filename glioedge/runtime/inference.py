@@ -1,0 +1,121 @@
+"""From images on the reference grid to a label map on the same grid, driven by the manifest.
+
+manifest modalities → :func:`glioedge.data.preprocess.preprocess` (crop to the brain box,
+resample to the network spacing, z-score) → :func:`glioedge.data.sliding_window.sliding_window_predict`
+with the back-end's ``predict`` (nnU-Net: Gaussian σ = patch/8, step 0.5, batches of windows,
+padding of small volumes, optional mirroring, float32 accumulation whose bound is documented
+there) → softmax → :func:`glioedge.data.preprocess.restore_to_original` of the probabilities
+(linear) → argmax on the reference grid. numpy only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from glioedge.bundle import Manifest
+from glioedge.data.preprocess import PreprocessParams, PreprocessRecord, preprocess, restore_to_original
+from glioedge.data.sliding_window import count_windows, sliding_window_predict
+from glioedge.errors import ModelError
+from glioedge.runtime.backends import Backend
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["InferenceOutput", "preprocess_params", "run_inference", "softmax"]
+
+MIRROR_AXES = (0, 1, 2)
+
+
+@dataclass
+class InferenceOutput:
+    """A label map on the input grid and how it was made.
+
+    Attributes:
+        labels: ``(i, j, k)`` uint8 internal classes on the input grid.
+        record: the preprocessing record (crop box, network grid).
+        windows: network evaluations per mirror combination.
+        timings: seconds for ``preprocess``, ``inference`` and ``resample``.
+    """
+
+    labels: np.ndarray
+    record: PreprocessRecord
+    windows: int
+    timings: dict[str, float]
+
+
+def preprocess_params(manifest: Manifest) -> PreprocessParams:
+    """The bundle's preprocessing, checked against its channel order.
+
+    Raises:
+        ModelError: the manifest's preprocessing is invalid or disagrees with its modalities.
+    """
+    try:
+        params = PreprocessParams.from_dict(manifest.preprocess)
+    except ValueError as exc:
+        raise ModelError(f"bundle {manifest.bundle_id}: invalid preprocess parameters ({exc})") from None
+    if tuple(params.modalities) != tuple(manifest.modalities):
+        raise ModelError(f"bundle {manifest.bundle_id}: preprocess modalities {params.modalities} "
+                         f"differ from the manifest's {manifest.modalities}")
+    return params
+
+
+def softmax(logits: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Numerically stable softmax, in place on a float32 array (returned)."""
+    logits -= logits.max(axis=axis, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=axis, keepdims=True)
+    return logits
+
+
+def run_inference(
+    images: Mapping[str, np.ndarray],
+    affine: np.ndarray,
+    manifest: Manifest,
+    backend: Backend,
+    *,
+    brain_mask: np.ndarray | None = None,
+    step_size: float = 0.5,
+    batch_size: int = 2,
+    mirror: bool = False,
+) -> InferenceOutput:
+    """Segment one case whose images share one grid (``affine``, LPS).
+
+    Args:
+        images: modality → ``(i, j, k)`` array; the manifest's modalities must be present.
+        affine: the grid's 4×4 LPS affine.
+        manifest: the bundle manifest (preprocessing, patch size, classes).
+        backend: the inference back-end.
+        brain_mask: brain mask on the grid (default: nonzero union, as preprocess does).
+        step_size: window step as a fraction of the patch.
+        batch_size: windows per back-end call.
+        mirror: test-time mirroring over the three axes (8 evaluations per window).
+
+    Raises:
+        InputError: a modality is missing, shapes differ, or the brain mask is empty.
+        ModelError: the manifest's preprocessing is inconsistent.
+        BackendError: the back-end fails or returns the wrong shape.
+    """
+    params = preprocess_params(manifest)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    case = preprocess(images, affine, params, brain_mask=brain_mask)
+    timings["preprocess"] = time.perf_counter() - t0
+    windows = count_windows(case.data.shape[1:], manifest.patch_size, step_size)
+    logger.info("network grid %s (crop %s), %d windows of %s%s", case.data.shape[1:],
+                case.record.crop_bbox, windows, manifest.patch_size, ", mirrored" if mirror else "")
+    t0 = time.perf_counter()
+    logits = sliding_window_predict(
+        case.data, backend.predict, manifest.patch_size, num_classes=manifest.num_classes,
+        step_size=step_size, batch_size=batch_size, mirror_axes=MIRROR_AXES if mirror else (),
+    )
+    timings["inference"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    probs = softmax(logits)
+    restored = restore_to_original(probs, case.record, is_label=False)
+    labels = restored.argmax(axis=0).astype(np.uint8)
+    timings["resample"] = time.perf_counter() - t0
+    return InferenceOutput(labels=labels, record=case.record, windows=windows, timings=timings)

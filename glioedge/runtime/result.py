@@ -1,0 +1,163 @@
+"""The result of one segmentation: label map, SEG, volumes, timings; the report and its files.
+
+:meth:`Result.write` puts ``seg.dcm``, ``report.json`` and, when configured, ``qa.png`` and
+``sr.dcm`` into a folder, each through a temporary file in that folder and :func:`os.replace`,
+so a reader (or a crash) never sees half a file, and a re-run replaces the files with objects of
+the same UIDs. The file names are fixed; callers build the folder name from sanitised UIDs
+(:func:`safe_name`). Nothing here holds or writes patient names, IDs or birth dates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from glioedge import __version__
+from glioedge.dicom_io import Volume
+
+__all__ = ["FILES", "Result", "atomic_write", "safe_name"]
+
+#: Output file names inside the result folder.
+FILES = {"seg": "seg.dcm", "report": "report.json", "qa_png": "qa.png", "sr": "sr.dcm"}
+
+
+def safe_name(uid: str) -> str:
+    """A file-system-safe name from a UID: digits and dots only, at most 64 characters."""
+    cleaned = re.sub(r"[^0-9.]", "", str(uid)).strip(".")[:64]
+    return cleaned or "unknown"
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write a file through a temporary file in the same folder, fsync, then ``os.replace``.
+
+    Raises:
+        OSError: the folder is not writable or the disk is full (the temporary file is removed).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        Path(tmp).chmod(0o644)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _dataset_bytes(ds: Dataset) -> bytes:
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@dataclass
+class Result:
+    """One segmented study (or set of volumes).
+
+    Attributes:
+        label_map: internal classes 0..3 on the reference grid, with the reference's UIDs.
+        seg: the DICOM-SEG, or ``None`` without a DICOM source.
+        volumes_ml: ET, TC, WT, NCR and ED in millilitres.
+        series_used: modality → SeriesInstanceUID (empty strings without DICOM).
+        timings: seconds per stage (load, brain_mask, preprocess, inference, resample,
+            postprocess, seg_write, total).
+        backend: the back-end that ran (e.g. ``onnxruntime-cpu``).
+        bundle_id: the model bundle's id.
+        brain_mask_mode: ``skull-stripped`` or ``command``.
+        study_instance_uid: the source study (``""`` without DICOM).
+        postprocess: what the post-processing did.
+        options: the Segmenter configuration (``SegmenterConfig.to_dict()``).
+        windows: network windows evaluated.
+        background: image shown under the overlay of the QA PNG (reference grid).
+        sources: datasets of the series used (evidence of the SR).
+    """
+
+    label_map: Volume
+    seg: Dataset | None
+    volumes_ml: dict[str, float]
+    series_used: dict[str, str]
+    timings: dict[str, float]
+    backend: str
+    bundle_id: str
+    brain_mask_mode: str
+    study_instance_uid: str = ""
+    postprocess: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    windows: int = 0
+    background: Volume | None = field(default=None, repr=False)
+    sources: list[Dataset] = field(default_factory=list, repr=False)
+
+    def report(self) -> dict[str, Any]:
+        """The JSON-safe report: volumes, series used, model, timings (no patient data)."""
+        seg = None
+        if self.seg is not None:
+            seg = {"series_instance_uid": str(self.seg.SeriesInstanceUID),
+                   "sop_instance_uid": str(self.seg.SOPInstanceUID),
+                   "segmentation_type": str(self.seg.SegmentationType),
+                   "frames": int(self.seg.get("NumberOfFrames", 0))}
+        return {
+            "glioedge_version": __version__,
+            "study_instance_uid": self.study_instance_uid,
+            "series_used": dict(self.series_used),
+            "bundle_id": self.bundle_id,
+            "backend": self.backend,
+            "brain_mask_mode": self.brain_mask_mode,
+            "volumes_ml": {k: round(float(v), 4) for k, v in self.volumes_ml.items()},
+            "postprocess": self.postprocess,
+            "grid": {"shape": list(self.label_map.shape),
+                     "spacing_mm": [round(float(s), 6) for s in self.label_map.spacing]},
+            "windows": self.windows,
+            "seg": seg,
+            "timings_s": {k: round(float(v), 4) for k, v in self.timings.items()},
+            "config": self.options,
+        }
+
+    def write(self, out_dir: Path) -> dict[str, Path]:
+        """Write the SEG, the report and the optional QA PNG / SR atomically into ``out_dir``.
+
+        Returns:
+            kind (``seg``, ``report``, ``qa_png``, ``sr``) → path, for the files written.
+
+        Raises:
+            OSError: ``out_dir`` is not writable or the disk is full.
+        """
+        out_dir = Path(out_dir)
+        written: dict[str, Path] = {}
+        if self.seg is not None:
+            data = _dataset_bytes(self.seg)
+            written["seg"] = atomic_write(out_dir / FILES["seg"], lambda f: f.write(data))
+        if self.options.get("qa_png"):
+            from glioedge.runtime.qa_png import qa_png_bytes
+
+            png = qa_png_bytes(self.label_map, self.background)
+            written["qa_png"] = atomic_write(out_dir / FILES["qa_png"], lambda f: f.write(png))
+        if self.options.get("sr") and self.seg is not None:
+            from glioedge.runtime.sr import volume_report_sr
+
+            sr = _dataset_bytes(volume_report_sr(self))
+            written["sr"] = atomic_write(out_dir / FILES["sr"], lambda f: f.write(sr))
+        report = self.report()
+        report["files"] = {k: p.name for k, p in written.items()}
+        text = (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()
+        written["report"] = atomic_write(out_dir / FILES["report"], lambda f: f.write(text))
+        return written
+
+    def label_counts(self) -> dict[int, int]:
+        """Voxel count per internal class (0..3)."""
+        counts = np.bincount(np.asarray(self.label_map.array, np.uint8).ravel(), minlength=4)
+        return {c: int(n) for c, n in enumerate(counts[:4])}

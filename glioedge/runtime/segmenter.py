@@ -1,0 +1,274 @@
+"""The Python API: ``Segmenter.from_bundle(path).segment_study(folder) → Result``.
+
+A study goes: DICOM series chosen and fused on the reference grid (:func:`glioedge.dicom_io.load_study`)
+→ brain mask (:mod:`.brain_mask`) → :func:`.inference.run_inference` (the shared preprocessing,
+sliding window, probabilities back on the reference grid, argmax) → small-ET post-processing →
+volumes → DICOM-SEG whose UIDs are derived from the source series, the bundle id and the
+configuration (so a re-run gives the same object). Torch-free unless the torch back-end is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from glioedge.bundle import Bundle
+from glioedge.dicom_io import LoadedStudy, Volume, deterministic_uid, load_study, resample_to, write_seg
+from glioedge.errors import ConfigError, InputError
+from glioedge.runtime.backends import Backend, select_backend
+from glioedge.runtime.brain_mask import BrainMaskMode, brain_mask, mask_mode
+from glioedge.runtime.inference import preprocess_params, run_inference
+from glioedge.runtime.postprocess import apply_postprocess, tumour_volumes_ml
+from glioedge.runtime.result import Result
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Segmenter", "SegmenterConfig"]
+
+#: Options that do not change the SEG's content, left out of its UIDs.
+_NOT_IN_UID = frozenset({"batch_size", "qa_png", "sr"})
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """How a study is segmented and what is written (one source of defaults).
+
+    Attributes:
+        step_size: sliding-window step as a fraction of the patch (nnU-Net: 0.5).
+        batch_size: windows per back-end call.
+        mirror: test-time mirroring over the three axes (8× the network evaluations).
+        postprocess: apply the manifest's small-ET → NCR rule.
+        brain_mask: ``skull-stripped`` (input already skull-stripped) or ``command``.
+        brain_mask_command: template with ``{input}`` / ``{output}`` for ``command`` mode.
+        segmentation_type: ``BINARY`` or ``LABELMAP`` SEG.
+        omit_empty_frames: leave frames without a segment out of the SEG.
+        series_number: SeriesNumber of the SEG.
+        series_description: SeriesDescription of the SEG.
+        qa_png: also write ``qa.png`` in :meth:`Result.write`.
+        sr: also write a TID 1500 SR (``sr.dcm``) with the volumes.
+    """
+
+    step_size: float = 0.5
+    batch_size: int = 2
+    mirror: bool = False
+    postprocess: bool = True
+    brain_mask: str = BrainMaskMode.SKULL_STRIPPED.value
+    brain_mask_command: str | None = None
+    segmentation_type: str = "BINARY"
+    omit_empty_frames: bool = True
+    series_number: int = 9901
+    series_description: str = "glioedge tumour segmentation"
+    qa_png: bool = False
+    sr: bool = False
+
+    def __post_init__(self) -> None:
+        """Normalise enums and validate.
+
+        Raises:
+            ConfigError: a value outside its accepted set.
+        """
+        mode = mask_mode(self.brain_mask)
+        object.__setattr__(self, "brain_mask", mode.value)
+        kind = str(getattr(self.segmentation_type, "value", self.segmentation_type)).upper()
+        if kind not in ("BINARY", "LABELMAP"):
+            raise ConfigError(f"segmentation_type {self.segmentation_type!r}; valid: BINARY, LABELMAP")
+        object.__setattr__(self, "segmentation_type", kind)
+        if not 0 < float(self.step_size) <= 1:
+            raise ConfigError(f"step_size must be in (0, 1], got {self.step_size}")
+        if int(self.batch_size) < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if mode is BrainMaskMode.COMMAND and not self.brain_mask_command:
+            raise ConfigError("brain_mask='command' needs brain_mask_command, e.g. "
+                              "'mri_synthstrip -i {input} -m {output}'")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SegmenterConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ConfigError: unknown keys (named) or invalid values.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"SegmenterConfig: unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**dict(data))
+
+    def uid_dict(self) -> dict[str, Any]:
+        """The options that define the SEG's content (hashed into its UIDs)."""
+        return {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_UID}
+
+
+class Segmenter:
+    """Segment brain tumours with a model bundle on one back-end.
+
+    Attributes:
+        bundle: the model bundle. backend: the back-end. config: the configuration.
+    """
+
+    def __init__(self, bundle: Bundle, backend: Backend, config: SegmenterConfig | None = None) -> None:
+        """Use an opened bundle and back-end (see :meth:`from_bundle`).
+
+        Raises:
+            ModelError: the manifest's preprocessing is inconsistent.
+        """
+        self.bundle = bundle
+        self.backend = backend
+        self.config = config or SegmenterConfig()
+        self._params = preprocess_params(bundle.manifest)
+        mods = bundle.manifest.modalities
+        self.reference = "t1ce" if "t1ce" in mods else mods[0]
+
+    @classmethod
+    def from_bundle(
+        cls, path: Path | str, backend: str = "auto", device: str | None = None,
+        config: SegmenterConfig | None = None, *, checkpoint: Path | None = None,
+        cache_dir: Path | None = None,
+    ) -> Segmenter:
+        """Load and verify a bundle and open a back-end (``auto``: TensorRT > ORT-CUDA > ORT-CPU).
+
+        Raises:
+            ModelError: the bundle is missing, altered or malformed.
+            BackendError: the back-end is unavailable (the message says what to install).
+            ConfigError: unknown back-end name.
+        """
+        bundle = Bundle.load(path, verify=True)
+        cfg = config or SegmenterConfig()
+        be = select_backend(bundle, backend, device, checkpoint=checkpoint, cache_dir=cache_dir,
+                            batch_size=cfg.batch_size)
+        return cls(bundle, be, cfg)
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: Path | str, bundle: Path | str, device: str | None = None,
+        config: SegmenterConfig | None = None,
+    ) -> Segmenter:
+        """The PyTorch reference: the bundle's manifest with its training checkpoint's network.
+
+        Raises:
+            ModelError: bundle or checkpoint unusable, or the checkpoint is not the bundle's.
+            BackendError: torch is not installed.
+        """
+        return cls.from_bundle(bundle, "torch", device, config, checkpoint=Path(checkpoint))
+
+    @property
+    def bundle_id(self) -> str:
+        """The model bundle's id."""
+        return self.bundle.manifest.bundle_id
+
+    def close(self) -> None:
+        """Release the back-end."""
+        self.backend.close()
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- entry points ---------------------------------------------------------------------
+    def segment_study(self, source: Path | str | Sequence[Dataset], *, rules: Any = None) -> Result:
+        """Segment a DICOM study (a folder, or the datasets of one study).
+
+        Raises:
+            InputError: no/several studies, a required series missing or ambiguous, bad geometry,
+                an empty image or brain mask.
+            BackendError: the back-end or the brain-mask command fails.
+            ConfigError: an invalid rule file.
+        """
+        t0 = time.perf_counter()
+        study: LoadedStudy = load_study(source, required=tuple(self.bundle.manifest.modalities),
+                                        rules=rules, reference=self.reference)
+        t_load = time.perf_counter() - t0
+        result = self._segment(study.volumes, study.reference)
+        result.timings["load"] = t_load
+        t1 = time.perf_counter()
+        reference = list(study.series[study.reference].datasets)
+        others = [ds for m, s in study.series.items() if m != study.reference for ds in s.datasets]
+        source_uids = sorted(s.series_instance_uid for s in study.series.values())
+        series_uid = deterministic_uid("seg", *source_uids, self.bundle_id,
+                                       json.dumps(self.config.uid_dict(), sort_keys=True))
+        cfg = self.config
+        result.seg = write_seg(
+            result.label_map.array, reference, others, segmentation_type=cfg.segmentation_type,
+            omit_empty_frames=cfg.omit_empty_frames, series_number=cfg.series_number,
+            series_description=cfg.series_description, bundle_id=self.bundle_id,
+            series_instance_uid=series_uid, sop_instance_uid=deterministic_uid(series_uid, "instance"),
+        )
+        result.timings["seg_write"] = time.perf_counter() - t1
+        result.series_used = {m: s.series_instance_uid for m, s in study.series.items()}
+        result.study_instance_uid = next(iter(study.series.values())).study_instance_uid
+        result.sources = [*reference, *others]
+        result.timings["total"] = time.perf_counter() - t0
+        logger.info("study %s: SEG %s, WT %.2f ml, %.1f s on %s", result.study_instance_uid,
+                    result.seg.SOPInstanceUID, result.volumes_ml["WT"], result.timings["total"],
+                    self.backend.name)
+        return result
+
+    def segment_volumes(self, volumes: Mapping[str, Volume]) -> Result:
+        """Segment volumes given directly (non-DICOM callers); no SEG is made.
+
+        The volumes are resampled onto the reference modality's grid when their grids differ.
+
+        Raises:
+            InputError: a required modality is missing or an image/brain mask is empty.
+            BackendError: the back-end or the brain-mask command fails.
+        """
+        t0 = time.perf_counter()
+        named = {str(getattr(k, "value", k)): v for k, v in volumes.items()}
+        missing = [m for m in self.bundle.manifest.modalities if m not in named]
+        if missing:
+            raise InputError(f"segment_volumes: missing modalities {missing}; have {sorted(named)}")
+        ref = named[self.reference]
+        fused = {}
+        for m in self.bundle.manifest.modalities:
+            vol = named[m]
+            if not vol.same_grid(ref):
+                vol = resample_to(vol, ref)
+            fused[m] = vol
+        t_load = time.perf_counter() - t0
+        result = self._segment(fused, self.reference)
+        result.timings["load"] = t_load
+        result.series_used = {m: v.series_instance_uid for m, v in fused.items()}
+        result.study_instance_uid = ref.study_instance_uid
+        result.timings["seg_write"] = 0.0
+        result.timings["total"] = time.perf_counter() - t0
+        return result
+
+    # -- the shared path ------------------------------------------------------------------
+    def _segment(self, volumes: Mapping[str, Volume], reference: str) -> Result:
+        cfg = self.config
+        m = self.bundle.manifest
+        ref = volumes[reference]
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        mask = brain_mask(volumes, cfg.brain_mask, reference, cfg.brain_mask_command)
+        timings["brain_mask"] = time.perf_counter() - t0
+        out = run_inference({k: np.asarray(v.array) for k, v in volumes.items() if k in m.modalities},
+                            ref.affine, m, self.backend, brain_mask=mask, step_size=cfg.step_size,
+                            batch_size=cfg.batch_size, mirror=cfg.mirror)
+        timings.update(out.timings)
+        t0 = time.perf_counter()
+        labels, info = apply_postprocess(out.labels, ref.spacing, m.postprocess_params(),
+                                         self._params.target_spacing, enabled=cfg.postprocess)
+        volumes_ml = tumour_volumes_ml(labels, ref.spacing)
+        timings["postprocess"] = time.perf_counter() - t0
+        background_key = "flair" if "flair" in volumes else reference
+        return Result(
+            label_map=ref.with_array(labels), seg=None, volumes_ml=volumes_ml, series_used={},
+            timings=timings, backend=self.backend.name, bundle_id=self.bundle_id,
+            brain_mask_mode=cfg.brain_mask, postprocess=info.to_dict(), options=cfg.to_dict(),
+            windows=out.windows, background=volumes[background_key],
+        )
