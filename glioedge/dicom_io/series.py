@@ -59,7 +59,9 @@ def load_series(series: Series | Sequence[Dataset], name: str | None = None) -> 
     series = _as_series(series, name)
     name = name or series.label()
     frames, affine = _sorted_frames(series, name)
-    array = np.empty((frames[0].shape[1], frames[0].shape[0], len(frames)), dtype=np.float32)
+    # Fill slice by slice into a (k, j, i) C-ordered stack (contiguous writes), and hand out its
+    # (i, j, k) transpose: a Fortran-ordered view, which SimpleITK takes without another copy.
+    stack = np.empty((len(frames), frames[0].shape[0], frames[0].shape[1]), dtype=np.float32)
     for k, frame in enumerate(frames):
         try:
             stored = frame.pixels()
@@ -74,7 +76,8 @@ def load_series(series: Series | Sequence[Dataset], name: str | None = None) -> 
         values = stored.astype(np.float32)
         if frame.slope != 1.0 or frame.intercept != 0.0:
             values = values * np.float32(frame.slope) + np.float32(frame.intercept)
-        array[:, :, k] = values.T
+        stack[k] = values
+    array = stack.transpose(2, 1, 0)
     header = series.header
     first = frames[0]
     sop_uids = list(dict.fromkeys(f.sop_instance_uid for f in frames))
