@@ -140,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_export_parser(sub)
         add_bundle_parser(sub)
+    from glioedge.runtime.commands import add_segment_parser
+
+    add_segment_parser(sub)
+    try:
+        from glioedge.runtime.daemon.commands import add_receive_parser, add_watch_parser
+    except ImportError:  # the runtime extra (watchdog, pynetdicom) is not installed
+        pass
+    else:
+        add_watch_parser(sub)
+        add_receive_parser(sub)
     return parser
 
 

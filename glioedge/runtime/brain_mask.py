@@ -1,7 +1,12 @@
-"""Brain extraction: treat the input as skull-stripped, or run an external tool (HD-BET, SynthStrip).
+"""Brain extraction: the bundle's network, an external tool (HD-BET, SynthStrip), or none.
 
-BraTS-trained models expect skull-stripped input. Two explicit modes, recorded in every result:
+BraTS-trained models expect skull-stripped input. Three explicit modes, recorded in every result
+and in the SEG's algorithm parameters:
 
+* ``auto`` (default): run the bundle's ``brain_mask.onnx`` (:mod:`glioedge.runtime.skullstrip`,
+  HD-BET on ONNX Runtime, torch-free) on every selected series, union, fill holes, dilate by a
+  margin in mm; when the bundle carries no brain-mask model, fall back to ``skull-stripped`` with
+  a warning, and the effective mode recorded is ``skull-stripped``;
 * ``skull-stripped``: the brain is the union of nonzero voxels over the input channels (what
   :func:`glioedge.data.preprocess.preprocess` assumes without a mask);
 * ``command``: a user command template is run without a shell (split with :mod:`shlex`); its
@@ -17,8 +22,10 @@ import shlex
 import subprocess
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,12 +34,14 @@ from glioedge.errors import BackendError, ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BrainMaskMode", "brain_mask", "command_mask", "nonzero_mask"]
+__all__ = ["BrainMaskMode", "MaskOutcome", "brain_mask", "command_mask", "compute_brain_mask",
+           "nonzero_mask"]
 
 
 class BrainMaskMode(str, Enum):
     """How the brain mask is obtained."""
 
+    AUTO = "auto"
     SKULL_STRIPPED = "skull-stripped"
     COMMAND = "command"
 
@@ -138,7 +147,76 @@ def brain_mask(
     """
     if mask_mode(mode) is BrainMaskMode.SKULL_STRIPPED:
         return nonzero_mask(volumes)
+    if mask_mode(mode) is BrainMaskMode.AUTO:
+        raise ConfigError("brain_mask='auto' needs the bundle's brain-mask model: use "
+                          "compute_brain_mask(..., model=...)")
     if not command:
         raise ConfigError("brain_mask='command' needs brain_mask_command (e.g. "
                           "'mri_synthstrip -i {input} -m {output}')")
     return command_mask(volumes, reference, command)
+
+
+@dataclass(frozen=True, eq=False)
+class MaskOutcome:
+    """The brain mask of a study and how it was made.
+
+    Attributes:
+        mask: the mask on the reference grid (dilated and tumour-safe in ``auto`` mode).
+        mode: the effective mode (``auto`` falls back to ``skull-stripped`` without a model).
+        report: JSON-serialisable details (volumes, warnings, model, margin) for the report.
+        extraction: the :class:`~glioedge.runtime.skullstrip.BrainExtraction` in ``auto`` mode.
+    """
+
+    mask: np.ndarray
+    mode: str
+    report: dict[str, Any] = field(default_factory=dict)
+    extraction: Any = None
+
+
+def compute_brain_mask(
+    volumes: Mapping[str, Volume], mode: BrainMaskMode | str, reference: str, *,
+    command: str | None = None, model: Any = None, skullstrip: Any = None,
+) -> MaskOutcome:
+    """The brain mask by ``mode``, with the effective mode and a report.
+
+    Args:
+        volumes: modality → volume, all on the reference grid.
+        mode: ``auto``, ``skull-stripped`` or ``command``.
+        reference: the reference modality.
+        command: the template of ``command`` mode.
+        model: the bundle's :class:`~glioedge.runtime.skullstrip.BrainMaskModel` (``auto``), or
+            ``None`` when the bundle carries none.
+        skullstrip: :class:`~glioedge.runtime.skullstrip.SkullStripConfig` (``auto``).
+
+    Raises:
+        ConfigError: unknown mode, or ``command`` mode without a command.
+        BackendError: the extractor (network or command) fails.
+        InputError: an empty mask, a constant image, or no brain found.
+    """
+    m = mask_mode(mode)
+    if m is BrainMaskMode.AUTO and model is not None:
+        from glioedge.runtime.skullstrip import extract_brain
+
+        ext = extract_brain(volumes, model, reference, skullstrip)
+        return MaskOutcome(ext.mask, m.value, ext.report(), ext)
+    if m is BrainMaskMode.AUTO:
+        logger.warning("brain_mask=auto but the bundle has no brain_mask.onnx: trusting the input "
+                       "as skull-stripped (export with --brain-mask to extract)")
+        mask = nonzero_mask(volumes)
+        return MaskOutcome(mask, BrainMaskMode.SKULL_STRIPPED.value,
+                           {"requested": "auto", "fallback": "bundle has no brain_mask.onnx",
+                            **_stripped_check(mask)})
+    mask = brain_mask(volumes, m, reference, command)
+    report = _stripped_check(mask) if m is BrainMaskMode.SKULL_STRIPPED else {"command": command}
+    return MaskOutcome(mask, m.value, report)
+
+
+def _stripped_check(mask: np.ndarray) -> dict[str, Any]:
+    """Warn when "skull-stripped" input is nonzero almost everywhere (a raw head in noise)."""
+    fraction = float(mask.mean())
+    if fraction > 0.6:
+        w = (f"{100 * fraction:.0f} % of the voxels are nonzero: the input does not look "
+             f"skull-stripped (use brain_mask=auto with a bundle exported with --brain-mask)")
+        logger.warning("%s", w)
+        return {"nonzero_fraction": round(fraction, 3), "warnings": [w]}
+    return {"nonzero_fraction": round(fraction, 3)}

@@ -24,10 +24,11 @@ from glioedge.bundle import Bundle
 from glioedge.dicom_io import LoadedStudy, Volume, deterministic_uid, load_study, resample_to, write_seg
 from glioedge.errors import ConfigError, InputError
 from glioedge.runtime.backends import Backend, select_backend
-from glioedge.runtime.brain_mask import BrainMaskMode, brain_mask, mask_mode
+from glioedge.runtime.brain_mask import BrainMaskMode, MaskOutcome, compute_brain_mask, mask_mode
 from glioedge.runtime.inference import preprocess_params, run_inference
 from glioedge.runtime.postprocess import apply_postprocess, tumour_volumes_ml
 from glioedge.runtime.result import Result
+from glioedge.runtime.skullstrip import BrainMaskModel, SkullStripConfig, grow_for_tumour
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,13 @@ class SegmenterConfig:
         batch_size: windows per back-end call.
         mirror: test-time mirroring over the three axes (8× the network evaluations).
         postprocess: apply the manifest's small-ET → NCR rule.
-        brain_mask: ``skull-stripped`` (input already skull-stripped) or ``command``.
+        brain_mask: ``auto`` (the bundle's brain-mask network; ``skull-stripped`` when the bundle
+            has none), ``skull-stripped`` (input already skull-stripped) or ``command``.
         brain_mask_command: template with ``{input}`` / ``{output}`` for ``command`` mode.
+        brain_mask_margin_mm: ``auto``: dilation of the brain mask (tumour safety).
+        brain_mask_mirror: ``auto``: mirror the brain-mask network (8× slower on CPU).
+        brain_mask_regrow_mm: ``auto``: when a tumour component touches the mask border, grow
+            the mask this far around it and segment again (0 disables).
         segmentation_type: ``BINARY`` or ``LABELMAP`` SEG.
         omit_empty_frames: leave frames without a segment out of the SEG.
         series_number: SeriesNumber of the SEG.
@@ -60,8 +66,11 @@ class SegmenterConfig:
     batch_size: int = 2
     mirror: bool = False
     postprocess: bool = True
-    brain_mask: str = BrainMaskMode.SKULL_STRIPPED.value
+    brain_mask: str = BrainMaskMode.AUTO.value
     brain_mask_command: str | None = None
+    brain_mask_margin_mm: float = 3.0
+    brain_mask_mirror: bool = False
+    brain_mask_regrow_mm: float = 10.0
     segmentation_type: str = "BINARY"
     omit_empty_frames: bool = True
     series_number: int = 9901
@@ -130,6 +139,11 @@ class Segmenter:
         self._params = preprocess_params(bundle.manifest)
         mods = bundle.manifest.modalities
         self.reference = "t1ce" if "t1ce" in mods else mods[0]
+        self.brain_mask_model: BrainMaskModel | None = None
+        if self.config.brain_mask == BrainMaskMode.AUTO.value:
+            self.brain_mask_model = BrainMaskModel.from_bundle(bundle)
+        self._skullstrip = SkullStripConfig(margin_mm=self.config.brain_mask_margin_mm,
+                                            mirror=self.config.brain_mask_mirror)
 
     @classmethod
     def from_bundle(
@@ -198,7 +212,9 @@ class Segmenter:
         reference = list(study.series[study.reference].datasets)
         others = [ds for m, s in study.series.items() if m != study.reference for ds in s.datasets]
         source_uids = sorted(s.series_instance_uid for s in study.series.values())
-        series_uid = deterministic_uid("seg", *source_uids, self.bundle_id,
+        # The back-end is part of the identity: an FP16 TensorRT result may differ in a few voxels
+        # from an FP32 ORT one, and a PACS must not take one for the other.
+        series_uid = deterministic_uid("seg", *source_uids, self.bundle_id, self.backend.name,
                                        json.dumps(self.config.uid_dict(), sort_keys=True))
         cfg = self.config
         result.seg = write_seg(
@@ -207,6 +223,7 @@ class Segmenter:
             series_description=cfg.series_description, bundle_id=self.bundle_id,
             series_instance_uid=series_uid, sop_instance_uid=deterministic_uid(series_uid, "instance"),
         )
+        _record_algorithm_parameters(result.seg, {"brain_mask": result.brain_mask_mode})
         result.timings["seg_write"] = time.perf_counter() - t1
         result.series_used = {m: s.series_instance_uid for m, s in study.series.items()}
         result.study_instance_uid = next(iter(study.series.values())).study_instance_uid
@@ -254,11 +271,13 @@ class Segmenter:
         ref = volumes[reference]
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        mask = brain_mask(volumes, cfg.brain_mask, reference, cfg.brain_mask_command)
+        outcome = compute_brain_mask(volumes, cfg.brain_mask, reference, command=cfg.brain_mask_command,
+                                     model=self.brain_mask_model, skullstrip=self._skullstrip)
         timings["brain_mask"] = time.perf_counter() - t0
-        out = run_inference({k: np.asarray(v.array) for k, v in volumes.items() if k in m.modalities},
-                            ref.affine, m, self.backend, brain_mask=mask, step_size=cfg.step_size,
-                            batch_size=cfg.batch_size, mirror=cfg.mirror)
+        images = {k: np.asarray(v.array) for k, v in volumes.items() if k in m.modalities}
+        out = run_inference(images, ref.affine, m, self.backend, brain_mask=outcome.mask,
+                            step_size=cfg.step_size, batch_size=cfg.batch_size, mirror=cfg.mirror)
+        out = self._regrow(outcome, out, images, ref)
         timings.update(out.timings)
         t0 = time.perf_counter()
         labels, info = apply_postprocess(out.labels, ref.spacing, m.postprocess_params(),
@@ -269,6 +288,35 @@ class Segmenter:
         return Result(
             label_map=ref.with_array(labels), seg=None, volumes_ml=volumes_ml, series_used={},
             timings=timings, backend=self.backend.name, bundle_id=self.bundle_id,
-            brain_mask_mode=cfg.brain_mask, postprocess=info.to_dict(), options=cfg.to_dict(),
+            brain_mask_mode=outcome.mode, postprocess=info.to_dict(),
+            options={**cfg.to_dict(), "brain_extraction": outcome.report},
             windows=out.windows, background=volumes[background_key],
         )
+
+    def _regrow(self, outcome: MaskOutcome, out: Any, images: Mapping[str, np.ndarray], ref: Volume) -> Any:
+        """Tumour safety: a predicted tumour component touching the extracted mask's border may
+        continue outside it; grow the mask around it and segment again (``auto`` mode only)."""
+        if outcome.extraction is None or self.config.brain_mask_regrow_mm <= 0:
+            return out
+        grown, n = grow_for_tumour(outcome.mask, out.labels, ref.spacing, self.config.brain_mask_regrow_mm)
+        outcome.report["regrown_components"] = n
+        if not n:
+            return out
+        logger.warning("brain mask: %d tumour component(s) touch the mask border; segmenting again "
+                       "on a mask grown by %.0f mm", n, self.config.brain_mask_regrow_mm)
+        cfg = self.config
+        again = run_inference(images, ref.affine, self.bundle.manifest, self.backend, brain_mask=grown,
+                              step_size=cfg.step_size, batch_size=cfg.batch_size, mirror=cfg.mirror)
+        for k, v in out.timings.items():
+            again.timings[k] = again.timings.get(k, 0.0) + v
+        return again
+
+
+def _record_algorithm_parameters(seg: Dataset, params: Mapping[str, Any]) -> None:
+    """Append ``key=value`` pairs to every segment's AlgorithmParameters (highdicom writes the
+    bundle id there; write_seg takes no further parameters)."""
+    extra = ",".join(f"{k}={v}" for k, v in params.items())
+    for segment in seg.get("SegmentSequence", []):
+        for algo in segment.get("SegmentationAlgorithmIdentificationSequence", []):
+            current = str(algo.get("AlgorithmParameters", ""))
+            algo.AlgorithmParameters = f"{current},{extra}" if current else extra

@@ -57,7 +57,7 @@ def test_missing_onnxruntime_names_package(trained_bundle: Path, monkeypatch: py
 def test_auto_without_any_backend(trained_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(B, "_ort_providers", lambda: None)
     monkeypatch.setattr(B, "tensorrt_reason", lambda: "no GPU")
-    with pytest.raises(BackendError, match="no inference backend is available.*onnxruntime"):
+    with pytest.raises(BackendError, match=r"no inference backend is available.*onnxruntime"):
         B.select_backend(Bundle.load(trained_bundle), "auto")
 
 

@@ -97,11 +97,13 @@ def _ort_providers() -> list[str] | None:
 
 
 def _torch_available() -> bool:
+    """Whether torch is importable, without importing it (it costs seconds and memory)."""
+    import importlib.util
+
     try:
-        import torch  # noqa: F401
-    except ImportError:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules["torch"] is None
         return False
-    return True
 
 
 def available_backends(checkpoint: Path | None = None) -> dict[str, str | None]:

@@ -276,7 +276,8 @@ def parse_cstore(node: str) -> tuple[str, str, int]:
     """
     match = _CSTORE.match(node.strip())
     if not match or not 0 < int(match["port"]) < 65536:
-        raise ConfigError(f"C-STORE destination {node!r}: expected AET@HOST:PORT, e.g. ORTHANC@127.0.0.1:4242")
+        raise ConfigError(f"C-STORE destination {node!r}: expected AET@HOST:PORT, "
+                          "e.g. ORTHANC@127.0.0.1:4242")
     return match["aet"], match["host"], int(match["port"])
 
 

@@ -31,6 +31,8 @@ class Metrics:
         self._counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self.started = time.time()
         self.last_tick = time.time()
+        #: When the job in progress started (None when idle): a long inference is not a stall.
+        self.busy_since: float | None = None
 
     def observe(self, stage: str, seconds: float) -> None:
         """Add one latency observation for ``stage``."""
@@ -126,12 +128,13 @@ class HealthServer:
         port: TCP port; 0 picks a free one (see :attr:`port` after :meth:`start`).
         metrics: The daemon's metrics.
         snapshot: Returns ``(job counts, delivery counts)`` from the store (called per request).
-        stall_after: Seconds without a loop tick after which ``/healthz`` answers 503.
+        stall_after: Seconds without a loop tick after which ``/healthz`` answers 503 ...
+        job_limit: ... unless one job is running for less than this many seconds.
     """
 
     def __init__(self, host: str, port: int, metrics: Metrics,
                  snapshot: Callable[[], tuple[dict[str, int], dict[tuple[str, str], int]]],
-                 stall_after: float = 120.0) -> None:
+                 stall_after: float = 120.0, job_limit: float = 3600.0) -> None:
         self.metrics = metrics
         outer = self
 
@@ -148,13 +151,14 @@ class HealthServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return  # no per-request access log
 
         self._server = ThreadingHTTPServer((host, port), _Handler)
         self._server.daemon_threads = True
         self.snapshot = snapshot
         self.stall_after = stall_after
+        self.job_limit = job_limit
         self._thread = threading.Thread(target=self._server.serve_forever, name="glioedge-health",
                                         daemon=True)
 
@@ -165,15 +169,19 @@ class HealthServer:
 
     def respond(self, path: str) -> tuple[int, str, str]:
         """``(status, content type, body)`` for ``path``."""
-        if path.split("?")[0] == "/metrics":
+        if path.split("?", maxsplit=1)[0] == "/metrics":
             jobs, deliveries = self.snapshot()
             return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render(jobs, deliveries)
-        if path.split("?")[0] == "/healthz":
-            age = time.time() - self.metrics.last_tick
+        if path.split("?", maxsplit=1)[0] == "/healthz":
+            now = time.time()
+            age = now - self.metrics.last_tick
+            busy = self.metrics.busy_since
+            busy_for = None if busy is None else now - busy
             jobs, _ = self.snapshot()
-            ok = age < self.stall_after
+            ok = age < self.stall_after or (busy_for is not None and busy_for < self.job_limit)
             body = {"status": "ok" if ok else "stalled", "loop_age_s": round(age, 3),
-                    "uptime_s": round(time.time() - self.metrics.started, 3), "jobs": jobs}
+                    "job_running_s": None if busy_for is None else round(busy_for, 3),
+                    "uptime_s": round(now - self.metrics.started, 3), "jobs": jobs}
             return (200 if ok else 503), "application/json", json.dumps(body) + "\n"
         return 404, "text/plain", "not found; try /healthz or /metrics\n"
 
@@ -182,6 +190,8 @@ class HealthServer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._server.shutdown()
+        """Stop serving (if started) and close the socket."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(timeout=5)
         self._server.server_close()

@@ -191,8 +191,9 @@ class Inbox:
         for key, entry in self._entries.items():
             activity = self._activity[key]
             if entry.error:
-                broken.append(BrokenFile(key, entry.error, f"file:{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-                                         f":{entry.size}:{int(entry.mtime)}"))
+                digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+                broken.append(BrokenFile(key, entry.error,
+                                         f"file:{digest}:{entry.size}:{int(entry.mtime)}"))
                 continue
             if not entry.is_image:
                 continue
@@ -246,6 +247,10 @@ def _read_entry(path: Path, size: int, mtime: float) -> FileEntry:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception as exc:  # any reader failure is an unreadable file, reported by name
         entry.error = f"{type(exc).__name__}: {exc}"
+        return entry
+    if "SOPClassUID" not in ds:
+        entry.error = ("DICM preamble but no SOPClassUID (0008,0016): truncated, corrupt or not a "
+                       "composite object")
         return entry
     entry.study_uid = str(ds.get("StudyInstanceUID", "")).strip()
     entry.sop_uid = str(ds.get("SOPInstanceUID", "")).strip()

@@ -116,7 +116,11 @@ class Worker:
         job = self.store.claim(self.config.watch.max_attempts)
         if job is None:
             return False
-        self.process(job)
+        self.metrics.busy_since = time.time()
+        try:
+            self.process(job)
+        finally:
+            self.metrics.busy_since = None
         return True
 
     def process(self, job: Job) -> JobState:

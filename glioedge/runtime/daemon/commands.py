@@ -1,0 +1,173 @@
+"""Command-line entry points: ``glioedge watch`` and ``glioedge receive``.
+
+``glioedge.cli`` registers them with :func:`add_watch_parser` and :func:`add_receive_parser`;
+``python -m glioedge.runtime.daemon {watch,receive} ...`` works on its own too. Command-line
+options override the ``--config`` TOML file, which overrides the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from glioedge.errors import GlioedgeError
+from glioedge.runtime.daemon.config import DaemonConfig, load_config
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def add_watch_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``watch``: the folder daemon."""
+    p = subparsers.add_parser(
+        "watch", help="watch an inbox folder, segment complete studies, deliver SEGs",
+        description="Watch INBOX for DICOM studies; when a study is complete (required series "
+        "present and quiet for --quiet-time seconds) segment it, write seg.dcm/report.json to "
+        "OUTBOX/<study uid>/ and deliver to the configured PACS. Jobs survive restarts.")
+    p.add_argument("inbox", nargs="?", type=Path, help="inbox folder (or [watch] inbox)")
+    p.add_argument("--bundle", type=Path, help="model bundle folder (or [model] bundle)")
+    p.add_argument("--out", type=Path, help="outbox folder (or [watch] outbox)")
+    p.add_argument("--config", type=Path, help="TOML configuration file (docs/daemon.md)")
+    p.add_argument("--pacs-cstore", action="append", metavar="AET@HOST:PORT",
+                   help="deliver by DICOM C-STORE (repeatable; replaces [delivery] cstore)")
+    p.add_argument("--pacs-stowrs", action="append", metavar="URL",
+                   help="deliver by DICOMweb STOW-RS (repeatable; replaces [delivery] stowrs)")
+    p.add_argument("--copy-to", action="append", metavar="DIR",
+                   help="also copy outputs to this folder (repeatable; replaces [delivery] folders)")
+    p.add_argument("--quiet-time", type=float, help="seconds without new files before a study is "
+                   "complete (default 30)")
+    p.add_argument("--max-wait", type=float, help="seconds after which an incomplete study is "
+                   "processed or quarantined (default 1800)")
+    p.add_argument("--poll-interval", type=float, help="seconds between inbox rescans (default 2)")
+    p.add_argument("--quarantine", type=Path, help="quarantine folder (default OUTBOX/_quarantine)")
+    p.add_argument("--state", type=Path, help="job-store folder (default OUTBOX/_state)")
+    p.add_argument("--backend", help="auto, tensorrt, onnxruntime, torch (default auto)")
+    p.add_argument("--device", help="device for the back-end, e.g. cuda:0")
+    p.add_argument("--health-port", type=int, help="serve /healthz and /metrics on this port")
+    p.add_argument("--log-format", choices=("json", "text"), help="log format (default json)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO)")
+    p.add_argument("--once", action="store_true",
+                   help="process what is complete, try pending deliveries once, then exit")
+    p.add_argument("--status", action="store_true",
+                   help="print the job store (counts and unfinished jobs) as JSON and exit")
+    p.set_defaults(func=run_watch)
+    return p
+
+
+def add_receive_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``receive``: the DICOM Storage SCP writing into the inbox."""
+    p = subparsers.add_parser(
+        "receive", help="DICOM Storage SCP: write received instances into the inbox",
+        description="Accept C-STORE from a scanner or PACS and write each instance to "
+        "INBOX/<study uid>/<series uid>/<sop uid>.dcm for 'glioedge watch'.")
+    p.add_argument("--inbox", type=Path, help="inbox folder (or [receive] inbox / [watch] inbox)")
+    p.add_argument("--aet", help="our AE title (default GLIOEDGE)")
+    p.add_argument("--port", type=int, help="TCP port (default 11112)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 for the network)")
+    p.add_argument("--config", type=Path, help="TOML configuration file")
+    p.add_argument("--log-format", choices=("json", "text"))
+    p.add_argument("--log-level")
+    p.set_defaults(func=run_receive)
+    return p
+
+
+def watch_config(args: argparse.Namespace) -> DaemonConfig:
+    """The configuration of ``watch``: file, then command line.
+
+    Raises:
+        ConfigError: an invalid file or value.
+    """
+    text = lambda v: None if v is None else str(v)  # noqa: E731
+    listing = lambda v: None if v is None else list(v)  # noqa: E731
+    return load_config(args.config, {
+        "watch.inbox": text(args.inbox), "watch.outbox": text(args.out),
+        "watch.quarantine": text(args.quarantine), "watch.state": text(args.state),
+        "watch.quiet_time": args.quiet_time, "watch.max_wait": args.max_wait,
+        "watch.poll_interval": args.poll_interval,
+        "model.bundle": text(args.bundle), "model.backend": args.backend, "model.device": args.device,
+        "delivery.cstore": listing(args.pacs_cstore), "delivery.stowrs": listing(args.pacs_stowrs),
+        "delivery.folders": listing(args.copy_to),
+        "health.port": args.health_port, "log.format": args.log_format, "log.level": args.log_level,
+    })
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    """Run the folder daemon (or print its store with ``--status``).
+
+    Raises:
+        GlioedgeError: configuration, bundle or back-end problems (before serving starts).
+    """
+    from glioedge.runtime.daemon.logging import configure
+
+    config = watch_config(args)
+    configure(config.log.level, config.log.format)
+    if args.status:
+        from glioedge.runtime.daemon.jobs import JobStore
+        from glioedge.runtime.daemon.service import DB_NAME
+
+        store = JobStore(config.watch.state_dir / DB_NAME)
+        try:
+            dump = store.dump()
+            unfinished = [j for j in dump["jobs"] if j["state"] != "done"]
+            for j in unfinished:
+                j.pop("files", None)
+            json.dump({"counts": store.counts(), "unfinished": unfinished}, sys.stdout, indent=2,
+                      default=str)
+            sys.stdout.write("\n")
+        finally:
+            store.close()
+        return 0
+    from glioedge.runtime.daemon.service import Daemon
+
+    return Daemon(config, stop=_stop_on_signals()).run(once=args.once)
+
+
+def run_receive(args: argparse.Namespace) -> int:
+    """Run the Storage SCP until SIGTERM.
+
+    Raises:
+        ConfigError: no inbox given, or an invalid value.
+    """
+    from glioedge.errors import ConfigError
+    from glioedge.runtime.daemon.logging import configure
+    from glioedge.runtime.daemon.receiver import Receiver
+
+    config = load_config(args.config, {
+        "receive.inbox": None if args.inbox is None else str(args.inbox), "receive.aet": args.aet,
+        "receive.port": args.port, "receive.host": args.host,
+        "log.format": args.log_format, "log.level": args.log_level,
+    })
+    configure(config.log.level, config.log.format)
+    inbox = config.receive.inbox or config.watch.inbox
+    if not inbox:
+        raise ConfigError("receive: no inbox; give --inbox or [receive] inbox in the config file")
+    return Receiver(config.receive, inbox).serve(_stop_on_signals())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m glioedge.runtime.daemon {watch,receive} ...`` (until ``glioedge`` wires them)."""
+    parser = argparse.ArgumentParser(prog="glioedge")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_watch_parser(sub)
+    add_receive_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except GlioedgeError as exc:
+        sys.stderr.write(f"glioedge {args.command}: {exc}\n")
+        return 2

@@ -1,0 +1,158 @@
+"""The brain-extraction stage: every selected series → one tumour-safe mask on the reference grid.
+
+``extract_brain(volumes, model, reference)`` runs the bundle's brain-mask network on each series
+(each on its own grid, or on the fused volumes), resamples each brain probability onto the
+reference grid in physical space, and makes the mask tumour-safe (:mod:`.safety`). Its
+:class:`BrainExtraction` carries the mask, the brain volume, plausibility warnings, timings and
+the parameters to record in the report and in the SEG's algorithm parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from glioedge.dicom_io import Volume
+from glioedge.errors import BackendError, ConfigError, InputError
+from glioedge.runtime.skullstrip.model import BrainMaskModel
+from glioedge.runtime.skullstrip.safety import brain_volume_ml, plausibility_warnings, tumour_safe_mask
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BrainExtraction", "SkullStripConfig", "extract_brain"]
+
+
+@dataclass(frozen=True)
+class SkullStripConfig:
+    """How the brain mask is made tumour-safe (one source of defaults).
+
+    Attributes:
+        margin_mm: dilation of the filled union, in mm.
+        mirror: test-time mirroring over the three axes (8× slower on CPU; upstream's default).
+            ``None`` uses the model's ``mirror_axes``.
+        threshold: brain-probability threshold (``None``: the model's).
+        keep_largest: keep the largest connected component of the union.
+        min_ml, max_ml: plausible brain volume; outside it, a warning in the report.
+    """
+
+    margin_mm: float = 3.0
+    mirror: bool | None = False
+    threshold: float | None = None
+    keep_largest: bool = True
+    min_ml: float = 800.0
+    max_ml: float = 2000.0
+
+    def __post_init__(self) -> None:
+        """Validate.
+
+        Raises:
+            ConfigError: a negative margin, a threshold outside (0, 1) or min ≥ max.
+        """
+        if self.margin_mm < 0:
+            raise ConfigError(f"brain-mask margin_mm must be ≥ 0, got {self.margin_mm}")
+        if self.threshold is not None and not 0 < self.threshold < 1:
+            raise ConfigError(f"brain-mask threshold must be in (0, 1), got {self.threshold}")
+        if self.min_ml >= self.max_ml:
+            raise ConfigError(f"brain volume bounds min_ml {self.min_ml} ≥ max_ml {self.max_ml}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SkullStripConfig:
+        """Build from a dict; unknown keys are ignored."""
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+
+@dataclass(frozen=True, eq=False)
+class BrainExtraction:
+    """What the stage produced.
+
+    Attributes:
+        mask: the dilated, tumour-safe mask on the reference grid (what the tumour model uses).
+        brain: the filled union before dilation.
+        brain_ml: volume of ``brain`` (mL). mask_ml: volume of ``mask`` (mL).
+        per_series_ml: brain volume each series alone gave (mL).
+        warnings: plausibility warnings.
+        seconds: wall time of the stage.
+        params: model and configuration, JSON-serialisable.
+    """
+
+    mask: np.ndarray
+    brain: np.ndarray
+    brain_ml: float
+    mask_ml: float
+    per_series_ml: dict[str, float]
+    warnings: tuple[str, ...]
+    seconds: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def report(self) -> dict[str, Any]:
+        """JSON-serialisable summary for the report."""
+        return {
+            "brain_ml": round(self.brain_ml, 1), "mask_ml": round(self.mask_ml, 1),
+            "per_series_ml": {k: round(v, 1) for k, v in self.per_series_ml.items()},
+            "warnings": list(self.warnings), "seconds": round(self.seconds, 2), **self.params,
+        }
+
+
+def extract_brain(
+    volumes: Mapping[str, Volume], model: BrainMaskModel, reference: Volume | str,
+    config: SkullStripConfig | None = None,
+) -> BrainExtraction:
+    """One tumour-safe brain mask for a study.
+
+    Args:
+        volumes: series name (modality) → volume, each on its own grid or all on one.
+        model: the bundle's brain-mask network.
+        reference: the grid of the mask (a volume, or a key of ``volumes``).
+        config: margin, mirroring, threshold and plausibility bounds.
+
+    Raises:
+        InputError: no volumes, an unknown reference key, a constant image, or no brain found.
+        BackendError: the network failed in ONNX Runtime.
+    """
+    cfg = config or SkullStripConfig()
+    if not volumes:
+        raise InputError("brain extraction needs at least one series")
+    if isinstance(reference, str):
+        if reference not in volumes:
+            raise InputError(f"brain extraction: reference {reference!r} not among {sorted(volumes)}")
+        reference = volumes[reference]
+    spec = model.spec
+    mirror_axes = spec.mirror_axes if cfg.mirror is None else ((0, 1, 2) if cfg.mirror else ())
+    threshold = spec.threshold if cfg.threshold is None else cfg.threshold
+    t0 = time.perf_counter()
+    masks: list[np.ndarray] = []
+    per_series: dict[str, float] = {}
+    spacing = reference.spacing
+    for name, vol in volumes.items():
+        try:
+            prob = model.probability(vol, reference, mirror_axes=mirror_axes)
+        except InputError as exc:
+            raise InputError(f"brain extraction on series {name!r}: {exc}") from exc
+        except BackendError as exc:
+            raise BackendError(f"brain extraction on series {name!r}: {exc}") from exc
+        mask = prob > threshold
+        per_series[name] = brain_volume_ml(mask, spacing)
+        if not mask.any():
+            logger.warning("brain extraction: no brain found in series %s", name)
+        masks.append(mask)
+    brain, mask = tumour_safe_mask(masks, spacing, cfg.margin_mm, keep_largest=cfg.keep_largest)
+    brain_ml = brain_volume_ml(brain, spacing)
+    warnings = tuple(plausibility_warnings(brain_ml, cfg.min_ml, cfg.max_ml))
+    for w in warnings:
+        logger.warning("brain extraction: %s", w)
+    seconds = time.perf_counter() - t0
+    params = {**model.describe(), "mirror_axes": list(mirror_axes), "threshold": threshold,
+              "margin_mm": cfg.margin_mm, "keep_largest": cfg.keep_largest,
+              "series": sorted(volumes)}
+    return BrainExtraction(mask=mask, brain=brain, brain_ml=brain_ml,
+                           mask_ml=brain_volume_ml(mask, spacing), per_series_ml=per_series,
+                           warnings=warnings, seconds=seconds, params=params)

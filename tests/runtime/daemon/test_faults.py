@@ -1,0 +1,122 @@
+"""``kill -9`` of the daemon during inference and during delivery: every job done exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from glioedge.runtime.daemon.jobs import DeliveryState, JobState, JobStore
+from glioedge.runtime.daemon.service import DB_NAME
+from tests.runtime.daemon.conftest import Orthanc, clone_study, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class DaemonProcess:
+    """``glioedge watch`` in a child process with injected delays (``slow_daemon``)."""
+
+    def __init__(self, tmp: Path, args: list[str], infer_delay: float, deliver_delay: float,
+                 run: int) -> None:
+        self.log = tmp / f"daemon{run}.log"
+        cmd = [sys.executable, "-m", "tests.runtime.daemon.slow_daemon", str(infer_delay),
+               str(deliver_delay), "watch", *args]
+        with self.log.open("wb") as fh:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=fh)
+
+    def records(self) -> list[dict[str, Any]]:
+        """The JSON log records so far."""
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a line being written
+        return out
+
+    def saw(self, message: str) -> list[dict[str, Any]]:
+        """Records with this message (fails the test if the daemon died)."""
+        if self.proc.poll() is not None:
+            pytest.fail(f"daemon exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+        return [r for r in self.records() if r.get("message") == message]
+
+    def kill9(self) -> None:
+        """SIGKILL, no chance to clean up."""
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self) -> int:
+        """SIGTERM and wait for a graceful exit."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+
+def _jobs(state_dir: Path) -> tuple[list[Any], list[Any]]:
+    store = JobStore(state_dir / DB_NAME)
+    try:
+        return store.jobs(), store.deliveries()
+    finally:
+        store.close()
+
+
+def test_kill9_during_inference_and_delivery_then_every_job_done_once(
+        tmp_path: Path, orthanc_factory: Callable[..., Orthanc], trained_bundle: Path,
+        synthetic_study: Path) -> None:
+    pacs = orthanc_factory().start()
+    uids = [clone_study(synthetic_study, tmp_path / "inbox" / f"s{n}", f"kill{n}") for n in range(2)]
+    (tmp_path / "glioedge.toml").write_text(
+        "[watch]\nquiet_time = 0.3\npoll_interval = 0.2\nretry_initial = 0.3\n"
+        "[delivery]\nbackoff_initial = 0.2\nbackoff_max = 1.0\ntimeout = 10\n")
+    args = [str(tmp_path / "inbox"), "--bundle", str(trained_bundle), "--out", str(tmp_path / "outbox"),
+            "--state", str(tmp_path / "state"), "--config", str(tmp_path / "glioedge.toml"),
+            "--pacs-cstore", pacs.cstore]
+
+    # 1: killed in the middle of the first job's inference
+    run = DaemonProcess(tmp_path, args, infer_delay=30, deliver_delay=0, run=1)
+    wait_until(lambda: run.saw("inference started"), 60, "inference to start")
+    run.kill9()
+    jobs, _ = _jobs(tmp_path / "state")
+    assert [j.state for j in jobs].count(JobState.RUNNING) == 1
+
+    # 2: killed after the PACS stored a SEG but before the acknowledgement was recorded
+    run = DaemonProcess(tmp_path, args, infer_delay=0, deliver_delay=30, run=2)
+    wait_until(lambda: run.saw("delivery started") and pacs.sop_uids("SEG"), 90,
+               "the PACS to store the first SEG")
+    run.kill9()
+    assert run.saw  # the records of run 2 stay in daemon2.log for diagnosis
+    jobs, deliveries = _jobs(tmp_path / "state")
+    assert any(d.state is DeliveryState.PENDING for d in deliveries)  # stored, not yet acknowledged
+    kills = 2
+
+    # 3: a clean run finishes everything; SIGTERM stops it gracefully
+    run = DaemonProcess(tmp_path, args, infer_delay=0, deliver_delay=0, run=3)
+    wait_until(lambda: run.saw("daemon starting") and all(
+        j.state is JobState.DONE for j in _jobs(tmp_path / "state")[0]), 120, "both jobs done")
+    assert run.terminate() == 0
+    starting = run.saw("daemon starting") if run.proc.poll() is None else [
+        r for r in run.records() if r.get("message") == "daemon starting"]
+    assert starting and "recovered_jobs" in starting[0]
+
+    jobs, deliveries = _jobs(tmp_path / "state")
+    assert sorted(j.study_uid for j in jobs) == sorted(uids)  # one job per study, never two
+    assert all(j.state is JobState.DONE for j in jobs)
+    assert max(j.attempts for j in jobs) == 2  # the interrupted inference ran again once
+    assert len(deliveries) == len(uids)
+    assert all(d.state is DeliveryState.ACKED for d in deliveries)
+    # the PACS holds exactly one SEG per study: the re-sent one had the same deterministic UID
+    seg_uids = sorted(j.seg_sop_uid for j in jobs)
+    assert pacs.sop_uids("SEG") == seg_uids
+    studies = [p for p in (tmp_path / "outbox").iterdir() if not p.name.startswith("_")]
+    assert sorted(p.name for p in studies) == sorted(uids)
+    assert all(sorted(f.name for f in p.iterdir()) == ["report.json", "seg.dcm"] for p in studies)
+    assert not list((tmp_path / "outbox").rglob("*.tmp"))
+    assert kills == 2

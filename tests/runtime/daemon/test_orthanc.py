@@ -1,0 +1,111 @@
+"""Against a real Orthanc on loopback: C-STORE and STOW-RS delivery, PACS down, push to the receiver."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from glioedge.runtime.daemon.config import ReceiveConfig
+from glioedge.runtime.daemon.jobs import DeliveryState, JobState
+from glioedge.runtime.daemon.names import safe_uid
+from glioedge.runtime.daemon.receiver import Receiver
+from tests.runtime.daemon.conftest import (
+    DICOMWEB_PLUGIN,
+    LOOPBACK,
+    Orthanc,
+    ThreadDaemon,
+    clone_study,
+    daemon_config,
+    free_port,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _seg(tmp_path: Path, study_uid: str) -> pydicom.Dataset:
+    return pydicom.dcmread(tmp_path / "outbox" / safe_uid(study_uid) / "seg.dcm")
+
+
+def test_cstore_and_stowrs_deliver_and_are_queryable_back(
+        tmp_path: Path, orthanc_factory: Callable[..., Orthanc], trained_bundle: Path,
+        synthetic_study: Path) -> None:
+    if not DICOMWEB_PLUGIN.exists():
+        pytest.skip(f"{DICOMWEB_PLUGIN} missing (Debian package orthanc-dicomweb)")
+    dicomweb_client = pytest.importorskip("dicomweb_client")
+    pacs, web = orthanc_factory().start(), orthanc_factory().start()
+    study_uid = clone_study(synthetic_study, tmp_path / "inbox", "deliver")
+    config = daemon_config(tmp_path, trained_bundle,
+                           delivery={"cstore": [pacs.cstore], "stowrs": [web.dicomweb]})
+    with ThreadDaemon(config) as daemon:
+        wait_until(lambda: daemon.counts()["done"] == 1, 90, "both deliveries acknowledged")
+        store = daemon.store()
+        deliveries = store.deliveries()
+        store.close()
+    assert {d.destination.split(":")[0] for d in deliveries} == {"cstore", "stowrs"}
+    assert all(d.state is DeliveryState.ACKED and d.attempts == 1 for d in deliveries)
+    seg = _seg(tmp_path, study_uid)
+    # C-STORE: the PACS holds exactly this SEG, bit for bit in its pixel data
+    assert pacs.sop_uids("SEG") == [seg.SOPInstanceUID]
+    # STOW-RS: found by QIDO-RS and retrieved by WADO-RS
+    client = dicomweb_client.DICOMwebClient(web.dicomweb)
+    found = client.search_for_instances(study_uid, search_filters={"Modality": "SEG"})
+    assert [pydicom.Dataset.from_json(f).SOPInstanceUID for f in found] == [seg.SOPInstanceUID]
+    back = client.retrieve_instance(study_uid, seg.SeriesInstanceUID, seg.SOPInstanceUID)
+    assert back.PixelData == seg.PixelData and back.SOPClassUID == seg.SOPClassUID
+
+
+def test_pacs_down_is_retried_and_delivered_when_it_comes_back(
+        tmp_path: Path, orthanc_factory: Callable[..., Orthanc], trained_bundle: Path,
+        synthetic_study: Path) -> None:
+    pacs = orthanc_factory()  # ports reserved, server not started: the PACS is down
+    study_uid = clone_study(synthetic_study, tmp_path / "inbox", "down")
+    config = daemon_config(tmp_path, trained_bundle, delivery={"cstore": [pacs.cstore]})
+    with ThreadDaemon(config) as daemon:
+        def failed_twice() -> bool:
+            store = daemon.store()
+            try:
+                rows = store.deliveries()
+                return bool(rows) and rows[0].attempts >= 2 and rows[0].state is DeliveryState.PENDING
+            finally:
+                store.close()
+        wait_until(failed_twice, 90, "two failed C-STORE attempts while the PACS is down")
+        store = daemon.store()
+        assert store.jobs()[0].state is JobState.DELIVERING
+        assert "association not established" in store.deliveries()[0].error
+        store.close()
+        pacs.start()
+        wait_until(lambda: daemon.counts()["done"] == 1, 30, "delivery once the PACS is back")
+        store = daemon.store()
+        row = store.deliveries()[0]
+        store.close()
+    assert row.state is DeliveryState.ACKED and row.attempts >= 3
+    assert pacs.sop_uids("SEG") == [_seg(tmp_path, study_uid).SOPInstanceUID]
+
+
+def test_orthanc_pushes_a_study_to_receive_and_a_seg_comes_back(
+        tmp_path: Path, orthanc_factory: Callable[..., Orthanc], trained_bundle: Path,
+        synthetic_study: Path) -> None:
+    port = free_port()
+    pacs = orthanc_factory(modalities={"glioedge": ["GLIOEDGE", LOOPBACK, port]}).start()
+    study_uid = clone_study(synthetic_study, tmp_path / "upload", "pushed")
+    ids = {pacs.upload(p) for p in sorted((tmp_path / "upload").rglob("*.dcm"))}
+    assert len(ids) == len(list((tmp_path / "upload").rglob("*.dcm")))
+    orthanc_study = pacs.post("/tools/lookup", study_uid)
+    receiver = Receiver(ReceiveConfig(aet="GLIOEDGE", host=LOOPBACK, port=port), tmp_path / "inbox")
+    receiver.start()
+    try:
+        config = daemon_config(tmp_path, trained_bundle, delivery={"cstore": [pacs.cstore]})
+        with ThreadDaemon(config) as daemon:
+            pacs.post("/modalities/glioedge/store", orthanc_study[0]["ID"])
+            wait_until(lambda: daemon.counts()["done"] == 1, 90, "the pushed study's SEG delivered")
+    finally:
+        receiver.stop()
+    assert receiver.received == len(ids)
+    seg = _seg(tmp_path, study_uid)
+    assert pacs.sop_uids("SEG") == [seg.SOPInstanceUID]
+    stored = pacs.post("/tools/find", {"Level": "Series", "Query": {"Modality": "SEG"}, "Expand": True})
+    assert stored[0]["ParentStudy"] == orthanc_study[0]["ID"]  # filed under the source study

@@ -1,0 +1,200 @@
+"""Fast tests of the daemon's parts: configuration, job store, names, logs, metrics, quarantine."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from glioedge.errors import ConfigError
+from glioedge.runtime.daemon.config import DaemonConfig, load_config, parse_cstore
+from glioedge.runtime.daemon.health import HealthServer, Metrics
+from glioedge.runtime.daemon.jobs import DeliveryState, JobState, JobStore
+from glioedge.runtime.daemon.logging import JsonFormatter, PhiFilter
+from glioedge.runtime.daemon.names import safe_uid
+from glioedge.runtime.daemon.quarantine import quarantine
+from tests.runtime.daemon.conftest import LOOPBACK
+
+TOML = """
+[watch]
+inbox = "/data/inbox"
+outbox = "/data/outbox"
+quiet_time = 12.5
+[model]
+bundle = "/models/b"
+[delivery]
+cstore = ["PACS@127.0.0.1:4242"]
+stowrs = ["http://127.0.0.1:8042/dicom-web"]
+[segmenter]
+qa_png = true
+"""
+
+
+def test_config_file_then_cli_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "glioedge.toml"
+    path.write_text(TOML)
+    config = load_config(path, {"watch.quiet_time": 1.0, "health.port": 9100, "watch.max_wait": None})
+    assert config.watch.quiet_time == 1.0  # the command line wins
+    assert config.watch.max_wait == 1800.0  # default kept
+    assert config.delivery.cstore == ("PACS@127.0.0.1:4242",)
+    assert config.segmenter == {"qa_png": True}
+    assert config.watch.state_dir == Path("/data/outbox/_state")
+    assert DaemonConfig.from_dict(config.to_dict()) == config  # round trip
+
+
+@pytest.mark.parametrize(("data", "needle"), [
+    ({"watch": {"quiet_tme": 1}}, "quiet_tme"),
+    ({"wach": {}}, "wach"),
+    ({"watch": {"quiet_time": "soon"}}, "watch.quiet_time"),
+    ({"watch": {"quiet_time": -1}}, "watch.quiet_time"),
+    ({"delivery": {"cstore": ["PACS@host"]}}, "AET@HOST:PORT"),
+    ({"delivery": {"stowrs": ["ftp://x"]}}, "http"),
+    ({"log": {"format": "xml"}}, "log.format"),
+])
+def test_config_errors_name_the_key(data: dict, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        DaemonConfig.from_dict(data)
+
+
+def test_defaults_need_folders_and_bundle() -> None:
+    with pytest.raises(ConfigError, match=r"watch.inbox.*watch.outbox.*model.bundle"):
+        DaemonConfig().require_folders()
+    assert parse_cstore("ORTHANC@127.0.0.1:4242") == ("ORTHANC", "127.0.0.1", 4242)
+    assert DaemonConfig().delivery.backoff(1) == 5.0
+    assert DaemonConfig().delivery.backoff(30) == 600.0
+
+
+def test_job_life_recovery_and_max_attempts(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    first = store.add_job("s1#a", "1.2.3", ["/in/a.dcm"])
+    assert first is not None
+    assert store.add_job("s1#a", "1.2.3", ["/in/a.dcm"]) is None  # same key: never twice
+    job = store.claim(max_attempts=2)
+    assert job is not None and job.state is JobState.RUNNING and job.attempts == 1
+    # the daemon dies here: a new process recovers the running job
+    store.close()
+    store = JobStore(tmp_path / "jobs.sqlite")
+    assert store.recover() == 1
+    job = store.claim(max_attempts=2)
+    assert job is not None and job.attempts == 2
+    store.requeue(job.id, "boom", 0.0)
+    assert store.claim(max_attempts=2) is None  # third start refused
+    assert store.job(job.id).state is JobState.FAILED
+    assert "gave up after 2 attempts" in store.job(job.id).error
+    store.close()
+
+
+def test_deliveries_close_the_job_once_all_acknowledged(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job_id = store.add_job("k", "1.2", [])
+    assert job_id is not None
+    store.claim(3)
+    store.outputs_written(job_id, "/out/1.2", "2.25.1", ["a", "b"])
+    assert store.job(job_id).state is JobState.DELIVERING
+    assert store.delivery_result(job_id, "a", ok=True) is JobState.DELIVERING
+    assert store.delivery_result(job_id, "b", ok=False, error="down", retry_in=60) is JobState.DELIVERING
+    assert [d.destination for d in store.due_deliveries()] == []  # b not due for 60 s
+    assert [d.destination for d in store.due_deliveries(now=time.time() + 61)] == ["b"]
+    assert store.delivery_result(job_id, "b", ok=False, error="refused", retry_in=None) is JobState.FAILED
+    assert "b: refused" in store.job(job_id).error
+    states = {d.destination: d.state for d in store.deliveries(job_id)}
+    assert states == {"a": DeliveryState.ACKED, "b": DeliveryState.FAILED}
+    store.close()
+
+
+def test_refunded_attempts_never_exhaust_a_job(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job_id = store.add_job("k", "1.2", [])
+    assert job_id is not None
+    for _ in range(5):
+        job = store.claim(max_attempts=2)
+        assert job is not None
+        store.requeue(job_id, "outbox is full", 0.0, refund=True)
+    assert store.job(job_id).state is JobState.QUEUED
+    assert store.job(job_id).error == "outbox is full"
+    store.close()
+
+
+@pytest.mark.parametrize("uid", ["../../etc/passwd", "1.2/../3", "", "1.2.3" * 20, "abc", "1..2"])
+def test_safe_uid_never_builds_a_path(uid: str) -> None:
+    name = safe_uid(uid)
+    assert "/" not in name and ".." not in name and name not in ("", ".", "..")
+    assert len(name) <= 64
+    assert safe_uid("1.2.840.10008.1") == "1.2.840.10008.1"
+
+
+def test_json_logs_refuse_phi_keys() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(PhiFilter())
+    logger = logging.getLogger("glioedge.test.phi")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("study seen", extra={"study_uid": "1.2.3", "patient_name": "DOE^JANE",
+                                            "PatientID": "12345", "birth_date": "19700101"})
+    finally:
+        logger.removeHandler(handler)
+    record = json.loads(stream.getvalue())
+    assert record["study_uid"] == "1.2.3"
+    assert record["patient_name"] == record["PatientID"] == record["birth_date"] == "[refused]"
+    assert "DOE" not in stream.getvalue() and "12345" not in stream.getvalue()
+
+
+def test_health_and_metrics_over_http() -> None:
+    metrics = Metrics()
+    metrics.observe("inference", 0.3)
+    metrics.observe("inference", 4.0)
+    metrics.inc("deliveries", destination="cstore:PACS@127.0.0.1:4242")
+    server = HealthServer(LOOPBACK, 0, metrics,
+                          lambda: ({"queued": 2, "done": 5}, {("cstore:X", "pending"): 1}))
+    server.start()
+    try:
+        base = f"http://{LOOPBACK}:{server.port}"
+        with urllib.request.urlopen(f"{base}/healthz", timeout=5) as r:
+            health = json.loads(r.read())
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
+            text = r.read().decode()
+            ctype = r.headers["Content-Type"]
+    finally:
+        server.stop()
+    assert health["status"] == "ok" and health["jobs"]["done"] == 5
+    assert ctype.startswith("text/plain; version=0.0.4")
+    assert 'glioedge_jobs{state="queued"} 2' in text
+    assert 'glioedge_stage_seconds_bucket{stage="inference",le="0.5"} 1' in text
+    assert 'glioedge_stage_seconds_count{stage="inference"} 2' in text
+    assert 'glioedge_deliveries{destination="cstore:X",state="pending"} 1' in text
+    assert "glioedge_deliveries_total" in text
+
+
+def test_healthz_reports_a_stalled_loop() -> None:
+    metrics = Metrics()
+    metrics.last_tick -= 1000
+    server = HealthServer(LOOPBACK, 0, metrics, lambda: ({}, {}), stall_after=10, job_limit=3600)
+    code, _, body = server.respond("/healthz")
+    assert code == 503 and json.loads(body)["status"] == "stalled"
+    metrics.busy_since = time.time() - 600  # a long inference in progress is not a stall
+    code, _, body = server.respond("/healthz")
+    server.stop()
+    assert code == 200 and json.loads(body)["job_running_s"] >= 600
+
+
+def test_quarantine_copies_and_never_moves(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    (inbox / "s" / "a").mkdir(parents=True)
+    files = [inbox / "s" / "a" / "1.dcm", inbox / "s" / "a" / "2.dcm"]
+    for f in files:
+        f.write_bytes(b"x" * 10)
+    folder = quarantine(tmp_path / "q", "../../evil", files, "no T1CE series", inbox=inbox)
+    assert folder.parent == tmp_path / "q"
+    assert all(f.exists() for f in files)  # inputs untouched
+    assert (folder / "files" / "s" / "a" / "1.dcm").read_bytes() == b"x" * 10
+    reason = json.loads((folder / "reason.json").read_text())
+    assert reason["reason"] == "no T1CE series" and len(reason["files"]) == 2
+    assert (folder / "reason.txt").read_text().strip() == "no T1CE series"
