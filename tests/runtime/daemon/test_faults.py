@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,3 +122,39 @@ def test_kill9_during_inference_and_delivery_then_every_job_done_once(
     assert all(sorted(f.name for f in p.iterdir()) == ["report.json", "seg.dcm"] for p in studies)
     assert not list((tmp_path / "outbox").rglob("*.tmp"))
     assert kills == 2
+
+
+def test_kill9_at_random_moments_never_loses_or_duplicates(
+        tmp_path: Path, orthanc_factory: Callable[..., Orthanc], trained_bundle: Path,
+        synthetic_study: Path) -> None:
+    """Seeded chaos: four kills at random moments, then a clean run; the invariants hold."""
+    rng = random.Random(4)
+    pacs = orthanc_factory().start()
+    uids = [clone_study(synthetic_study, tmp_path / "inbox" / f"s{n}", f"chaos{n}") for n in range(3)]
+    (tmp_path / "glioedge.toml").write_text(
+        "[watch]\nquiet_time = 0.3\npoll_interval = 0.2\nretry_initial = 0.3\nmax_attempts = 10\n"
+        "[delivery]\nbackoff_initial = 0.2\nbackoff_max = 1.0\ntimeout = 10\n")
+    args = [str(tmp_path / "inbox"), "--bundle", str(trained_bundle), "--out", str(tmp_path / "outbox"),
+            "--state", str(tmp_path / "state"), "--config", str(tmp_path / "glioedge.toml"),
+            "--pacs-cstore", pacs.cstore, "--copy-to", str(tmp_path / "share")]
+    kills = 4
+    for n in range(kills):
+        run = DaemonProcess(tmp_path, args, infer_delay=0, deliver_delay=0, run=10 + n)
+        wait_until(lambda run=run: run.saw("daemon starting"), 60, "the daemon to start")
+        time.sleep(rng.uniform(1.0, 12.0))
+        run.kill9()
+        events = [r["message"] for r in run.records() if r.get("event") in ("job", "delivery")]
+        print(f"kill {n + 1}: after {events[-1] if events else 'start-up'!r}")
+    run = DaemonProcess(tmp_path, args, infer_delay=0, deliver_delay=0, run=20)
+    wait_until(lambda: run.saw("daemon starting") and len(_jobs(tmp_path / "state")[0]) == len(uids)
+               and all(j.state is JobState.DONE for j in _jobs(tmp_path / "state")[0]), 150,
+               "every job done after the kills")
+    assert run.terminate() == 0
+    jobs, deliveries = _jobs(tmp_path / "state")
+    assert sorted(j.study_uid for j in jobs) == sorted(uids)
+    assert len(deliveries) == 2 * len(uids) and all(d.state is DeliveryState.ACKED for d in deliveries)
+    assert pacs.sop_uids("SEG") == sorted(j.seg_sop_uid for j in jobs)
+    for root in (tmp_path / "outbox", tmp_path / "share"):
+        names = sorted(p.name for p in root.iterdir() if not p.name.startswith(("_", ".")))
+        assert names == sorted(uids), root
+        assert not list(root.rglob("*.tmp"))

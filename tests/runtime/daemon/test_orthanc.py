@@ -24,6 +24,7 @@ from tests.runtime.daemon.conftest import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+LABELMAP_SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
 
 
 def _seg(tmp_path: Path, study_uid: str) -> pydicom.Dataset:
@@ -63,7 +64,9 @@ def test_pacs_down_is_retried_and_delivered_when_it_comes_back(
         synthetic_study: Path) -> None:
     pacs = orthanc_factory()  # ports reserved, server not started: the PACS is down
     study_uid = clone_study(synthetic_study, tmp_path / "inbox", "down")
-    config = daemon_config(tmp_path, trained_bundle, delivery={"cstore": [pacs.cstore]})
+    # a LABELMAP SEG this time: Orthanc takes it over C-STORE with UnknownSopClassAccepted
+    config = daemon_config(tmp_path, trained_bundle, delivery={"cstore": [pacs.cstore]},
+                           segmenter={"segmentation_type": "LABELMAP"})
     with ThreadDaemon(config) as daemon:
         def failed_twice() -> bool:
             store = daemon.store()
@@ -83,7 +86,9 @@ def test_pacs_down_is_retried_and_delivered_when_it_comes_back(
         row = store.deliveries()[0]
         store.close()
     assert row.state is DeliveryState.ACKED and row.attempts >= 3
-    assert pacs.sop_uids("SEG") == [_seg(tmp_path, study_uid).SOPInstanceUID]
+    seg = _seg(tmp_path, study_uid)
+    assert seg.SOPClassUID == LABELMAP_SEG_STORAGE
+    assert pacs.sop_uids("SEG") == [seg.SOPInstanceUID]
 
 
 def test_orthanc_pushes_a_study_to_receive_and_a_seg_comes_back(

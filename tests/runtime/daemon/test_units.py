@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -198,3 +200,14 @@ def test_quarantine_copies_and_never_moves(tmp_path: Path) -> None:
     reason = json.loads((folder / "reason.json").read_text())
     assert reason["reason"] == "no T1CE series" and len(reason["files"]) == 2
     assert (folder / "reason.txt").read_text().strip() == "no T1CE series"
+
+
+def test_daemon_imports_without_torch() -> None:
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import glioedge.runtime.daemon.commands, glioedge.runtime.daemon.service\n"
+            "import glioedge.runtime.daemon.receiver, glioedge.runtime.daemon.worker\n"
+            "import glioedge.runtime.segmenter\n"
+            "assert sys.modules['torch'] is None")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
