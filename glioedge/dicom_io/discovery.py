@@ -123,6 +123,12 @@ def scan_folder(folder: str | Path) -> list[Study]:
     return group_datasets(datasets, sources, where=str(folder))
 
 
+def dataset_source(ds: Dataset, n: int) -> str:
+    """Where a dataset came from, for messages: its file when pydicom read it from one."""
+    filename = getattr(ds, "filename", None)
+    return str(filename) if isinstance(filename, str) and filename else f"<memory #{n}>"
+
+
 def group_datasets(
     datasets: Iterable[Dataset], sources: Sequence[str] | None = None, where: str = "input"
 ) -> list[Study]:
@@ -140,8 +146,8 @@ def group_datasets(
         InputError: no MR image among the datasets, or one lacks its study or series UID.
     """
     datasets = list(datasets)
-    sources = list(sources) if sources is not None else [f"<memory #{n}>" for n in
-                                                            range(len(datasets))]
+    sources = list(sources) if sources is not None else [
+        dataset_source(ds, n) for n, ds in enumerate(datasets)]
     studies: dict[str, Study] = {}
     skipped: dict[str, int] = {}
     for ds, source in zip(datasets, sources, strict=True):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from pydicom.dataset import Dataset
 
-from glioedge.dicom_io.discovery import ENHANCED_MR_IMAGE_STORAGE, Series
+from glioedge.dicom_io.discovery import ENHANCED_MR_IMAGE_STORAGE, Series, dataset_source
 from glioedge.dicom_io.volume import Volume
 from glioedge.errors import InputError
 
@@ -104,7 +104,7 @@ def _as_series(series: Series | Sequence[Dataset], name: str | None) -> Series:
         raise InputError(f"{name or 'series'}: no instance given")
     return Series(str(datasets[0].get("StudyInstanceUID", "")),
                   str(datasets[0].get("SeriesInstanceUID", "")), datasets,
-                  [f"<memory #{n}>" for n in range(len(datasets))])
+                  [dataset_source(ds, n) for n, ds in enumerate(datasets)])
 
 
 def _sorted_frames(series: Series, name: str) -> tuple[list[_Frame], np.ndarray]:

@@ -154,3 +154,21 @@ def test_mismatched_frames_of_reference(write_series, tmp_path: Path) -> None:
                                            frame_of_reference_uid=deterministic_uid("FoR 2")))
     with pytest.raises(InputError, match=r"frames of reference differ .* rigid registration"):
         load_study(tmp_path / "in")
+
+
+def test_errors_on_read_datasets_name_their_files(tmp_path: Path) -> None:
+    """Datasets read from files keep their paths in messages even when passed in memory."""
+    import re
+
+    import numpy as np
+
+    from glioedge.dicom_io import write_synthetic_series
+    from glioedge.dicom_io.discovery import dataset_source
+
+    vol = np.arange(4 * 4 * 3, dtype=np.uint16).reshape(4, 4, 3)
+    paths = write_synthetic_series(tmp_path / "s", vol, np.eye(4), modality="t1ce")
+    datasets = [pydicom.dcmread(p) for p in paths]
+    assert dataset_source(datasets[0], 0) == str(paths[0])
+    del datasets[1].PixelData
+    with pytest.raises(InputError, match=re.escape(str(paths[1].name))):
+        load_series(datasets)
