@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--patch", type=int, default=48)
     ap.add_argument("--spacing", type=float, default=2.0)
     ap.add_argument("--lambda-bt", type=float, default=None)
+    ap.add_argument("--logit-kd", action="store_true", help="KD run adds logit distillation (KL)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="tiny budget, to check the script runs")
     args = ap.parse_args()
@@ -40,7 +41,7 @@ def main() -> None:
         args.seeds, args.cases, args.epochs, args.iters, args.preset, args.patch = "0", 6, 1, 2, "tiny", 32
     logging.basicConfig(level=logging.WARNING)
 
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
     from glioedge.data.synthetic import SyntheticConfig, generate_cohort
     from glioedge.train.config import TrainConfig
@@ -62,6 +63,8 @@ def main() -> None:
     )
     if args.lambda_bt is not None:
         base = replace(base, kd=replace(base.kd, lambda_bt=args.lambda_bt))
+    if args.logit_kd:
+        base = replace(base, kd=replace(base.kd, logit_kd=True))
     results: dict[str, list[dict]] = {"student-only": [], "KD student": [], "KD teacher": []}
     seconds: dict[str, float] = {"student-only": 0.0, "KD": 0.0}
     for seed in seeds:
@@ -99,8 +102,9 @@ def main() -> None:
     print("\nKD student − student-only (mean over seeds): "
           + ", ".join(f"{r} {d:+.3f}" for r, d in deltas.items()))
     print(f"wall time: student-only {seconds['student-only']:.0f} s, KD {seconds['KD']:.0f} s")
-    write_json("kd_ablation", {"args": vars(args), "rows": rows, "delta_kd_minus_student_only": deltas,
-                               "seconds": seconds, "per_seed": results})
+    name = "kd_ablation_logit" if args.logit_kd else "kd_ablation"
+    write_json(name, {"args": vars(args), "rows": rows, "delta_kd_minus_student_only": deltas,
+                               "seconds": seconds, "per_seed": results, "kd": asdict(base.kd)})
 
 
 if __name__ == "__main__":
