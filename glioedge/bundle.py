@@ -258,6 +258,8 @@ def compute_bundle_id(model_sha256: str, fields: dict[str, Any]) -> str:
     if missing:
         raise ModelError(f"cannot compute the bundle id: missing {missing}")
     payload = {"model_sha256": model_sha256, **{k: fields[k] for k in _ID_FIELDS}}
+    if fields.get("brain_mask"):  # the extractor changes the output: a bundle with one is another
+        payload["brain_mask"] = fields["brain_mask"]
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(canonical).hexdigest()[:16]
 

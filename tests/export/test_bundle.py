@@ -169,3 +169,15 @@ def test_bundle_module_loads_and_verifies_without_torch_or_onnx(tiny_bundle: Pat
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == Bundle.load(tiny_bundle).manifest.bundle_id
+
+
+def test_bundle_id_changes_with_a_brain_extractor() -> None:
+    from glioedge.bundle import compute_bundle_id
+
+    fields = {k: [k] for k in ("modalities", "preprocess", "patch_size", "num_classes", "label_map",
+                               "label_convention", "network_plan", "postprocess")}
+    plain = compute_bundle_id("ab" * 32, fields)
+    assert compute_bundle_id("ab" * 32, {**fields, "brain_mask": None}) == plain
+    with_mask = compute_bundle_id("ab" * 32, {**fields, "brain_mask": {"file": "brain_mask.onnx",
+                                                                       "sha256": "cd" * 32}})
+    assert with_mask != plain
