@@ -14,7 +14,8 @@ SHA-256 and dataclasses only. Nothing here uses pickle.
 ``bundle_id`` is the first 16 hex digits of the SHA-256 of the canonical JSON (sorted keys, no
 spaces) of the fields that define what the model computes: the SHA-256 of ``model.onnx``,
 ``modalities``, ``preprocess``, ``patch_size``, ``num_classes``, ``label_map``,
-``label_convention``, ``network_plan`` and ``postprocess``. Engines, the FP16 ONNX (derived from
+``label_convention``, ``network_plan``, ``postprocess`` and, when present, the ``brain_mask``
+extractor's entry (it changes the output). Engines, the FP16 ONNX (derived from
 ``model.onnx``), verification results and provenance are left out: adding an engine on a target
 machine keeps the id, while new weights or a new preprocessing give a new one.
 """

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glioedge.bundle import Bundle, sha256_file, write_manifest
+from glioedge.bundle import MODEL_FILE, Bundle, compute_bundle_id, sha256_file, write_manifest
 from glioedge.data.modalities import Modality
 from glioedge.data.synthetic import SyntheticConfig, make_case
 from glioedge.dicom_io import Volume, write_synthetic_series
@@ -52,7 +52,10 @@ def _with_brain_mask(src: Path, dst: Path, *, bad: bool = False) -> Path:
     m = Bundle.load(dst).manifest
     entry = dataclasses.replace(FAKE_SPEC, sha256=digest).to_dict()
     files = {**m.files, "brain_mask.onnx": digest}
-    write_manifest(dst, dataclasses.replace(m, brain_mask=entry, files=files))
+    m = dataclasses.replace(m, brain_mask=entry, files=files)
+    # the extractor is part of the bundle's identity
+    m = dataclasses.replace(m, bundle_id=compute_bundle_id(files[MODEL_FILE], m.to_dict()))
+    write_manifest(dst, m)
     return dst
 
 
