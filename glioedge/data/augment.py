@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from glioedge.config_keys import reject_unknown_keys
 from glioedge.errors import ConfigError
 
 __all__ = ["AugmentConfig", "Augmenter", "rotation_matrix"]
@@ -80,10 +81,7 @@ class AugmentConfig:
         Raises:
             ConfigError: unknown keys (named) or invalid values.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"AugmentConfig: unknown keys {unknown}; known: {sorted(known)}")
+        reject_unknown_keys(cls, data)
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 

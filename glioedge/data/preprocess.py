@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk  # noqa: N813
 
+from glioedge.config_keys import reject_unknown_keys
 from glioedge.data.geometry import (
     affine_to_sitk_geometry,
     array_from_sitk,
@@ -54,15 +55,6 @@ _NORMALIZATIONS = ("zscore_brain", "none")
 _SPACING_TOL_MM = 1e-4
 
 Matrix = tuple[tuple[float, ...], ...]
-
-
-def _check_keys(cls: type, data: Mapping[str, Any]) -> None:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(
-            f"{cls.__name__}: unknown keys {unknown}; known keys are {sorted(known)}"
-        )
 
 
 @dataclass(frozen=True)
@@ -125,7 +117,7 @@ class PreprocessParams:
         Raises:
             ConfigError: unknown keys (named) or invalid values.
         """
-        _check_keys(cls, data)
+        reject_unknown_keys(cls, data)
         kw = dict(data)
         if "modalities" in kw:
             kw["modalities"] = tuple(kw["modalities"])
@@ -170,7 +162,7 @@ class PreprocessRecord:
         Raises:
             ConfigError: unknown keys.
         """
-        _check_keys(cls, data)
+        reject_unknown_keys(cls, data)
 
         def tup(x: Any) -> Any:
             return tuple(tup(v) for v in x) if isinstance(x, list | tuple) else x

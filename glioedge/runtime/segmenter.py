@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from glioedge.bundle import Bundle
+from glioedge.config_keys import reject_unknown_keys
 from glioedge.dicom_io import LoadedStudy, Volume, deterministic_uid, load_study, resample_to, write_seg
 from glioedge.errors import ConfigError, InputError
 from glioedge.runtime.backends import Backend, select_backend
@@ -109,10 +110,7 @@ class SegmenterConfig:
         Raises:
             ConfigError: unknown keys (named) or invalid values.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"SegmenterConfig: unknown keys {unknown}; known: {sorted(known)}")
+        reject_unknown_keys(cls, data)
         return cls(**dict(data))
 
     def uid_dict(self) -> dict[str, Any]:

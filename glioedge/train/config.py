@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from glioedge.config_keys import reject_unknown_keys
 from glioedge.errors import ConfigError
 
 
@@ -125,10 +126,7 @@ class TrainConfig:
         Raises:
             ConfigError: unknown keys.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"train config: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        reject_unknown_keys(cls, d, "train config")
         d = dict(d)
         for key in ("patch_size", "student_modalities", "teacher_modalities", "target_spacing"):
             if d.get(key) is not None:

@@ -5,9 +5,10 @@ One plan describes teacher and student alike; they differ only in input channels
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from glioedge.config_keys import reject_unknown_keys
 from glioedge.errors import ConfigError
 
 
@@ -85,10 +86,7 @@ class NetworkPlan:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetworkPlan:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"network plan: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        reject_unknown_keys(cls, d, "network plan")
         return cls(
             **{
                 **d,
