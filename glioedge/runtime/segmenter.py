@@ -3,12 +3,13 @@
 A study goes: DICOM series chosen and fused on the reference grid (:func:`glioedge.dicom_io.load_study`)
 → brain mask (:mod:`.brain_mask`) → :func:`.inference.run_inference` (the shared preprocessing,
 sliding window, probabilities back on the reference grid, argmax) → small-ET post-processing →
-volumes → DICOM-SEG whose UIDs are derived from the source series, the bundle id and the
-configuration (so a re-run gives the same object). Torch-free unless the torch back-end is asked for.
+volumes → DICOM-SEG whose UIDs are derived from the source instances, the bundle id, the back-end
+and the configuration (so a re-run gives the same object). Torch-free unless the torch back-end is asked for.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -209,10 +210,12 @@ class Segmenter:
         t1 = time.perf_counter()
         reference = list(study.series[study.reference].datasets)
         others = [ds for m, s in study.series.items() if m != study.reference for ds in s.datasets]
-        source_uids = sorted(s.series_instance_uid for s in study.series.values())
-        # The back-end is part of the identity: an FP16 TensorRT result may differ in a few voxels
-        # from an FP32 ORT one, and a PACS must not take one for the other.
-        series_uid = deterministic_uid("seg", *source_uids, self.bundle_id, self.backend.name,
+        # The identity is the set of source *instances* used (a study that gained or changed
+        # instances gets a new SEG, which a PACS stores beside the old one instead of answering
+        # "duplicate"), the bundle, the back-end (an FP16 TensorRT result may differ in a few
+        # voxels from an FP32 ORT one) and the options that change the content.
+        series_uid = deterministic_uid("seg", source_identity([*reference, *others]), self.bundle_id,
+                                       self.backend.name,
                                        json.dumps(self.config.uid_dict(), sort_keys=True))
         cfg = self.config
         result.seg = write_seg(
@@ -308,6 +311,12 @@ class Segmenter:
         for k, v in out.timings.items():
             again.timings[k] = again.timings.get(k, 0.0) + v
         return again
+
+
+def source_identity(datasets: Sequence[Dataset]) -> str:
+    """SHA-256 of the sorted SOP Instance UIDs of the source instances a SEG is made from."""
+    sops = sorted({str(ds.SOPInstanceUID) for ds in datasets})
+    return hashlib.sha256("\n".join(sops).encode()).hexdigest()
 
 
 def _record_algorithm_parameters(seg: Dataset, params: Mapping[str, Any]) -> None:

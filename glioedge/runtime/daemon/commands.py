@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
@@ -62,7 +63,8 @@ def add_watch_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--log-format", choices=("json", "text"), help="log format (default json)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO)")
     p.add_argument("--once", action="store_true",
-                   help="process what is complete, try pending deliveries once, then exit")
+                   help="process what is complete, try pending deliveries once, then exit (status 1 "
+                   "when a job was quarantined or an attempt or a delivery failed)")
     p.add_argument("--status", action="store_true",
                    help="print the job store (counts and unfinished jobs) as JSON and exit")
     p.set_defaults(func=run_watch)
@@ -114,6 +116,7 @@ def run_watch(args: argparse.Namespace) -> int:
     """
     from glioedge.runtime.daemon.logging import configure
 
+    configure("INFO", args.log_format or "json")  # configuration errors are log lines too
     config = watch_config(args)
     configure(config.log.level, config.log.format)
     if args.status:
@@ -147,6 +150,7 @@ def run_receive(args: argparse.Namespace) -> int:
     from glioedge.runtime.daemon.logging import configure
     from glioedge.runtime.daemon.receiver import Receiver
 
+    configure("INFO", args.log_format or "json")  # configuration errors are log lines too
     config = load_config(args.config, {
         "receive.inbox": None if args.inbox is None else str(args.inbox), "receive.aet": args.aet,
         "receive.port": args.port, "receive.host": args.host,
@@ -169,5 +173,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except GlioedgeError as exc:
-        sys.stderr.write(f"glioedge {args.command}: {exc}\n")
+        logging.getLogger("glioedge.daemon").error("glioedge %s: %s", args.command, exc,
+                                                   extra={"event": "error"})
         return 2

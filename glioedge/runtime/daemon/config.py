@@ -197,13 +197,34 @@ class DaemonConfig:
             ConfigError: naming the key and what is accepted.
         """
         w, d = self.watch, self.delivery
-        for key, value in (("watch.quiet_time", w.quiet_time), ("watch.max_wait", w.max_wait),
-                           ("watch.poll_interval", w.poll_interval), ("delivery.timeout", d.timeout),
-                           ("delivery.backoff_initial", d.backoff_initial)):
-            if value < 0:
+        for key, value in (("watch.quiet_time", w.quiet_time), ("watch.retry_initial", w.retry_initial),
+                           ("watch.retry_max", w.retry_max),
+                           ("delivery.backoff_initial", d.backoff_initial),
+                           ("delivery.backoff_max", d.backoff_max)):
+            if not value >= 0:  # also refuses NaN
                 raise ConfigError(f"{key} = {value}: expected a number of seconds >= 0")
-        if w.max_attempts < 1 or d.max_attempts < 1:
-            raise ConfigError("watch.max_attempts and delivery.max_attempts must be >= 1")
+        for key, value in (("watch.poll_interval", w.poll_interval), ("watch.max_wait", w.max_wait),
+                           ("delivery.timeout", d.timeout)):
+            if not 0 < value < float("inf"):
+                raise ConfigError(f"{key} = {value}: expected a number of seconds > 0")
+        if not w.max_wait >= w.quiet_time:
+            raise ConfigError(f"watch.max_wait = {w.max_wait} is shorter than watch.quiet_time = "
+                              f"{w.quiet_time}: a study would be forced before it could be quiet")
+        if not d.backoff_factor >= 1:
+            raise ConfigError(f"delivery.backoff_factor = {d.backoff_factor}: expected >= 1")
+        for key, count in (("watch.max_attempts", w.max_attempts),
+                           ("delivery.max_attempts", d.max_attempts)):
+            if count < 1:
+                raise ConfigError(f"{key} = {count}: expected an integer >= 1")
+        for key, port, low in (("health.port", self.health.port, 0),
+                               ("receive.port", self.receive.port, 1)):
+            if not low <= port <= 65535:
+                raise ConfigError(f"{key} = {port}: expected a TCP port {low}..65535")
+        for key, aet in (("delivery.calling_aet", d.calling_aet), ("receive.aet", self.receive.aet)):
+            if not 0 < len(aet.strip()) <= 16 or "\\" in aet:
+                raise ConfigError(f"{key} = {aet!r}: expected an AE title of 1 to 16 characters")
+        if self.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"log.level = {self.log.level!r}: expected DEBUG, INFO, WARNING or ERROR")
         for node in d.cstore:
             parse_cstore(node)
         for url in d.stowrs:
@@ -216,13 +237,25 @@ class DaemonConfig:
         """Check what ``watch`` needs before it starts.
 
         Raises:
-            ConfigError: the inbox, outbox or bundle is not set.
+            ConfigError: the inbox, outbox or bundle is not set, or a folder the daemon writes
+                (outbox, quarantine, state) is the inbox or contains it (every input would be
+                excluded from the scan as the daemon's own output).
         """
         missing = [k for k, v in (("watch.inbox", self.watch.inbox), ("watch.outbox", self.watch.outbox),
                                   ("model.bundle", self.model.bundle)) if not v]
         if missing:
             raise ConfigError(f"{', '.join(missing)} not set: give them in the config file or on "
                               "the command line (INBOX, --out, --bundle)")
+        inbox = Path(self.watch.inbox).expanduser().resolve()
+        w = self.watch
+        for key, folder in (("watch.outbox", Path(w.outbox)), ("watch.quarantine", w.quarantine_dir),
+                            ("watch.state", w.state_dir)):
+            resolved = folder.expanduser().resolve()
+            if inbox == resolved or inbox.is_relative_to(resolved):
+                raise ConfigError(
+                    f"{key} {resolved} {'is' if inbox == resolved else 'contains'} the inbox "
+                    f"{inbox}: the daemon would skip every input as its own output; use a folder "
+                    "beside the inbox or inside it")
 
 
 def _section(name: str, section_type: type, table: Any) -> Any:

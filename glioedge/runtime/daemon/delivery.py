@@ -101,6 +101,14 @@ class CStoreDestination:
             raise DeliveryError(f"{self.name}: association not established (refused, rejected or "
                                 "unreachable)")
         try:
+            accepted = {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
+            for ds in datasets:
+                if str(ds.SOPClassUID) not in accepted:
+                    raise DeliveryError(
+                        f"{self.name}: the PACS accepted no presentation context for "
+                        f"{ds.SOPClassUID.name} ({ds.SOPClassUID}) of SOP instance {ds.SOPInstanceUID}: "
+                        "it does not take this kind of object (configure it to, or write another "
+                        "segmentation_type)")
             statuses = [(ds, assoc.send_c_store(ds)) for ds in datasets]
         finally:
             if assoc.is_established:

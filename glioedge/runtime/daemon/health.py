@@ -1,7 +1,9 @@
 """HTTP health endpoint and Prometheus metrics (text exposition format 0.0.4, written by hand).
 
-``GET /healthz`` → 200 ``{"status": "ok", ...}`` while the daemon loop ticks, 503 when it has
-stalled; ``GET /metrics`` → jobs by state, deliveries by destination and state, stage latency
+``GET /healthz`` → 200 ``{"status": "ok", ...}`` while the daemon loop ticks and can do its work,
+503 ``"stalled"`` when the loop has stalled, 503 ``"degraded"`` (with ``problems``) when it runs
+but cannot write results (full or unwritable outbox);
+``GET /metrics`` → jobs by state, deliveries by destination and state, stage latency
 histograms, counters, and GPU memory when ``nvidia-smi`` answers.
 """
 
@@ -33,6 +35,21 @@ class Metrics:
         self.last_tick = time.time()
         #: When the job in progress started (None when idle): a long inference is not a stall.
         self.busy_since: float | None = None
+        #: What keeps the daemon from doing its work right now (e.g. ``{"outbox": "full ..."}``).
+        self.problems: dict[str, str] = {}
+
+    def set_problem(self, name: str, message: str | None) -> None:
+        """Record (``message``) or clear (None) a condition that makes ``/healthz`` degraded."""
+        with self._lock:
+            if message is None:
+                self.problems.pop(name, None)
+            else:
+                self.problems[name] = message
+
+    def total(self, name: str) -> float:
+        """Sum of counter ``name`` over all its labels."""
+        with self._lock:
+            return sum(v for (n, _), v in self._counters.items() if n == name)
 
     def observe(self, stage: str, seconds: float) -> None:
         """Add one latency observation for ``stage``."""
@@ -178,11 +195,14 @@ class HealthServer:
             busy = self.metrics.busy_since
             busy_for = None if busy is None else now - busy
             jobs, _ = self.snapshot()
-            ok = age < self.stall_after or (busy_for is not None and busy_for < self.job_limit)
-            body = {"status": "ok" if ok else "stalled", "loop_age_s": round(age, 3),
+            alive = age < self.stall_after or (busy_for is not None and busy_for < self.job_limit)
+            problems = dict(self.metrics.problems)
+            status = "stalled" if not alive else "degraded" if problems else "ok"
+            body = {"status": status, "loop_age_s": round(age, 3),
                     "job_running_s": None if busy_for is None else round(busy_for, 3),
-                    "uptime_s": round(now - self.metrics.started, 3), "jobs": jobs}
-            return (200 if ok else 503), "application/json", json.dumps(body) + "\n"
+                    "uptime_s": round(now - self.metrics.started, 3), "jobs": jobs,
+                    "problems": problems}
+            return (200 if status == "ok" else 503), "application/json", json.dumps(body) + "\n"
         return 404, "text/plain", "not found; try /healthz or /metrics\n"
 
     def start(self) -> None:

@@ -3,8 +3,10 @@
 The scan is the source of truth and runs every ``poll_interval`` seconds (so network shares,
 where filesystem events are unreliable, work); watchdog events, when available, only make the
 next scan come sooner. Headers are read with ``stop_before_pixels``; a study is complete when
-its required series are identified (:func:`glioedge.dicom_io.identify_modalities`) and no file
-has arrived for ``quiet_time`` seconds, or when ``max_wait`` seconds passed since its first file.
+its required series are identified (:func:`glioedge.dicom_io.identify_modalities`, with the
+site's modality rules), their slice geometry is whole (no gap: a gap means "not all here yet"),
+and no file has arrived for ``quiet_time`` seconds; or when ``max_wait`` seconds passed since the
+first file of this version of the study.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.misc import is_dicom
 
-from glioedge.dicom_io import group_datasets, identify_modalities
+from glioedge.dicom_io import group_datasets, identify_modalities, series_grid
 from glioedge.dicom_io.discovery import IMAGE_SOP_CLASSES
 from glioedge.dicom_io.modality import ModalityRules
 from glioedge.errors import InputError
+from glioedge.runtime.daemon.logging import remember_phi
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class FileEntry:
 
     size: int
     mtime: float
+    mtime_ns: int = 0
+    digest: str = ""
     study_uid: str = ""
     sop_uid: str = ""
     is_image: bool = False
@@ -53,23 +58,37 @@ class PendingStudy:
     Attributes:
         study_uid: StudyInstanceUID.
         files: Paths of its MR image files.
-        first_seen: When its first file was seen (wall clock).
+        activities: When each file arrived or last changed (wall clock), parallel to ``files``.
         last_activity: Latest arrival or change of one of its files.
     """
 
     study_uid: str
     files: list[str]
-    first_seen: float
+    activities: list[float]
     last_activity: float
 
+    @property
+    def first_seen(self) -> float:
+        """When its first file (still present) arrived."""
+        return min(self.activities, default=self.last_activity)
+
+    def first_seen_since(self, since: float | None) -> float:
+        """When the first file that arrived or changed after ``since`` did: the start of this
+        version of the study (``since``: when a job of an earlier version was created), so that a
+        study sent again starts a new quiet time and ``max_wait`` instead of being overdue at once.
+        """
+        if since is None:
+            return self.first_seen
+        return min((a for a in self.activities if a > since), default=self.last_activity)
+
     def fingerprint(self, entries: dict[str, FileEntry]) -> str:
-        """Job key: the study UID plus a hash of its SOP Instance UIDs.
+        """Job key: the study UID plus a hash of its SOP Instance UIDs and their files' contents.
 
         A study resent unchanged maps to the same key (not processed again); a study that gained
-        instances after it was processed is a new job.
+        instances, or whose files changed (a half-written file completed), is a new job.
         """
-        sops = sorted(entries[f].sop_uid for f in self.files)
-        digest = hashlib.sha256("\n".join(sops).encode()).hexdigest()[:16]
+        lines = sorted(f"{entries[f].sop_uid}\t{entries[f].digest}" for f in self.files)
+        digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
         return f"{self.study_uid}#{digest}"
 
 
@@ -96,7 +115,6 @@ class Inbox:
         self.root = Path(root)
         self.exclude = [Path(p).resolve() for p in exclude]
         self._entries: dict[str, FileEntry] = {}
-        self._first_seen: dict[str, float] = {}
         self._activity: dict[str, float] = {}
         self._scanned_once = False
         self._wake = threading.Event()
@@ -177,9 +195,9 @@ class Inbox:
                 key = str(path)
                 seen.add(key)
                 old = self._entries.get(key)
-                if old is not None and old.size == stat.st_size and old.mtime == stat.st_mtime:
+                if old is not None and old.size == stat.st_size and old.mtime_ns == stat.st_mtime_ns:
                     continue
-                self._entries[key] = _read_entry(path, stat.st_size, stat.st_mtime)
+                self._entries[key] = _read_entry(path, stat.st_size, stat.st_mtime, stat.st_mtime_ns)
                 arrival = stat.st_mtime if not self._scanned_once else max(now, stat.st_mtime)
                 self._activity[key] = arrival
         for gone in set(self._entries) - seen:
@@ -197,13 +215,14 @@ class Inbox:
                 continue
             if not entry.is_image:
                 continue
-            first = self._first_seen.setdefault(entry.study_uid, min(activity, now))
-            study = studies.setdefault(entry.study_uid,
-                                       PendingStudy(entry.study_uid, [], first, activity))
+            study = studies.setdefault(entry.study_uid, PendingStudy(entry.study_uid, [], [], activity))
             study.files.append(key)
+            study.activities.append(min(activity, now))
             study.last_activity = max(study.last_activity, activity)
         for study in studies.values():
-            study.files.sort()
+            order = sorted(range(len(study.files)), key=study.files.__getitem__)
+            study.files = [study.files[i] for i in order]
+            study.activities = [study.activities[i] for i in order]
         return sorted(studies.values(), key=lambda s: s.first_seen), broken
 
     def entries(self) -> dict[str, FileEntry]:
@@ -239,12 +258,19 @@ class Inbox:
         return out
 
 
-def _read_entry(path: Path, size: int, mtime: float) -> FileEntry:
-    entry = FileEntry(size=size, mtime=mtime)
+def _file_digest(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()[:24]
+
+
+def _read_entry(path: Path, size: int, mtime: float, mtime_ns: int = 0) -> FileEntry:
+    entry = FileEntry(size=size, mtime=mtime, mtime_ns=mtime_ns)
     try:
         if not is_dicom(path):
             return entry  # not DICOM (no DICM preamble): ignored
         ds = pydicom.dcmread(path, stop_before_pixels=True)
+        remember_phi(ds)  # before anything about this file can be logged
+        entry.digest = _file_digest(path)
     except Exception as exc:  # any reader failure is an unreadable file, reported by name
         entry.error = f"{type(exc).__name__}: {exc}"
         return entry
@@ -263,10 +289,20 @@ def _read_entry(path: Path, size: int, mtime: float) -> FileEntry:
 
 def missing_series(headers: Sequence[Dataset], required: Sequence[str],
                    rules: ModalityRules | None = None) -> str:
-    """Why a study is not yet complete, or ``""`` when its required series are all identified."""
+    """Why a study is not yet complete, or ``""`` when it is.
+
+    Complete means: the required series are identified with the same rules as the worker's
+    (``[model] rules``) and each has whole slice geometry from its headers (a slice missing in
+    the middle is a study still arriving, not yet a broken one). Instances present twice (same
+    SOP Instance UID, e.g. a resend into another folder) are counted once.
+    """
+    unique = list({str(ds.get("SOPInstanceUID", id(ds))): ds for ds in headers}.values())
     try:
-        studies = group_datasets(headers, where="inbox study")
-        identify_modalities(studies[0], required=required, optional=(), rules=rules)
+        studies = group_datasets(unique, where="inbox study")
+        selection = identify_modalities(studies[0], required=required, optional=(), rules=rules)
+        for modality in required:
+            series = selection.chosen[str(getattr(modality, "value", modality))]
+            series_grid(series, f"{str(getattr(modality, 'value', modality)).upper()} {series.label()}")
     except InputError as exc:
         return str(exc)
     return ""

@@ -1,14 +1,16 @@
 """The job store: one SQLite file (WAL) that survives ``kill -9``.
 
-A job is one study version (StudyInstanceUID + the set of its SOP Instance UIDs). States::
+A job is one study version (StudyInstanceUID + its SOP Instance UIDs and file contents). States::
 
     queued ──► running ──► delivering ──► done
        ▲          │  │                  └─► failed      (a delivery gave up)
        └──────────┘  ├─► quarantined                     (bad input)
      (retry/crash)   └─► failed                          (max_attempts starts)
 
-A job found ``running`` at start-up was interrupted (the daemon died): it goes back to ``queued``;
-its start counted as an attempt, so a study that kills the daemon every time ends ``failed``.
+A job found ``running`` at start-up was interrupted (the daemon was stopped or killed): it goes
+back to ``queued`` and its start is given back, since a stop of the daemon is not the job's fault.
+Inference runs in a child process, so a job that crashes (segfault, out of memory) is seen by the
+daemon and counts as an attempt; a study that crashes every time ends ``failed``.
 Each destination of a job has a delivery row (``pending`` → ``acked`` / ``failed``) with its
 attempt count and next attempt time, so a restart re-sends only what was not acknowledged.
 """
@@ -61,6 +63,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS jobs_study ON jobs(study_uid, created_at);
 CREATE TABLE IF NOT EXISTS deliveries (
     job_id INTEGER NOT NULL REFERENCES jobs(id),
     destination TEXT NOT NULL,
@@ -166,7 +169,7 @@ class JobStore:
         return self._db.execute("SELECT 1 FROM jobs WHERE key = ?", (key,)).fetchone() is not None
 
     def recover(self) -> int:
-        """Put jobs left ``running`` by a dead daemon back in the queue.
+        """Put jobs left ``running`` by a stopped daemon back in the queue, giving back their start.
 
         Returns:
             How many were re-queued.
@@ -174,8 +177,14 @@ class JobStore:
         with self._tx() as db:
             return db.execute(
                 "UPDATE jobs SET state = ?, error = 'interrupted (daemon stopped while running)', "
-                "updated_at = ? WHERE state = ?",
+                "attempts = MAX(0, attempts - 1), next_attempt_at = 0, updated_at = ? WHERE state = ?",
                 (JobState.QUEUED.value, time.time(), JobState.RUNNING.value)).rowcount
+
+    def last_created(self, study_uid: str) -> float | None:
+        """When the newest job of this study was created (None: never seen)."""
+        row = self._db.execute("SELECT MAX(created_at) FROM jobs WHERE study_uid = ?",
+                               (study_uid,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     def claim(self, max_attempts: int) -> Job | None:
         """Take the oldest due queued job, mark it running and count the attempt.

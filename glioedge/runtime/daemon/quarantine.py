@@ -55,7 +55,7 @@ def quarantine(root: str | Path, uid: str, files: Sequence[str | Path], reason: 
             shutil.copy2(src, dst)
         except FileNotFoundError:
             logger.warning("input vanished before quarantine", extra={"event": "quarantine",
-                                                                      "file": str(src)})
+                                                                      "file": src.name})
             continue
         copied.append(str(rel))
     record = {

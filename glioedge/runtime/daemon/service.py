@@ -1,19 +1,21 @@
 """The daemon loop: scan the inbox → queue complete studies → run jobs → deliver, until stopped.
 
-One process per state folder (an exclusive ``flock`` on ``<state>/daemon.lock``); inference runs
-in the main loop, one job at a time, deliveries in their own thread so that a PACS that is down
+One daemon per state folder, outbox and inbox (an exclusive ``flock`` on each of the three
+folders); inference runs in a child process
+(:mod:`.jobproc`), one job at a time, deliveries in their own thread so that a PACS that is down
 never holds up segmentation. SIGTERM (see :mod:`.commands`) sets the stop event: the running job
-finishes, then the daemon exits; a ``kill -9`` loses nothing but the running job's progress.
+finishes, then the daemon exits; a ``kill -9`` loses nothing but the running job's progress, and
+costs the job no attempt.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +24,17 @@ from glioedge.runtime.daemon.config import DaemonConfig
 from glioedge.runtime.daemon.delivery import destinations
 from glioedge.runtime.daemon.health import HealthServer, Metrics
 from glioedge.runtime.daemon.inbox import Inbox, PendingStudy, missing_series
+from glioedge.runtime.daemon.jobproc import JobProcess
 from glioedge.runtime.daemon.jobs import JobState, JobStore
+from glioedge.runtime.daemon.logging import register_private_folder
 from glioedge.runtime.daemon.quarantine import quarantine
-from glioedge.runtime.daemon.worker import SegmenterLike, Worker, clean_staging
+from glioedge.runtime.daemon.worker import Worker, clean_staging
 
 logger = logging.getLogger(__name__)
 
 DB_NAME = "jobs.sqlite"
-
-
-def _default_segmenter(config: DaemonConfig) -> SegmenterLike:
-    from glioedge.runtime.segmenter import Segmenter, SegmenterConfig
-
-    return Segmenter.from_bundle(config.model.bundle, backend=config.model.backend,
-                                 device=config.model.device or None,
-                                 config=SegmenterConfig.from_dict(config.segmenter))
+#: Counters that make ``--once`` exit with status 1.
+PROBLEM_COUNTERS = ("quarantined", "job_errors", "delivery_failures")
 
 
 class Daemon:
@@ -44,32 +42,36 @@ class Daemon:
 
     Args:
         config: Validated configuration with inbox, outbox and bundle set.
-        segmenter_factory: Builds the segmenter (default: ``Segmenter.from_bundle`` from config).
         stop: Set it to stop the daemon (SIGTERM does).
     """
 
-    def __init__(self, config: DaemonConfig,
-                 segmenter_factory: Callable[[DaemonConfig], SegmenterLike] | None = None,
-                 stop: threading.Event | None = None) -> None:
+    def __init__(self, config: DaemonConfig, stop: threading.Event | None = None) -> None:
         config.require_folders()
         self.config = config
         self.stop = stop or threading.Event()
         self.metrics = Metrics()
-        self._factory = segmenter_factory or _default_segmenter
         self.health: HealthServer | None = None
         self.required: tuple[str, ...] = ("flair", "t1ce")
+        self.rules: Any = None
         self._checked: dict[str, str] = {}
 
     # ---- set-up -----------------------------------------------------------------------------
-    def _lock(self, state: Path) -> Any:
-        handle = (state / "daemon.lock").open("a+")
+    @staticmethod
+    def _lock(folder: Path, what: str) -> int:
+        """An exclusive ``flock`` on the folder itself (nothing is written into inbox or outbox).
+
+        Raises:
+            ConfigError: another daemon holds it.
+        """
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            handle.close()
-            raise ConfigError(f"another glioedge daemon uses the state folder {state}; "
-                              "give each daemon its own --state") from exc
-        return handle
+            os.close(fd)
+            raise ConfigError(f"another glioedge daemon uses the {what} folder {folder} (it holds "
+                              f"its lock); one daemon per inbox, outbox and state folder: stop it "
+                              "or give this one other folders") from exc
+        return fd
 
     def _rules(self) -> Any:
         if not self.config.model.rules:
@@ -82,47 +84,63 @@ class Daemon:
         """Serve until :attr:`stop` is set (or, with ``once``, until nothing ready is left).
 
         Returns:
-            Exit status 0.
+            Exit status: 0; with ``once``, 1 when a job was quarantined, a job attempt or a
+            delivery failed during the run.
 
         Raises:
-            ConfigError: another daemon holds the state folder, or a rule file is invalid.
+            ConfigError: another daemon holds the state folder, outbox or inbox, or a rule file is
+                invalid.
             ModelError: the bundle cannot be loaded.
             BackendError: the back-end cannot be opened.
         """
         w = self.config.watch
-        outbox, state = Path(w.outbox), w.state_dir
-        for folder in (outbox, state, w.quarantine_dir, Path(w.inbox)):
+        outbox, state, inbox_dir = Path(w.outbox), w.state_dir, Path(w.inbox)
+        for folder in (outbox, state, w.quarantine_dir, inbox_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        lock = self._lock(state)
+        for form in {str(inbox_dir), str(inbox_dir.absolute()), str(inbox_dir.resolve())}:
+            register_private_folder(form)
+        locks: list[int] = []
+        folders = {f.resolve(): (f, what) for f, what in
+                   ((inbox_dir, "inbox"), (outbox, "outbox"), (state, "state"))}
+        try:
+            for folder, what in folders.values():
+                locks.append(self._lock(folder, what))
+        except ConfigError:
+            for fd in locks:
+                os.close(fd)
+            raise
         store = JobStore(state / DB_NAME)
+        jobs = JobProcess(self.config)
         try:
             recovered = store.recover()
             clean_staging(outbox)
-            logger.info("daemon starting", extra={"event": "start", "inbox": w.inbox,
-                                                  "outbox": w.outbox, "recovered_jobs": recovered,
-                                                  "once": once})
-            rules = self._rules()
-            segmenter = self._factory(self.config)
-            manifest = getattr(getattr(segmenter, "bundle", None), "manifest", None)
-            self.required = tuple(getattr(manifest, "modalities", self.required))
+            logger.info("daemon starting", extra={"event": "start", "outbox": w.outbox,
+                                                  "recovered_jobs": recovered, "once": once})
+            self.rules = self._rules()
+            ready = jobs.start()
+            self.required = tuple(ready.get("modalities") or self.required)
             dests = destinations(self.config.delivery)
-            worker = Worker(self.config, store, segmenter, self.metrics, dests, rules)
+            worker = Worker(self.config, store, jobs, self.metrics, dests)
             if self.config.health.port or self.health is not None:
                 self._start_health(state)
             inbox = Inbox(w.inbox, exclude=[outbox, state, w.quarantine_dir],
                           use_watchdog=w.watchdog and not once)
             try:
-                return self._loop(store, worker, inbox, dests, once)
+                code = self._loop(store, worker, inbox, dests, once)
             finally:
                 inbox.close()
                 if self.health is not None:
                     self.health.stop()
-                close = getattr(segmenter, "close", None)
-                if callable(close):
-                    close()
+            if once and any(self.metrics.total(c) for c in PROBLEM_COUNTERS):
+                logger.warning("finished with problems", extra={
+                    "event": "stop", **{c: self.metrics.total(c) for c in PROBLEM_COUNTERS}})
+                return 1
+            return code
         finally:
+            jobs.close()
             store.close()
-            lock.close()
+            for fd in locks:
+                os.close(fd)
             logger.info("daemon stopped", extra={"event": "stop"})
 
     def _start_health(self, state: Path) -> None:
@@ -173,7 +191,7 @@ class Daemon:
 
     def _deliver_forever(self, worker: Worker) -> None:
         store = JobStore(worker.store.path)
-        deliverer = Worker(self.config, store, worker.segmenter, self.metrics, worker.destinations)
+        deliverer = Worker(self.config, store, None, self.metrics, worker.destinations)
         try:
             while not self.stop.is_set():
                 try:
@@ -197,8 +215,11 @@ class Daemon:
             if store.has_key(key):
                 inbox.forget_headers(study.files)
                 continue
+            # this version of the study started with its first file newer than the last job of
+            # the study: a study sent again waits its quiet time and max_wait afresh
+            first = study.first_seen_since(store.last_created(study.study_uid))
             quiet = now - study.last_activity >= w.quiet_time
-            overdue = now - study.first_seen >= w.max_wait
+            overdue = now - first >= w.max_wait
             if not quiet and not overdue:
                 waiting += 1
                 continue
@@ -208,7 +229,7 @@ class Daemon:
                 except InputError as exc:  # a file vanished or broke since the scan
                     self._checked[key] = str(exc)
                 else:
-                    self._checked[key] = missing_series(headers, self.required)
+                    self._checked[key] = missing_series(headers, self.required, self.rules)
             reason = self._checked[key]
             if reason and not overdue:
                 logger.debug("study incomplete", extra={"event": "inbox", "study_uid": study.study_uid,
@@ -217,6 +238,8 @@ class Daemon:
             self._queue(store, study, key, reason)
             inbox.forget_headers(study.files)
             self._checked.pop(key, None)
+        current = {study.fingerprint(inbox.entries()) for study in studies}
+        self._checked = {k: v for k, v in self._checked.items() if k in current}
         for bad in broken:
             if now - inbox.activity(bad.path) < w.quiet_time:
                 waiting += 1

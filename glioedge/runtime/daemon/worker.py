@@ -1,8 +1,10 @@
-"""One job, start to finish: read the study → segment → write outputs atomically → record → deliver.
+"""One job, start to finish: segment in the child process → publish outputs atomically → record → deliver.
 
 Failures never escape: bad input is quarantined, an environmental error (full or read-only outbox)
-re-queues the job with a clear error and without spending an attempt, anything else re-queues it
-with backoff until ``watch.max_attempts`` starts have been used (then it is ``failed``).
+re-queues the job with a clear error and without spending an attempt (the finished result waits in
+the child process, so inference does not run again), anything else (a back-end error, a crash of
+the inference process) re-queues it with backoff until ``watch.max_attempts`` starts have been used
+(then it is ``failed``). Any exception of a delivery is a failed send with backoff.
 """
 
 from __future__ import annotations
@@ -12,17 +14,15 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import pydicom
-from pydicom.dataset import Dataset
-
-from glioedge.errors import InputError
+from glioedge.errors import GlioedgeError
 from glioedge.runtime.daemon.config import DaemonConfig
 from glioedge.runtime.daemon.delivery import DeliveryError, Destination, output_folder
 from glioedge.runtime.daemon.health import Metrics
+from glioedge.runtime.daemon.jobproc import JobProcess
 from glioedge.runtime.daemon.jobs import Job, JobState, JobStore
 from glioedge.runtime.daemon.names import safe_uid
 from glioedge.runtime.daemon.quarantine import quarantine
@@ -32,37 +32,21 @@ logger = logging.getLogger(__name__)
 TMP_DIR = "_tmp"
 
 
-class SegmenterLike(Protocol):
-    """What the worker needs of :class:`glioedge.runtime.Segmenter`."""
-
-    @property
-    def bundle_id(self) -> str:
-        """The model bundle's id."""
-
-    def segment_study(self, source: Sequence[Dataset], *, rules: Any = None) -> Any:
-        """Segment one study; raises InputError for bad input."""
-
-
 def clean_staging(outbox: Path) -> None:
     """Remove half-written outputs left by a crash (``<outbox>/_tmp``)."""
     shutil.rmtree(outbox / TMP_DIR, ignore_errors=True)
 
 
-def read_study(files: Sequence[str]) -> list[Dataset]:
-    """Read a job's files completely (pixel data included).
-
-    Raises:
-        InputError: a file vanished or cannot be read, naming it.
-    """
-    datasets = []
-    for f in files:
-        try:
-            datasets.append(pydicom.dcmread(f))
-        except FileNotFoundError as exc:
-            raise InputError(f"{f}: input file disappeared before processing") from exc
-        except Exception as exc:  # any reader failure: the file is bad, name it
-            raise InputError(f"{f}: cannot be read ({type(exc).__name__}: {exc})") from exc
-    return datasets
+def study_relative(message: str, files: tuple[str, ...] | list[str]) -> str:
+    """``message`` with the study's folder removed from the paths it names (folder names of
+    viewer exports carry patient names; the operator finds the files relative to the study)."""
+    if not files:
+        return message
+    try:
+        base = os.path.commonpath([str(Path(f).parent) for f in files])
+    except ValueError:
+        return message
+    return message.replace(base.rstrip("/") + "/", "") if base not in ("", "/") else message
 
 
 def _publish(staging: Path, final: Path) -> None:
@@ -91,20 +75,18 @@ class Worker:
     Args:
         config: Daemon configuration.
         store: This thread's job store connection.
-        segmenter: A loaded segmenter.
+        jobs: The inference child process (None for a delivery-only worker).
         metrics: Shared metrics.
         destinations: Configured destinations by name.
-        rules: Modality rules passed to ``segment_study``.
     """
 
-    def __init__(self, config: DaemonConfig, store: JobStore, segmenter: SegmenterLike, metrics: Metrics,
-                 destinations: Mapping[str, Destination], rules: Any = None) -> None:
+    def __init__(self, config: DaemonConfig, store: JobStore, jobs: JobProcess | None, metrics: Metrics,
+                 destinations: Mapping[str, Destination]) -> None:
         self.config = config
         self.store = store
-        self.segmenter = segmenter
+        self.jobs = jobs
         self.metrics = metrics
         self.destinations = dict(destinations)
-        self.rules = rules
         self.outbox = Path(config.watch.outbox)
 
     def _retry_delay(self, attempts: int) -> float:
@@ -124,51 +106,48 @@ class Worker:
         return True
 
     def process(self, job: Job) -> JobState:
-        """Process one claimed (running) job; never raises for a bad study or a full disk.
+        """Process one claimed (running) job; never raises for a bad study, a crash or a full disk.
 
         Returns:
             The job's state afterwards.
         """
+        assert self.jobs is not None, "a delivery-only worker runs no job"
         log = {"event": "job", "job_id": job.id, "study_uid": job.study_uid, "attempt": job.attempts}
         logger.info("job started", extra=log)
         t0 = time.perf_counter()
-        try:
-            datasets = read_study(job.files)
-            logger.info("inference started", extra={**log, "stage": "inference"})
-            result = self.segmenter.segment_study(datasets, rules=self.rules)
-        except InputError as exc:
-            return self._quarantine(job, str(exc), log)
-        except Exception as exc:  # a handler's exception is a logged failure, never a crash
-            delay = self._retry_delay(job.attempts)
-            self.store.requeue(job.id, f"{type(exc).__name__}: {exc}", delay)
-            self.metrics.inc("job_errors", kind=type(exc).__name__)
-            logger.exception("job failed; re-queued", extra={**log, "retry_in_s": delay})
-            return JobState.QUEUED
-        for stage, seconds in getattr(result, "timings", {}).items():
-            self.metrics.observe(stage, float(seconds))
         final = output_folder(self.outbox, job.study_uid)
         staging = self.outbox / TMP_DIR / f"{safe_uid(job.study_uid)}.{job.id}"
+        logger.info("inference started", extra={**log, "stage": "inference", "pid": self.jobs.pid})
+        try:
+            reply = self.jobs.run({"op": "run", "job_id": job.id, "key": job.key,
+                                   "files": list(job.files), "staging": str(staging)})
+        except GlioedgeError as exc:  # a new inference process could not start
+            reply = {"status": "error", "kind": type(exc).__name__, "message": str(exc)}
+        status = reply.get("status")
+        if status == "input_error":
+            return self._quarantine(job, study_relative(str(reply.get("message")), job.files), log)
+        if status == "write_error":
+            message = (f"[{reply.get('code', '?')}] {reply.get('message', '')}")
+            return self._outbox_error(job, int(reply.get("errno") or 0), message, log)
+        if status != "written":
+            return self._failed_attempt(job, str(reply.get("kind", status)),
+                                        study_relative(str(reply.get("message")), job.files), log)
+        for stage, seconds in dict(reply.get("timings", {})).items():
+            self.metrics.observe(stage, float(seconds))
+        if reply.get("reused"):
+            logger.info("outputs written from the result kept since an earlier attempt; inference "
+                        "not run again", extra=log)
         t1 = time.perf_counter()
         try:
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            result.write(staging)
             _publish(staging, final)
             _fsync_dir(self.outbox)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
-            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-            what = "outbox is full" if full else "cannot write to the outbox"
-            message = (f"{what} ({self.outbox}): [{errno.errorcode.get(exc.errno or 0, '?')}] "
-                       f"{exc.strerror or exc}; the job stays queued and is retried")
-            delay = self._retry_delay(job.attempts)
-            self.store.requeue(job.id, message, delay, refund=True)
-            self.metrics.inc("job_errors", kind="outbox_full" if full else "outbox_error")
-            logger.error("outputs not written; job re-queued", extra={**log, "error": message,
-                                                                      "retry_in_s": delay})
-            return JobState.QUEUED
+            message = f"[{errno.errorcode.get(exc.errno or 0, '?')}] {exc.strerror or exc}"
+            return self._outbox_error(job, exc.errno or 0, message, log)
+        self.metrics.set_problem("outbox", None)
         self.metrics.observe("write", time.perf_counter() - t1)
-        seg_uid = str(result.seg.SOPInstanceUID) if getattr(result, "seg", None) is not None else ""
+        seg_uid = str(reply.get("seg_sop_uid", ""))
         self.store.outputs_written(job.id, str(final), seg_uid, self.destinations)
         self.metrics.observe("job", time.perf_counter() - t0)
         logger.info("outputs written", extra={**log, "output": str(final), "seg_sop_uid": seg_uid})
@@ -176,6 +155,28 @@ class Worker:
             self._finished(job)
             return JobState.DONE
         return JobState.DELIVERING
+
+    def _failed_attempt(self, job: Job, kind: str, message: str, log: dict[str, Any]) -> JobState:
+        delay = self._retry_delay(job.attempts)
+        self.store.requeue(job.id, message, delay)
+        self.metrics.inc("job_errors", kind=kind)
+        logger.error("job failed; re-queued", extra={**log, "error": message, "kind": kind,
+                                                     "retry_in_s": delay,
+                                                     "attempts_left": self.config.watch.max_attempts
+                                                     - job.attempts})
+        return JobState.QUEUED
+
+    def _outbox_error(self, job: Job, code: int, detail: str, log: dict[str, Any]) -> JobState:
+        full = code in (errno.ENOSPC, errno.EDQUOT)
+        what = "outbox is full" if full else "cannot write to the outbox"
+        message = f"{what} ({self.outbox}): {detail}; the job stays queued and is retried"
+        delay = self._retry_delay(job.attempts)
+        self.store.requeue(job.id, message, delay, refund=True)
+        self.metrics.inc("job_errors", kind="outbox_full" if full else "outbox_error")
+        self.metrics.set_problem("outbox", message)
+        logger.error("outputs not written; job re-queued", extra={**log, "error": message,
+                                                                  "retry_in_s": delay})
+        return JobState.QUEUED
 
     def _quarantine(self, job: Job, reason: str, log: dict[str, Any]) -> JobState:
         try:
@@ -217,13 +218,15 @@ class Worker:
                     raise DeliveryError(f"{delivery.destination} is no longer configured")
                 logger.info("delivery started", extra=log)
                 destination.send(Path(job.output_dir))
-            except (DeliveryError, OSError) as exc:
+            except Exception as exc:  # any exception of a send is a failed attempt, never a loop
                 attempts = delivery.attempts + 1
                 retry = cfg.backoff(attempts) if attempts < cfg.max_attempts and destination else None
+                error = str(exc) if isinstance(exc, (DeliveryError, OSError)) else \
+                    f"{delivery.destination}: {type(exc).__name__}: {exc}"
                 state = self.store.delivery_result(job.id, delivery.destination, ok=False,
-                                                   error=str(exc), retry_in=retry)
+                                                   error=error, retry_in=retry)
                 self.metrics.inc("delivery_failures", destination=delivery.destination)
-                logger.warning("delivery failed", extra={**log, "error": str(exc), "retry_in_s": retry,
+                logger.warning("delivery failed", extra={**log, "error": error, "retry_in_s": retry,
                                                          "job_state": state.value})
             else:
                 state = self.store.delivery_result(job.id, delivery.destination, ok=True)

@@ -29,10 +29,12 @@ def test_scan_groups_studies_and_waits_for_quiet(tmp_path: Path, synthetic_study
     assert set(by_uid) == {uid_a, uid_b}
     assert len(by_uid[uid_a].files) == len(list((inbox / "a").rglob("*.dcm")))
     key = by_uid[uid_a].fingerprint(scanner.entries())
-    # a new file arriving after the first scan resets the study's quiet time
-    new_file = inbox / "a" / "flair" / "extra.dcm"
+    # a new file (of a diffusion series) arriving after the first scan resets the quiet time
+    new_file = inbox / "a" / "dwi" / "extra.dcm"
+    new_file.parent.mkdir()
     ds = pydicom.dcmread(next((inbox / "a" / "flair").glob("*.dcm")))
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.999"
+    ds.SeriesInstanceUID, ds.SeriesDescription, ds.SeriesNumber = "1.2.3.998", "DWI b1000", 9
     ds.save_as(new_file, enforce_file_format=True)
     later = by_uid[uid_a].last_activity + 100
     studies, _ = scanner.scan(now=later)

@@ -78,10 +78,13 @@ def test_job_life_recovery_and_max_attempts(tmp_path: Path) -> None:
     assert store.add_job("s1#a", "1.2.3", ["/in/a.dcm"]) is None  # same key: never twice
     job = store.claim(max_attempts=2)
     assert job is not None and job.state is JobState.RUNNING and job.attempts == 1
-    # the daemon dies here: a new process recovers the running job
+    # the daemon is stopped here: a new process recovers the running job and gives its start back
     store.close()
     store = JobStore(tmp_path / "jobs.sqlite")
     assert store.recover() == 1
+    job = store.claim(max_attempts=2)
+    assert job is not None and job.attempts == 1
+    store.requeue(job.id, "boom", 0.0)  # a failed attempt (a crash of the job) counts
     job = store.claim(max_attempts=2)
     assert job is not None and job.attempts == 2
     store.requeue(job.id, "boom", 0.0)
