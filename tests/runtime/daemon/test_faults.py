@@ -1,4 +1,5 @@
-"""``kill -9`` of the daemon during inference and during delivery: every job done exactly once."""
+"""``kill -9`` of the daemon during inference and during delivery, crashes of the inference
+process: every job done exactly once, and a stop of the daemon is never charged to a job."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ class DaemonProcess:
     def __init__(self, tmp: Path, args: list[str], infer_delay: float, deliver_delay: float,
                  run: int) -> None:
         self.log = tmp / f"daemon{run}.log"
-        cmd = [sys.executable, "-m", "tests.runtime.daemon.slow_daemon", str(infer_delay),
+        cmd = [sys.executable, "-m", "tests.runtime.daemon.slow_daemon", f"{infer_delay:g}",
                str(deliver_delay), "watch", *args]
         with self.log.open("wb") as fh:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=fh)
@@ -70,24 +71,40 @@ def _jobs(state_dir: Path) -> tuple[list[Any], list[Any]]:
         store.close()
 
 
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/status").exists() and "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
 def test_kill9_during_inference_and_delivery_then_every_job_done_once(
         tmp_path: Path, orthanc_factory: Callable[..., Orthanc], trained_bundle: Path,
         synthetic_study: Path) -> None:
+    """Ten kills of the daemon in the middle of inference, with the default ``max_attempts = 3``:
+    a stop of the daemon is not the job's fault, so no study ends failed."""
     pacs = orthanc_factory().start()
-    uids = [clone_study(synthetic_study, tmp_path / "inbox" / f"s{n}", f"kill{n}") for n in range(2)]
+    uids = [clone_study(synthetic_study, tmp_path / "inbox" / f"s{n}", f"kill{n}") for n in range(3)]
     (tmp_path / "glioedge.toml").write_text(
-        "[watch]\nquiet_time = 0.3\npoll_interval = 0.2\nretry_initial = 0.3\n"
+        "[watch]\nquiet_time = 0.3\npoll_interval = 0.2\n"
         "[delivery]\nbackoff_initial = 0.2\nbackoff_max = 1.0\ntimeout = 10\n")
     args = [str(tmp_path / "inbox"), "--bundle", str(trained_bundle), "--out", str(tmp_path / "outbox"),
             "--state", str(tmp_path / "state"), "--config", str(tmp_path / "glioedge.toml"),
             "--pacs-cstore", pacs.cstore]
 
-    # 1: killed in the middle of the first job's inference
-    run = DaemonProcess(tmp_path, args, infer_delay=30, deliver_delay=0, run=1)
-    wait_until(lambda: run.saw("inference started"), 60, "inference to start")
-    run.kill9()
-    jobs, _ = _jobs(tmp_path / "state")
-    assert [j.state for j in jobs].count(JobState.RUNNING) == 1
+    # 1: killed ten times in the middle of a job's inference; the inference child dies with it
+    kills = 10
+    for n in range(kills):
+        run = DaemonProcess(tmp_path, args, infer_delay=30, deliver_delay=0, run=100 + n)
+        started = wait_until(lambda run=run: run.saw("inference started"), 60, "inference to start")
+        run.kill9()
+        child = started[-1]["pid"]
+        assert isinstance(child, int)
+        wait_until(lambda child=child: _gone(child), 10, "the inference child to die with the daemon")
+        jobs, _ = _jobs(tmp_path / "state")
+        assert [j.state for j in jobs].count(JobState.RUNNING) == 1
+        assert all(j.attempts <= 1 and j.state is not JobState.FAILED for j in jobs)
 
     # 2: killed after the PACS stored a SEG but before the acknowledgement was recorded
     run = DaemonProcess(tmp_path, args, infer_delay=0, deliver_delay=30, run=2)
@@ -97,7 +114,7 @@ def test_kill9_during_inference_and_delivery_then_every_job_done_once(
     assert run.saw  # the records of run 2 stay in daemon2.log for diagnosis
     jobs, deliveries = _jobs(tmp_path / "state")
     assert any(d.state is DeliveryState.PENDING for d in deliveries)  # stored, not yet acknowledged
-    kills = 2
+    kills += 1
 
     # 3: a clean run finishes everything; SIGTERM stops it gracefully
     run = DaemonProcess(tmp_path, args, infer_delay=0, deliver_delay=0, run=3)
@@ -111,7 +128,7 @@ def test_kill9_during_inference_and_delivery_then_every_job_done_once(
     jobs, deliveries = _jobs(tmp_path / "state")
     assert sorted(j.study_uid for j in jobs) == sorted(uids)  # one job per study, never two
     assert all(j.state is JobState.DONE for j in jobs)
-    assert max(j.attempts for j in jobs) == 2  # the interrupted inference ran again once
+    assert all(j.attempts == 1 for j in jobs)  # eleven stops of the daemon cost no attempt
     assert len(deliveries) == len(uids)
     assert all(d.state is DeliveryState.ACKED for d in deliveries)
     # the PACS holds exactly one SEG per study: the re-sent one had the same deterministic UID
@@ -121,7 +138,7 @@ def test_kill9_during_inference_and_delivery_then_every_job_done_once(
     assert sorted(p.name for p in studies) == sorted(uids)
     assert all(sorted(f.name for f in p.iterdir()) == ["report.json", "seg.dcm"] for p in studies)
     assert not list((tmp_path / "outbox").rglob("*.tmp"))
-    assert kills == 2
+    assert kills == 11
 
 
 def test_kill9_at_random_moments_never_loses_or_duplicates(
@@ -158,3 +175,25 @@ def test_kill9_at_random_moments_never_loses_or_duplicates(
         names = sorted(p.name for p in root.iterdir() if not p.name.startswith(("_", ".")))
         assert names == sorted(uids), root
         assert not list(root.rglob("*.tmp"))
+
+
+def test_a_crashing_job_uses_its_attempts_and_the_daemon_goes_on(
+        tmp_path: Path, trained_bundle: Path, synthetic_study: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A segfault in inference (here: the child kills itself with SIGSEGV) is the job's attempt:
+    after ``max_attempts`` starts the job is failed with the signal named; the daemon survives."""
+    from glioedge.runtime.daemon.jobproc import JobProcess
+    from tests.runtime.daemon.conftest import ThreadDaemon, daemon_config
+    from tests.runtime.daemon.slow_daemon import child_command
+
+    monkeypatch.setattr(JobProcess, "command", child_command("segv"))
+    clone_study(synthetic_study, tmp_path / "inbox", "segv")
+    config = daemon_config(tmp_path, trained_bundle, watch={"max_attempts": 2})
+    with ThreadDaemon(config) as daemon:
+        wait_until(lambda: daemon.counts()["failed"] == 1, 120, "the crashing job to fail")
+        store = daemon.store()
+        job = store.jobs()[0]
+        store.close()
+        assert daemon.thread.is_alive()
+    assert job.attempts == 2
+    assert "killed by SIGSEGV" in job.error and "gave up after 2 attempts" in job.error
