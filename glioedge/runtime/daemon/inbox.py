@@ -84,10 +84,11 @@ class PendingStudy:
     def fingerprint(self, entries: dict[str, FileEntry]) -> str:
         """Job key: the study UID plus a hash of its SOP Instance UIDs and their files' contents.
 
-        A study resent unchanged maps to the same key (not processed again); a study that gained
-        instances, or whose files changed (a half-written file completed), is a new job.
+        A study resent unchanged (same files again, or copies in another folder) maps to the same
+        key and is not processed again; a study that gained instances, or whose files changed (a
+        half-written file completed), is a new job.
         """
-        lines = sorted(f"{entries[f].sop_uid}\t{entries[f].digest}" for f in self.files)
+        lines = sorted({f"{entries[f].sop_uid}\t{entries[f].digest}" for f in self.files})
         digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
         return f"{self.study_uid}#{digest}"
 
