@@ -98,8 +98,10 @@ class CStoreDestination:
             ae.add_requested_context(ds.SOPClassUID, syntaxes)
         assoc = ae.associate(self.host, self.port, ae_title=self.aet)
         if not assoc.is_established:
-            raise DeliveryError(f"{self.name}: association not established (refused, rejected or "
-                                "unreachable)")
+            raise DeliveryError(f"{self.name}: association not established (refused, rejected, "
+                                "unreachable, or none of the proposed presentation contexts "
+                                f"({', '.join(sorted({ds.SOPClassUID.name for ds in datasets}))}) "
+                                "accepted)")
         try:
             accepted = {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
             for ds in datasets:
