@@ -227,3 +227,48 @@ def test_cli_once_with_config_file(tmp_path: Path, trained_bundle: Path, synthet
                           "--bundle", str(trained_bundle), "--pacs-cstore", "nonsense"],
                          capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
     assert bad.returncode == 2 and "AET@HOST:PORT" in bad.stderr
+
+
+PATIENT = {"PatientName": "DOE^JOHN", "PatientID": "MRN55501", "PatientBirthDate": "19610203",
+           "AccessionNumber": "ACC98765"}
+#: What must never appear on the daemon's stderr: the values, their parts, their folder names.
+LEAKS = ("DOE", "JOHN", "Doe", "John", "MRN55501", "19610203", "ACC98765")
+
+
+def _as_patient(folder: Path) -> None:
+    for path in folder.rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        for keyword, value in PATIENT.items():
+            setattr(ds, keyword, value)
+        ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI:UserWarning")
+def test_daemon_stderr_is_json_without_phi_and_once_fails_on_quarantine(
+        tmp_path: Path, trained_bundle: Path, synthetic_study: Path) -> None:
+    """Viewer-export folder names carry the patient's name; one study is good, one has a truncated
+    file (quarantined), one file is junk (a pydicom warning, quarantined). Every stderr line is a
+    JSON object; no patient value or folder name appears in it, quarantine reasons included;
+    ``--once`` exits 1 because studies were quarantined."""
+    inbox = tmp_path / "inbox"
+    good = clone_study(synthetic_study, inbox / "DOE^JOHN_MRN55501", "phi-good")
+    bad = clone_study(synthetic_study, inbox / "Doe John 19610203", "phi-bad")
+    _as_patient(inbox)
+    _truncate(sorted((inbox / "Doe John 19610203" / "t1ce").glob("*.dcm"))[7])
+    (inbox / "DOE^JOHN_MRN55501" / "junk.dcm").write_bytes(
+        b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\x07\x00garbage")
+    cmd = [sys.executable, "-m", "glioedge.runtime.daemon", "watch", str(inbox), "--bundle",
+           str(trained_bundle), "--out", str(tmp_path / "out"), "--quiet-time", "0.2", "--once"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+    assert done.returncode == 1, done.stderr[-3000:]
+    lines = done.stderr.splitlines()
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert any(r["message"] == "job done" and r["study_uid"] == good for r in records)
+    assert any(r["message"] == "study quarantined" and r["study_uid"] == bad for r in records)
+    assert any(r["logger"] == "py.warnings" for r in records)  # third-party text became JSON
+    for leak in (*LEAKS, f"{inbox}/"):
+        assert leak not in done.stderr, f"{leak!r} leaked into the daemon's stderr"
+    reason = (tmp_path / "out" / "_quarantine" / safe_uid(bad) / "reason.txt").read_text()
+    assert " t1ce/" in reason and str(inbox) not in reason  # the file named within the study
+    assert not any(leak in reason for leak in LEAKS)
