@@ -194,6 +194,7 @@ def _run_job(segmenter: Any, rules: Any, request: dict[str, Any], kept: OrderedD
     staging = Path(request["staging"])
     result = kept.pop(key, None)
     reused = result is not None
+    timings: dict[str, float] = {}
     if result is None:
         try:
             datasets = read_study(request["files"])
@@ -205,6 +206,7 @@ def _run_job(segmenter: Any, rules: Any, request: dict[str, Any], kept: OrderedD
         except Exception as exc:  # a job's exception is a failed attempt, never the child's end
             logger.exception("inference failed", extra={"event": "jobproc", "job_id": request.get("job_id")})
             return {"status": "error", "kind": type(exc).__name__, "message": f"{type(exc).__name__}: {exc}"}
+        timings = {k: float(v) for k, v in getattr(result, "timings", {}).items()}
     try:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -214,12 +216,12 @@ def _run_job(segmenter: Any, rules: Any, request: dict[str, Any], kept: OrderedD
         kept[key] = result
         while len(kept) > KEEP_RESULTS:
             kept.popitem(last=False)
-        return {"status": "write_error", "errno": exc.errno,
+        return {"status": "write_error", "errno": exc.errno, "timings": timings,
                 "code": errno.errorcode.get(exc.errno or 0, "?"), "message": exc.strerror or str(exc)}
     seg = getattr(result, "seg", None)
     return {"status": "written", "reused": reused,
             "seg_sop_uid": str(seg.SOPInstanceUID) if seg is not None else "",
-            "timings": {} if reused else {k: float(v) for k, v in getattr(result, "timings", {}).items()}}
+            "timings": timings}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

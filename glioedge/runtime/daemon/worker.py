@@ -124,6 +124,8 @@ class Worker:
         except GlioedgeError as exc:  # a new inference process could not start
             reply = {"status": "error", "kind": type(exc).__name__, "message": str(exc)}
         status = reply.get("status")
+        for stage, seconds in dict(reply.get("timings") or {}).items():  # inference ran this time
+            self.metrics.observe(stage, float(seconds))
         if status == "input_error":
             return self._quarantine(job, study_relative(str(reply.get("message")), job.files), log)
         if status == "write_error":
@@ -132,8 +134,6 @@ class Worker:
         if status != "written":
             return self._failed_attempt(job, str(reply.get("kind", status)),
                                         study_relative(str(reply.get("message")), job.files), log)
-        for stage, seconds in dict(reply.get("timings", {})).items():
-            self.metrics.observe(stage, float(seconds))
         if reply.get("reused"):
             logger.info("outputs written from the result kept since an earlier attempt; inference "
                         "not run again", extra=log)

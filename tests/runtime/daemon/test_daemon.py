@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,7 +182,8 @@ def tiny_outbox(tmp_path: Path) -> Iterator[Path]:
 def test_full_outbox_keeps_the_job_queued_with_a_clear_error(
         tmp_path: Path, tiny_outbox: Path, trained_bundle: Path, synthetic_study: Path) -> None:
     study_uid = clone_study(synthetic_study, tmp_path / "inbox", "full")
-    config = daemon_config(tmp_path, trained_bundle, watch={"max_attempts": 2})
+    port = free_port()
+    config = daemon_config(tmp_path, trained_bundle, watch={"max_attempts": 2}, health={"port": port})
     with ThreadDaemon(config) as daemon:
         def queued_with_error() -> str:
             store = daemon.store()
@@ -196,9 +198,21 @@ def test_full_outbox_keeps_the_job_queued_with_a_clear_error(
                    "outbox_full\"} 2" in daemon.daemon.metrics.render({}, {}), 60,
                    "a second failed write (more than max_attempts would allow if counted)")
         assert daemon.counts()["failed"] == 0
+        try:
+            urllib.request.urlopen(f"http://{LOOPBACK}:{port}/healthz", timeout=5)
+        except urllib.error.HTTPError as exc:  # 503
+            health = json.loads(exc.read())
+        else:
+            pytest.fail("/healthz answered 200 while the outbox is full")
+        assert health["status"] == "degraded" and "outbox is full" in health["problems"]["outbox"]
         # space comes back: the job is written and done
         subprocess.run(["mount", "-o", "remount,size=16m", str(tiny_outbox)], check=True)
         wait_until(lambda: daemon.counts()["done"] == 1, 90, "the job to be done once space is back")
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/healthz", timeout=5) as r:
+            assert json.loads(r.read())["status"] == "ok"
+        metrics = daemon.daemon.metrics.render({}, {})
+    # inference ran once: the retries wrote the result the inference process kept
+    assert 'glioedge_stage_seconds_count{stage="inference"} 1' in metrics
     assert (tiny_outbox / safe_uid(study_uid) / "seg.dcm").is_file()
     assert not list(tiny_outbox.glob("_tmp/*"))
 
@@ -272,3 +286,24 @@ def test_daemon_stderr_is_json_without_phi_and_once_fails_on_quarantine(
     reason = (tmp_path / "out" / "_quarantine" / safe_uid(bad) / "reason.txt").read_text()
     assert " t1ce/" in reason and str(inbox) not in reason  # the file named within the study
     assert not any(leak in reason for leak in LEAKS)
+
+
+@pytest.mark.slow
+def test_a_second_daemon_on_the_same_inbox_or_outbox_is_refused(
+        tmp_path: Path, trained_bundle: Path) -> None:
+    from glioedge.errors import ConfigError
+    from glioedge.runtime.daemon.service import Daemon
+
+    config = daemon_config(tmp_path, trained_bundle)
+    with ThreadDaemon(config) as daemon:
+        wait_until(lambda: daemon.daemon.metrics.last_tick > daemon.daemon.metrics.started, 60,
+                   "the first daemon to serve")
+        other_state = daemon_config(tmp_path, trained_bundle, watch={"state": str(tmp_path / "s2")})
+        with pytest.raises(ConfigError, match=r"inbox folder .*inbox"):
+            Daemon(other_state).run(once=True)
+        other_inbox = daemon_config(tmp_path, trained_bundle, watch={
+            "state": str(tmp_path / "s3"), "inbox": str(tmp_path / "inbox2"),
+            "quarantine": str(tmp_path / "q3")})
+        with pytest.raises(ConfigError, match=r"outbox folder .*outbox"):
+            Daemon(other_inbox).run(once=True)
+        assert daemon.thread.is_alive()

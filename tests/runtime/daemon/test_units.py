@@ -57,10 +57,46 @@ def test_config_file_then_cli_overrides(tmp_path: Path) -> None:
     ({"delivery": {"cstore": ["PACS@host"]}}, "AET@HOST:PORT"),
     ({"delivery": {"stowrs": ["ftp://x"]}}, "http"),
     ({"log": {"format": "xml"}}, "log.format"),
+    ({"watch": {"poll_interval": 0}}, "watch.poll_interval"),
+    ({"watch": {"poll_interval": -2}}, "watch.poll_interval"),
+    ({"watch": {"max_wait": 0}}, "watch.max_wait"),
+    ({"watch": {"max_wait": 10, "quiet_time": 30}}, "watch.max_wait"),
+    ({"watch": {"retry_max": -1}}, "watch.retry_max"),
+    ({"watch": {"max_attempts": 0}}, "watch.max_attempts"),
+    ({"delivery": {"timeout": 0}}, "delivery.timeout"),
+    ({"delivery": {"backoff_factor": 0.5}}, "delivery.backoff_factor"),
+    ({"delivery": {"max_attempts": 0}}, "delivery.max_attempts"),
+    ({"delivery": {"calling_aet": "A" * 17}}, "delivery.calling_aet"),
+    ({"health": {"port": 70000}}, "health.port"),
+    ({"log": {"level": "LOUD"}}, "log.level"),
 ])
 def test_config_errors_name_the_key(data: dict, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         DaemonConfig.from_dict(data)
+
+
+@pytest.mark.parametrize(("inbox", "outbox", "key"), [
+    ("/data/inbox", "/data", "watch.outbox"),
+    ("/data/inbox", "/data/inbox", "watch.outbox"),
+    ("in", ".", "watch.outbox"),  # what `--out ''` gives
+])
+def test_an_outbox_containing_the_inbox_is_refused_naming_both(inbox: str, outbox: str, key: str) -> None:
+    config = DaemonConfig.from_dict({"watch": {"inbox": inbox, "outbox": outbox},
+                                     "model": {"bundle": "/b"}})
+    with pytest.raises(ConfigError) as info:
+        config.require_folders()
+    message = str(info.value)
+    assert key in message and str(Path(inbox).resolve()) in message
+    assert str(Path(outbox).resolve()) in message
+
+
+def test_state_or_quarantine_containing_the_inbox_is_refused_but_an_outbox_inside_is_fine() -> None:
+    nested = DaemonConfig.from_dict({"watch": {"inbox": "/d/in", "outbox": "/d/in/out"},
+                                     "model": {"bundle": "/b"}})
+    nested.require_folders()  # the outbox inside the inbox is excluded from the scan
+    with pytest.raises(ConfigError, match=r"watch\.state"):
+        DaemonConfig.from_dict({"watch": {"inbox": "/d/in", "outbox": "/o", "state": "/d"},
+                                "model": {"bundle": "/b"}}).require_folders()
 
 
 def test_defaults_need_folders_and_bundle() -> None:
@@ -176,6 +212,52 @@ def test_health_and_metrics_over_http() -> None:
     assert 'glioedge_stage_seconds_count{stage="inference"} 2' in text
     assert 'glioedge_deliveries{destination="cstore:X",state="pending"} 1' in text
     assert "glioedge_deliveries_total" in text
+
+
+def test_healthz_reports_degraded_while_results_cannot_be_written() -> None:
+    metrics = Metrics()
+    server = HealthServer(LOOPBACK, 0, metrics, lambda: ({}, {}))
+    metrics.set_problem("outbox", "outbox is full (/data/outbox): [ENOSPC]")
+    code, _, body = server.respond("/healthz")
+    assert code == 503 and json.loads(body)["status"] == "degraded"
+    assert "ENOSPC" in json.loads(body)["problems"]["outbox"]
+    metrics.set_problem("outbox", None)
+    code, _, body = server.respond("/healthz")
+    server.stop()
+    assert code == 200 and json.loads(body)["status"] == "ok"
+
+
+def test_json_logs_scrub_patient_values_and_inbox_paths_wherever_they_appear() -> None:
+    import pydicom
+
+    from glioedge.runtime.daemon.logging import register_private_folder, remember_phi
+
+    ds = pydicom.Dataset()
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "ROE^RICHARDA", "X9931", "19550505"
+    remember_phi(ds)
+    register_private_folder("/srv/glioedge-inbox")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(PhiFilter())
+    logger = logging.getLogger("glioedge.test.values")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("cannot read /srv/glioedge-inbox/Roe Richarda/IM1 of %s", "ROE^RICHARDA",
+                       extra={"error": {"file": "x9931 X9931 born 19550505"}})
+        try:
+            raise ValueError("Richarda's file")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    for leak in ("ROE", "RICHARDA", "Roe", "Richarda", "X9931", "19550505", "/srv/glioedge-inbox/"):
+        assert leak not in text, leak
+    first, second = (json.loads(line) for line in text.splitlines())
+    assert first["message"].startswith("cannot read <inbox file ")
+    assert "ValueError" in second["exception"]
 
 
 def test_healthz_reports_a_stalled_loop() -> None:
