@@ -296,7 +296,8 @@ def test_a_second_daemon_on_the_same_inbox_or_outbox_is_refused(
 
     config = daemon_config(tmp_path, trained_bundle)
     with ThreadDaemon(config) as daemon:
-        wait_until(lambda: daemon.daemon.metrics.last_tick > daemon.daemon.metrics.started, 60,
+        # a loop tick (the loop starts after the locks and the inference process, >= 1 s)
+        wait_until(lambda: daemon.daemon.metrics.last_tick > daemon.daemon.metrics.started + 0.5, 60,
                    "the first daemon to serve")
         other_state = daemon_config(tmp_path, trained_bundle, watch={"state": str(tmp_path / "s2")})
         with pytest.raises(ConfigError, match=r"inbox folder .*inbox"):
