@@ -237,6 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = DaemonConfig.from_dict(json.loads(args[0]))
     configure(config.log.level, config.log.format)
+    if config.watch.inbox:
+        from glioedge.runtime.daemon.logging import register_private_folder
+
+        inbox = Path(config.watch.inbox)
+        for form in {str(inbox), str(inbox.absolute()), str(inbox.resolve())}:
+            register_private_folder(form)
     try:
         from glioedge.runtime.segmenter import Segmenter, SegmenterConfig
 

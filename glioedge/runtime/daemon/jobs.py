@@ -231,6 +231,11 @@ class JobStore:
             db.execute("UPDATE jobs SET state = ?, error = ?, updated_at = ? WHERE id = ?",
                        (state.value, error, time.time(), job_id))
 
+    def forget_files(self, job_id: int) -> None:
+        """Drop a job's input paths (its inputs were purged; folder names may carry PHI)."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET files = '[]', updated_at = ? WHERE id = ?", (time.time(), job_id))
+
     def outputs_written(self, job_id: int, output_dir: str, seg_sop_uid: str,
                         destinations: Iterable[str]) -> None:
         """Record the outputs and create one pending delivery per destination, atomically.

@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from glioedge.errors import GlioedgeError
 from glioedge.runtime.daemon.config import DaemonConfig
 from glioedge.runtime.daemon.delivery import DeliveryError, Destination, output_folder
 from glioedge.runtime.daemon.health import Metrics
@@ -121,7 +120,7 @@ class Worker:
         try:
             reply = self.jobs.run({"op": "run", "job_id": job.id, "key": job.key,
                                    "files": list(job.files), "staging": str(staging)})
-        except GlioedgeError as exc:  # a new inference process could not start
+        except Exception as exc:  # the inference process could not start or answered nonsense
             reply = {"status": "error", "kind": type(exc).__name__, "message": str(exc)}
         status = reply.get("status")
         for stage, seconds in dict(reply.get("timings") or {}).items():  # inference ran this time
@@ -185,8 +184,10 @@ class Worker:
         except OSError as exc:
             message = f"quarantine folder not writable: {exc}; the job stays queued"
             self.store.requeue(job.id, message, self._retry_delay(job.attempts), refund=True)
+            self.metrics.set_problem("quarantine", message)
             logger.error("quarantine failed", extra={**log, "error": message})
             return JobState.QUEUED
+        self.metrics.set_problem("quarantine", None)
         self.store.finish(job.id, JobState.QUARANTINED, reason)
         self.metrics.inc("quarantined")
         return JobState.QUARANTINED
@@ -197,6 +198,7 @@ class Worker:
         if not self.config.watch.keep_inputs:
             for f in job.files:
                 Path(f).unlink(missing_ok=True)
+            self.store.forget_files(job.id)  # the paths go with the inputs
 
     def deliver_due(self, limit: int = 100) -> int:
         """Send every due pending delivery once (bounded by ``limit``).

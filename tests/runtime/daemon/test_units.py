@@ -145,6 +145,8 @@ def test_deliveries_close_the_job_once_all_acknowledged(tmp_path: Path) -> None:
     assert "b: refused" in store.job(job_id).error
     states = {d.destination: d.state for d in store.deliveries(job_id)}
     assert states == {"a": DeliveryState.ACKED, "b": DeliveryState.FAILED}
+    store.forget_files(job_id)  # keep_inputs = false: the paths go with the purged inputs
+    assert store.job(job_id).files == () and store.has_key("k")
     store.close()
 
 
@@ -291,6 +293,7 @@ def test_daemon_imports_without_torch() -> None:
     code = ("import sys; sys.modules['torch'] = None\n"
             "import glioedge.runtime.daemon.commands, glioedge.runtime.daemon.service\n"
             "import glioedge.runtime.daemon.receiver, glioedge.runtime.daemon.worker\n"
+            "import glioedge.runtime.daemon.jobproc\n"
             "import glioedge.runtime.segmenter\n"
             "assert sys.modules['torch'] is None")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
