@@ -132,7 +132,7 @@ def test_job_life_recovery_and_max_attempts(tmp_path: Path) -> None:
 
 def test_deliveries_close_the_job_once_all_acknowledged(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "jobs.sqlite")
-    job_id = store.add_job("k", "1.2", [])
+    job_id = store.add_job("k", "1.2", ["/in/DOE^JOHN/a.dcm"])
     assert job_id is not None
     store.claim(3)
     store.outputs_written(job_id, "/out/1.2", "2.25.1", ["a", "b"])
@@ -145,6 +145,7 @@ def test_deliveries_close_the_job_once_all_acknowledged(tmp_path: Path) -> None:
     assert "b: refused" in store.job(job_id).error
     states = {d.destination: d.state for d in store.deliveries(job_id)}
     assert states == {"a": DeliveryState.ACKED, "b": DeliveryState.FAILED}
+    assert store.job(job_id).files == ("/in/DOE^JOHN/a.dcm",)
     store.forget_files(job_id)  # keep_inputs = false: the paths go with the purged inputs
     assert store.job(job_id).files == () and store.has_key("k")
     store.close()
