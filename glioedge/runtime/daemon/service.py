@@ -235,7 +235,7 @@ class Daemon:
                 logger.debug("study incomplete", extra={"event": "inbox", "study_uid": study.study_uid,
                                                         "reason": reason})
                 continue  # complete later, or processed/quarantined at max_wait
-            self._queue(store, study, key, reason)
+            self._queue(store, study, key, reason, inbox.entries())
             inbox.forget_headers(study.files)
             self._checked.pop(key, None)
         current = {study.fingerprint(inbox.entries()) for study in studies}
@@ -256,11 +256,18 @@ class Daemon:
             self.metrics.inc("quarantined")
         return waiting
 
-    def _queue(self, store: JobStore, study: PendingStudy, key: str, reason: str) -> None:
-        job_id = store.add_job(key, study.study_uid, study.files)
+    def _queue(self, store: JobStore, study: PendingStudy, key: str, reason: str,
+               entries: dict[str, Any]) -> None:
+        # byte-identical copies of an instance (a resend into a second folder) go in once;
+        # copies that differ are all passed on, for the reader to judge
+        unique: dict[tuple[str, str], str] = {}
+        for f in study.files:
+            unique.setdefault((entries[f].sop_uid, entries[f].digest), f)
+        files = sorted(unique.values())
+        job_id = store.add_job(key, study.study_uid, files)
         if job_id is not None:
             extra = {"event": "queued", "job_id": job_id, "study_uid": study.study_uid,
-                     "files": len(study.files)}
+                     "files": len(files), "identical_copies_skipped": len(study.files) - len(files)}
             if reason:
                 extra["incomplete_after_max_wait"] = reason
             logger.info("study queued", extra=extra)

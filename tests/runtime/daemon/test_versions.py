@@ -154,3 +154,18 @@ def test_a_half_written_file_quarantined_then_completed_is_processed(
         states = [j.state for j in store.jobs()]
         store.close()
     assert states == [JobState.QUARANTINED, JobState.DONE]
+
+
+@pytest.mark.slow
+def test_a_study_dropped_twice_at_once_is_processed_once_from_one_copy(
+        tmp_path: Path, trained_bundle: Path, synthetic_study: Path) -> None:
+    inbox = tmp_path / "inbox"
+    clone_study(synthetic_study, inbox / "first", "twice")
+    shutil.copytree(inbox / "first", inbox / "second")
+    config = daemon_config(tmp_path, trained_bundle)
+    with ThreadDaemon(config) as daemon:
+        wait_until(lambda: daemon.counts()["done"] == 1, 120, "the study done")
+        store = daemon.store()
+        jobs = store.jobs()
+        store.close()
+    assert len(jobs) == 1 and len(jobs[0].files) == len(list((inbox / "first").rglob("*.dcm")))
