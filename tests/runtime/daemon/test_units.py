@@ -300,3 +300,22 @@ def test_daemon_imports_without_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_seg_identity_follows_the_source_instances() -> None:
+    import pydicom
+
+    from glioedge.runtime.segmenter import source_identity
+
+    def instances(*uids: str) -> list[pydicom.Dataset]:
+        out = []
+        for uid in uids:
+            ds = pydicom.Dataset()
+            ds.SOPInstanceUID = uid
+            out.append(ds)
+        return out
+
+    same = source_identity(instances("1.2.1", "1.2.2", "1.2.3"))
+    assert source_identity(instances("1.2.3", "1.2.1", "1.2.2")) == same  # order does not matter
+    assert source_identity(instances("1.2.1", "1.2.2")) != same  # an instance more or less does
+    assert source_identity(instances("1.2.1", "1.2.2", "1.2.4")) != same
