@@ -109,8 +109,8 @@ def test_rule_file_pins_and_rules(tmp_path: Path, suffix: str) -> None:
              make_series("AX FLAIR", number=3, **FLAIR_IR),
              make_series("Dunkelwasser tra", number=4),
              make_series("T1 MPRAGE +C", number=6, **T1_GRE)]
-    with pytest.raises(InputError, match="tie"):
-        identify_modalities(study[:2] + study[3:])
+    with pytest.raises(InputError, match="tie"):  # two "AX FLAIR": a repeat, refused here
+        identify_modalities(study[:2] + study[3:], rules=ModalityRules(repeats="refuse"))
     path = tmp_path / f"rules{suffix}"
     if suffix == ".json":
         path.write_text(json.dumps({"pin": {"flair": 3},
