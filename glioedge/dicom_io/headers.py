@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -113,25 +112,31 @@ def _unreadable(path: Path, why: str, claimed: str | None = None) -> IgnoredFile
 
 
 def dicomdir_reason(ds: Dataset) -> str:
-    """Why a DICOMDIR is ignored, with how many of the instances it lists exist on disk."""
+    """Why a DICOMDIR is ignored, with how many of the files it lists are missing from disk.
+
+    Reads the directory records' ReferencedFileID (0004,1500) directly, so that a malformed index
+    (which pydicom's FileSet refuses) is still ignored rather than fatal; names compare without
+    case, as CD file systems are often mounted lower-cased.
+    """
     base = "DICOMDIR (Media Storage Directory): an index of the file-set, not an image"
     filename = getattr(ds, "filename", None)
     if not isinstance(filename, str) or not filename:
         return base
-    from pydicom.fileset import FileSet
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            instances = list(FileSet(ds))
-    except Exception as exc:  # a malformed index is ignored, files are scanned anyway
-        return f"{base}; its records cannot be parsed ({type(exc).__name__}), the folder is scanned"
-    missing = sum(1 for instance in instances if not Path(instance.path).is_file())
-    detail = f"; lists {len(instances)} instance(s)"
+    listed = []
+    for record in ds.get("DirectoryRecordSequence") or []:
+        file_id = record.get("ReferencedFileID")
+        if file_id:
+            parts = [file_id] if isinstance(file_id, str) else list(file_id)
+            listed.append("/".join(str(p).strip() for p in parts).lower())
+    if not listed:
+        return f"{base}; lists no file"
+    root = Path(filename).parent
+    present = {p.relative_to(root).as_posix().lower() for p in root.rglob("*") if p.is_file()}
+    missing = sum(1 for name in listed if name not in present)
+    detail = f"; lists {len(listed)} file(s)"
     if missing:
         detail += f", {missing} of them missing from the folder (incomplete export?)"
-        logger.warning("DICOMDIR lists %d instance(s), %d missing from the folder",
-                       len(instances), missing)
+        logger.warning("DICOMDIR lists %d file(s), %d missing from the folder", len(listed), missing)
     return base + detail
 
 

@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 
 from glioedge.dicom_io.discovery import Series, Study, group_datasets, scan_folder, single_study
 from glioedge.dicom_io.fusion import fuse
+from glioedge.dicom_io.headers import IgnoredFile, sop_class_name
 from glioedge.dicom_io.modality import (
     ModalityRules,
     ModalitySelection,
@@ -81,6 +82,43 @@ class LoadedStudy:
         return status
 
 
+def _the_study(studies: list[Study], where: str, required: Sequence[str],
+               rules: ModalityRules | None) -> Study:
+    """The one study of the input; among several, the only one that has the required series.
+
+    A CD or viewer export often carries the patient's prior studies, and a folder may hold a
+    stray image of another study: those are ignored (listed in ``Study.ignored``) when exactly one
+    study is complete. Otherwise the input is ambiguous.
+
+    Raises:
+        InputError: several studies, and not exactly one of them has the required series.
+    """
+    if len(studies) == 1:
+        return studies[0]
+    complete = []
+    for candidate in studies:
+        try:
+            identify_modalities(candidate, required, (), rules)
+        except InputError:
+            continue
+        complete.append(candidate)
+    if len(complete) != 1:
+        return single_study(studies, where)  # raises, listing the studies
+    study = complete[0]
+    names = ", ".join(m.upper() for m in required)
+    for other in studies:
+        if other is study:
+            continue
+        for series in other.series.values():
+            for ds, source in zip(series.datasets, series.sources, strict=True):
+                study.ignored.append(IgnoredFile(
+                    source, f"MR image of another study, which lacks the required series ({names})",
+                    sop_class_name(str(ds.get("SOPClassUID", ""))), str(ds.get("SOPInstanceUID", ""))))
+    logger.info("%s holds %d studies; using %s, the only one with %s", where, len(studies),
+                study.study_instance_uid, names)
+    return study
+
+
 def intake_record(study: Study, selection: ModalitySelection) -> dict[str, Any]:
     """What intake used and left out, and why: JSON-safe, no paths, no patient data."""
     used = {s.series_instance_uid for s in selection.chosen.values()}
@@ -90,7 +128,9 @@ def intake_record(study: Study, selection: ModalitySelection) -> dict[str, Any]:
         "series_not_used": [{**series_dict(s), "instances": len(s.datasets),
                              "why": why_not.get(uid, "not chosen")}
                             for uid, s in study.series.items() if uid not in used],
-        "ignored_files": dict(Counter(i.reason for i in study.ignored).most_common()),
+        # A reader's message may quote the file; reports carry no paths.
+        "ignored_files": dict(Counter(i.reason.replace(i.source, "<file>")
+                                      for i in study.ignored).most_common()),
         "duplicates": [{**d.to_dict(), "series_instance_uid": s.series_instance_uid}
                        for s in study.series.values() for d in s.duplicates],
         "repeats": {m: dict(r) for m, r in selection.repeats.items()},
@@ -120,7 +160,8 @@ def load_study(
         The fused volumes and the selection.
 
     Raises:
-        InputError: no or several studies, a required modality missing or ambiguous, a series
+        InputError: no study, several studies of which not exactly one has the required series
+            (others are ignored), a required modality missing or ambiguous, a series
             with bad geometry, or frames of reference that differ (without ``register``).
         ConfigError: an invalid rule file.
     """
@@ -133,9 +174,9 @@ def load_study(
     else:
         studies = group_datasets(source)
         where = "the datasets given"
-    study = single_study(studies, where)
     if isinstance(rules, (str, Path)):
         rules = load_rules(rules)
+    study = _the_study(studies, where, required, rules)
     selection = identify_modalities(study, required, optional, rules)
     volumes = {m: load_series(s) for m, s in selection.chosen.items()}
     fused = fuse(volumes, reference, register=register)
