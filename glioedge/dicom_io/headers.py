@@ -9,8 +9,9 @@ decoded whole. A file is then one of:
 * an :class:`IgnoredFile` with its reason: not DICOM, a DICOMDIR (an index of a file-set, whose
   files are found by scanning the folder anyway), or an unreadable object that identifies itself
   (file meta) as something other than an MR image, or
-* an :class:`InputError`: a file that is, or may be, an MR image but whose header cannot be read.
-  Ignoring it could silently drop a slice, so the study fails, naming the file.
+* an :class:`InputError`: a file that is, or may be, an MR image but whose header cannot be read
+  (its file meta says MR, or the reader failed before anything said what it is). Ignoring it could
+  silently drop a slice, so the study fails, naming the file.
 """
 
 from __future__ import annotations
@@ -89,6 +90,13 @@ def read_header(path: str | Path) -> Dataset | IgnoredFile:
         return IgnoredFile(str(path), dicomdir_reason(ds), sop_class_name(MEDIA_STORAGE_DIRECTORY),
                            str(ds.file_meta.get("MediaStorageSOPInstanceUID", "")))
     if "SOPClassUID" not in ds:
+        # Elements are stored in tag order: one after (0008,0016) means it is absent, not cut off.
+        later = max(map(int, ds.keys()), default=0) > 0x00080016
+        if later or not meta_class:  # read cleanly, and nothing says it is an image
+            why = "though later elements are present" if later else \
+                "nor MediaStorageSOPClassUID (0002,0002)"
+            return IgnoredFile(str(path), f"no SOPClassUID (0008,0016) {why}: not a composite "
+                               "object", sop_class_name(meta_class))
         return _unreadable(path, "no SOPClassUID (0008,0016): truncated or not a composite object",
                            meta_class)
     return ds

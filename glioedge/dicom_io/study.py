@@ -114,6 +114,10 @@ def _the_study(studies: list[Study], where: str, required: Sequence[str],
                 study.ignored.append(IgnoredFile(
                     source, f"MR image of another study, which lacks the required series ({names})",
                     sop_class_name(str(ds.get("SOPClassUID", ""))), str(ds.get("SOPInstanceUID", ""))))
+            study.ignored.extend(IgnoredFile(
+                d.dropped, f"MR image of another study (a second copy of one of its instances), "
+                f"which lacks the required series ({names})", "", d.sop_instance_uid)
+                for d in series.duplicates)
     logger.info("%s holds %d studies; using %s, the only one with %s", where, len(studies),
                 study.study_instance_uid, names)
     return study
