@@ -238,3 +238,14 @@ def test_unreadable_non_mr_object_is_ignored(write_series: WriteSeries) -> None:
     status = load_study(study).file_status()
     assert status[str(study / "plan.dcm")].startswith(("ignored: SOP class RT Plan Storage",
                                                        "ignored: unreadable header of a non-MR"))
+
+
+def test_header_whose_file_changed_is_an_error(write_series: WriteSeries) -> None:
+    """Pixel data completed from a file that now holds another instance: refused, not mixed in."""
+    study = _small_study(write_series)
+    flair = sorted((study / "flair").glob("*.dcm"))
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in study.rglob("*.dcm")]
+    shutil.copy(flair[1], flair[2])  # flair[2] now holds flair[1]'s instance
+    with pytest.raises(InputError, match=rf"{flair[2].name}: the file changed since its header was "
+                                         r"read: SOPInstanceUID \(0008,0018\) is now"):
+        load_study(headers)
