@@ -12,7 +12,7 @@ T1CE needs both T1 and contrast evidence; T1 is zeroed by contrast evidence; T2 
 A series counts for its best-scoring modality if that score is ≥ :data:`MIN_SCORE`. Series that
 are DERIVED/SECONDARY, localisers, reformats (MPR/MIP), subtractions or diffusion/perfusion maps
 are excluded. Among a modality's candidates the highest total wins. A tie between series of the
-same protocol (same ProtocolName/SeriesDescription: a repeated acquisition, e.g. a FLAIR re-run
+same protocol (same ProtocolName and SeriesDescription: a repeated acquisition, e.g. a FLAIR re-run
 after motion) goes to the later acquisition (acquisition date/time, then SeriesNumber), and the
 choice and the runner-up are recorded (``ModalitySelection.repeats``) and logged; the rule option
 ``repeats = "refuse"`` makes it an error instead. Any other tie is an error (pin one).
@@ -367,10 +367,12 @@ def identify_modalities(
     return ModalitySelection(chosen, why, candidates, repeats)
 
 
-def _protocol(series: Series) -> str:
-    ds = series.header
-    text = str(ds.get("ProtocolName", "") or "") or str(ds.get("SeriesDescription", "") or "")
-    return re.sub(r"\s+", " ", text.strip().lower())
+def _protocol(series: Series) -> tuple[str, str]:
+    """(ProtocolName, SeriesDescription), normalised: both must match for a repeat, as some vendors
+    put the whole exam's protocol in ProtocolName."""
+    protocol, description = (re.sub(r"\s+", " ", str(series.header.get(k, "") or "").strip().lower())
+                             for k in ("ProtocolName", "SeriesDescription"))
+    return protocol, description
 
 
 def _later_repeat(tied: list[Candidate], modality: str, rules: ModalityRules
@@ -389,7 +391,7 @@ def _later_repeat(tied: list[Candidate], modality: str, rules: ModalityRules
     pin_hint = f"pin one in a rule file (pin.{modality} = SeriesInstanceUID)"
     prefix = f"{len(tied)} {modality.upper()} candidates tie at score {tied[0].best()[1]:g}: {listing}"
     protocols = {_protocol(c.series) for c in tied}
-    if len(protocols) > 1 or not next(iter(protocols)):
+    if len(protocols) > 1 or not any(next(iter(protocols))):
         raise InputError(f"{prefix}; {pin_hint}")
     if rules.repeats == "refuse":
         raise InputError(f"{prefix}; they are repeated acquisitions of one protocol and the rule "
