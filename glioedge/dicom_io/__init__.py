@@ -3,8 +3,9 @@
 Imports nothing of glioedge but :mod:`glioedge.errors`, and no PyTorch.
 """
 
-from glioedge.dicom_io.discovery import Series, Study, group_datasets, scan_folder
+from glioedge.dicom_io.discovery import DuplicateInstance, Series, Study, group_datasets, scan_folder
 from glioedge.dicom_io.fusion import FusionResult, fuse, resample_to
+from glioedge.dicom_io.headers import IgnoredFile
 from glioedge.dicom_io.modality import (
     Modality,
     ModalityRules,
@@ -21,7 +22,9 @@ from glioedge.dicom_io.uids import deterministic_uid
 from glioedge.dicom_io.volume import Volume
 
 __all__ = [
+    "DuplicateInstance",
     "FusionResult",
+    "IgnoredFile",
     "LoadedStudy",
     "Modality",
     "ModalityRules",

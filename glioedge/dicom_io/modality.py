@@ -11,7 +11,11 @@ Score (documented, logged with its reasons): each series gets points per modalit
 T1CE needs both T1 and contrast evidence; T1 is zeroed by contrast evidence; T2 by FLAIR text.
 A series counts for its best-scoring modality if that score is ≥ :data:`MIN_SCORE`. Series that
 are DERIVED/SECONDARY, localisers, reformats (MPR/MIP), subtractions or diffusion/perfusion maps
-are excluded. Among a modality's candidates the highest total wins; a tie is an error (pin one).
+are excluded. Among a modality's candidates the highest total wins. A tie between series of the
+same protocol (same ProtocolName and SeriesDescription: a repeated acquisition, e.g. a FLAIR re-run
+after motion) goes to the later acquisition (acquisition date/time, then SeriesNumber), and the
+choice and the runner-up are recorded (``ModalitySelection.repeats``) and logged; the rule option
+``repeats = "refuse"`` makes it an error instead. Any other tie is an error (pin one).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from glioedge.dicom_io.acquisition import minutes_between, series_time
 from glioedge.dicom_io.discovery import Series, Study
 from glioedge.errors import ConfigError, InputError
 
@@ -43,6 +48,8 @@ class Modality(str, Enum):
 
 
 MIN_SCORE = 6.0
+#: What to do with a repeated acquisition (tied series of one protocol): see the module docstring.
+REPEAT_POLICIES = ("latest", "refuse")
 T1_EVIDENCE = re.compile(r"\bt1|mp ?rage|spgr|bravo|\bvibe|\btfe\b|\btfl|flash|\bfl3d|\bt1w")
 CONTRAST_EVIDENCE = re.compile(
     r"\+ ?c\b|\bc ?\+|\bpost\b|\bgd\b|\bgad|contrast|\bce\b|\bkm\b|\bgado|\bmdc\b")
@@ -74,25 +81,38 @@ class ModalityRules:
         text_rules: extra ``(modality, regex, points, why)``; negative points veto.
         exclude: extra regexes; a series whose text matches one is never a candidate.
         use_defaults: False drops :data:`DEFAULT_TEXT_RULES` (the physics rules stay).
+        repeats: ``latest`` (default) chooses the later of repeated acquisitions; ``refuse``
+            fails the study instead, for sites that want a person to choose.
     """
 
     pins: Mapping[str, str | int] = dataclasses.field(default_factory=dict)
     text_rules: tuple[tuple[str, str, float, str], ...] = ()
     exclude: tuple[str, ...] = ()
     use_defaults: bool = True
+    repeats: str = "latest"
+
+    def __post_init__(self) -> None:
+        """Validate the repeat policy.
+
+        Raises:
+            ConfigError: ``repeats`` is not one of :data:`REPEAT_POLICIES`.
+        """
+        if self.repeats not in REPEAT_POLICIES:
+            raise ConfigError(f"modality rules: repeats = {self.repeats!r}; expected one of "
+                              f"{', '.join(REPEAT_POLICIES)}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModalityRules:
         """Build from ``{"pin": {...}, "rules": [{"modality", "pattern", "score", "why"}],
-        "exclude": [...], "use_defaults": bool}``.
+        "exclude": [...], "use_defaults": bool, "repeats": "latest" | "refuse"}``.
 
         Raises:
             ConfigError: an unknown key or modality, or an invalid regular expression.
         """
-        unknown = set(data) - {"pin", "rules", "exclude", "use_defaults"}
+        unknown = set(data) - {"pin", "rules", "exclude", "use_defaults", "repeats"}
         if unknown:
             raise ConfigError(f"modality rules: unknown keys {sorted(unknown)}; expected pin, "
-                              "rules, exclude, use_defaults")
+                              "rules, exclude, use_defaults, repeats")
         valid = {m.value for m in Modality}
         pins = dict(data.get("pin", {}))
         rules = []
@@ -109,12 +129,13 @@ class ModalityRules:
                 re.compile(pattern)
             except re.error as exc:
                 raise ConfigError(f"modality rules: invalid regex {pattern!r}: {exc}") from exc
-        return cls(pins, tuple(rules), exclude, bool(data.get("use_defaults", True)))
+        return cls(pins, tuple(rules), exclude, bool(data.get("use_defaults", True)),
+                   str(data.get("repeats", "latest")))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (inverse of :meth:`from_dict`)."""
         return {"pin": dict(self.pins), "exclude": list(self.exclude),
-                "use_defaults": self.use_defaults,
+                "use_defaults": self.use_defaults, "repeats": self.repeats,
                 "rules": [{"modality": m, "pattern": p, "score": s, "why": w}
                           for m, p, s, w in self.text_rules]}
 
@@ -175,13 +196,19 @@ class ModalitySelection:
     chosen: dict[str, Series]
     why: dict[str, str]
     candidates: list[Candidate]
+    repeats: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (UIDs and descriptions, never patient data)."""
-        return {"chosen": {m: {"series_instance_uid": s.series_instance_uid,
-                               "series_number": s.series_number, "description": s.description}
-                           for m, s in self.chosen.items()},
-                "why": dict(self.why), "candidates": [c.summary() for c in self.candidates]}
+        return {"chosen": {m: series_dict(s) for m, s in self.chosen.items()},
+                "why": dict(self.why), "candidates": [c.summary() for c in self.candidates],
+                "repeats": {m: dict(r) for m, r in self.repeats.items()}}
+
+
+def series_dict(series: Series) -> dict[str, Any]:
+    """UID, number and description of a series (JSON-safe, no patient data)."""
+    return {"series_instance_uid": series.series_instance_uid,
+            "series_number": series.series_number, "description": series.description}
 
 
 def _first(ds: Dataset, keyword: str, path: Sequence[str] = ()) -> Any:
@@ -311,6 +338,7 @@ def identify_modalities(
     listing = " | ".join(c.summary() for c in candidates)
     chosen: dict[str, Series] = {}
     why: dict[str, str] = {}
+    repeats: dict[str, dict[str, Any]] = {}
     wanted = [Modality(m).value for m in required]
     for modality in [*wanted, *(Modality(m).value for m in optional)]:
         if modality in rules.pins:
@@ -327,13 +355,68 @@ def identify_modalities(
             continue
         if len(ranked) > 1 and ranked[0].best()[1] == ranked[1].best()[1]:
             tied = [c for c in ranked if c.best()[1] == ranked[0].best()[1]]
-            raise InputError(
-                f"{len(tied)} {modality.upper()} candidates tie at score {ranked[0].best()[1]:g}: "
-                + " | ".join(c.summary() for c in tied)
-                + "; pin one in a rule file (pin." + modality + " = SeriesInstanceUID)")
+            winner, repeats[modality] = _later_repeat(tied, modality, rules)
+            ranked = [winner, *(c for c in ranked if c is not winner)]
         chosen[modality] = ranked[0].series
         why[modality] = ranked[0].summary()
+        if modality in repeats:
+            why[modality] += f"; {repeats[modality]['decision']}"
         others = "; ".join(c.summary() for c in ranked[1:])
         logger.info("%s: chose %s%s", modality, why[modality],
                     f" over {others}" if others else "")
-    return ModalitySelection(chosen, why, candidates)
+    return ModalitySelection(chosen, why, candidates, repeats)
+
+
+def _protocol(series: Series) -> tuple[str, str]:
+    """(ProtocolName, SeriesDescription), normalised: both must match for a repeat, as some vendors
+    put the whole exam's protocol in ProtocolName."""
+    protocol, description = (re.sub(r"\s+", " ", str(series.header.get(k, "") or "").strip().lower())
+                             for k in ("ProtocolName", "SeriesDescription"))
+    return protocol, description
+
+
+def _later_repeat(tied: list[Candidate], modality: str, rules: ModalityRules
+                  ) -> tuple[Candidate, dict[str, Any]]:
+    """Choose among tied candidates that are repeats of one protocol: the later acquisition.
+
+    Returns:
+        The winner and the record for :attr:`ModalitySelection.repeats` (chosen, runner-up,
+        basis of the decision; no dates, which are PHI).
+
+    Raises:
+        InputError: the tied series are not of one protocol, the rules refuse repeats, or which
+            one is later cannot be told (same or no acquisition time and SeriesNumber).
+    """
+    listing = " | ".join(c.summary() for c in tied)
+    pin_hint = f"pin one in a rule file (pin.{modality} = SeriesInstanceUID)"
+    prefix = f"{len(tied)} {modality.upper()} candidates tie at score {tied[0].best()[1]:g}: {listing}"
+    protocols = {_protocol(c.series) for c in tied}
+    if len(protocols) > 1 or not any(next(iter(protocols))):
+        raise InputError(f"{prefix}; {pin_hint}")
+    if rules.repeats == "refuse":
+        raise InputError(f"{prefix}; they are repeated acquisitions of one protocol and the rule "
+                         f"file sets repeats = \"refuse\": {pin_hint}")
+
+    def key(c: Candidate) -> tuple[str, int]:
+        number = c.series.series_number
+        return series_time(c.series.datasets)[0], -1 if number is None else number
+
+    order = sorted(tied, key=key, reverse=True)
+    winner, runner_up = order[0], order[1]
+    (t_win, basis), (t_run, _) = (series_time(c.series.datasets) for c in (winner, runner_up))
+    if t_win and t_run and t_win != t_run:
+        minutes = minutes_between(t_run, t_win)
+        later = f"{minutes:.1f} min later" if minutes is not None else "later"
+        decision = f"repeated acquisition: the later one ({later}, {basis})"
+    elif key(winner)[1] != key(runner_up)[1]:
+        basis = "SeriesNumber"
+        decision = "repeated acquisition: the later one (same or no acquisition time; higher SeriesNumber)"
+    else:
+        raise InputError(f"{prefix}; they are repeated acquisitions of one protocol but neither "
+                         f"acquisition time nor SeriesNumber tells which is later: {pin_hint}")
+    record = {"chosen": series_dict(winner.series), "runner_up": series_dict(runner_up.series),
+              "others": [series_dict(c.series) for c in order[2:]], "basis": basis,
+              "decision": decision}
+    logger.info("%s: %s: chose %s over %s", modality, decision, winner.series.label(),
+                runner_up.series.label())
+    return winner, record

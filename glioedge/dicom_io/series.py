@@ -2,8 +2,11 @@
 
 Every frame, from single-frame instances or from multi-frame instances, becomes a
 :class:`_Frame` (position, orientation, spacing, rescale, pixel getter); the geometry checks are
-then the same for both storage classes. Compressed transfer syntaxes decode through pydicom's
-pixel-data plugins (pylibjpeg, pyjpegls).
+then the same for both storage classes, and run on headers alone. Pixel data is decoded only
+after they pass, one instance at a time, from memory or, for headers read without it, from the
+instance's file (:func:`glioedge.dicom_io.headers.instance_pixels`). Compressed transfer syntaxes
+decode through pydicom's pixel-data plugins (pylibjpeg, pyjpegls). Second copies of an instance
+(:attr:`Series.duplicates`) must hold the same pixel data as the copy used.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from glioedge.dicom_io.discovery import ENHANCED_MR_IMAGE_STORAGE, Series, dataset_source
+from glioedge.dicom_io.headers import instance_pixels
 from glioedge.dicom_io.volume import Volume
 from glioedge.errors import InputError
 
@@ -65,11 +69,8 @@ def load_series(series: Series | Sequence[Dataset], name: str | None = None) -> 
     for k, frame in enumerate(frames):
         try:
             stored = frame.pixels()
-        except (ValueError, RuntimeError, AttributeError, OSError, EOFError, KeyError) as exc:
-            raise InputError(
-                f"{name}: pixel data of {frame.source} cannot be decoded (truncated file, or "
-                f"transfer syntax without a decoder?): {exc}"
-            ) from exc
+        except InputError as exc:
+            raise InputError(f"{name}: {exc}") from exc
         if stored.shape != frame.shape:
             raise InputError(f"{name}: {frame.source} has pixel data of shape {stored.shape}, "
                              f"expected Rows×Columns {frame.shape}")
@@ -77,6 +78,7 @@ def load_series(series: Series | Sequence[Dataset], name: str | None = None) -> 
         if frame.slope != 1.0 or frame.intercept != 0.0:
             values = values * np.float32(frame.slope) + np.float32(frame.intercept)
         stack[k] = values
+    _compare_duplicates(series, name)
     array = stack.transpose(2, 1, 0)
     header = series.header
     first = frames[0]
@@ -92,6 +94,23 @@ def load_series(series: Series | Sequence[Dataset], name: str | None = None) -> 
         frame_of_reference_uid=first.frame_of_reference,
         description=str(header.get("SeriesDescription", "")),
     )
+
+
+def _compare_duplicates(series: Series, name: str) -> None:
+    """Second copies of an instance must hold the same pixel data as the copy used."""
+    for duplicate in series.duplicates:
+        kept = series.datasets[series.sources.index(duplicate.kept)]
+        try:
+            same = np.array_equal(instance_pixels(kept, duplicate.kept),
+                                  instance_pixels(duplicate.dataset, duplicate.dropped))
+        except InputError as exc:
+            raise InputError(f"{name}: {exc}") from exc
+        if not same:
+            raise InputError(
+                f"{name}: SOPInstanceUID {duplicate.sop_instance_uid} is in two files with "
+                f"different pixel data: {duplicate.kept} and {duplicate.dropped}; expected a "
+                "resent copy to be identical (remove the wrong one)")
+        duplicate.pixels = "identical"
 
 
 def _as_series(series: Series | Sequence[Dataset], name: str | None) -> Series:
@@ -170,7 +189,7 @@ def _frames_of(ds: Dataset, source: str, name: str) -> list[_Frame]:
                                 source, name),
             pixel_spacing=(float(spacing[0]), float(spacing[1])), shape=shape,
             slope=_rescale(ds)[0], intercept=_rescale(ds)[1], frame_of_reference=for_uid,
-            sop_instance_uid=sop_uid, source=source, pixels=lambda: ds.pixel_array,
+            sop_instance_uid=sop_uid, source=source, pixels=lambda: instance_pixels(ds, source),
         )]
     n_frames = int(ds.get("NumberOfFrames", 1))
     shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds \
@@ -188,9 +207,12 @@ def _frames_of(ds: Dataset, source: str, name: str) -> list[_Frame]:
             raise InputError(f"{name}: {source} frame {index + 1} lacks {keyword}")
         return None
 
+    decoded: list[np.ndarray] = []  # the instance, decoded once when its first frame is needed
+
     def frame_pixels(index: int) -> np.ndarray:
-        array = ds.pixel_array
-        return array if n_frames == 1 else array[index]
+        if not decoded:
+            decoded.append(instance_pixels(ds, source))
+        return decoded[0] if n_frames == 1 else decoded[0][index]
 
     frames = []
     for index in range(n_frames):

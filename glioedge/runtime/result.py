@@ -85,6 +85,8 @@ class Result:
         windows: network windows evaluated.
         background: image shown under the overlay of the QA PNG (reference grid).
         sources: datasets of the series used (evidence of the SR).
+        intake: what DICOM intake used and left out and why: ignored files by reason, series
+            not used, duplicate instances, repeated acquisitions (``LoadedStudy.intake``; no paths).
     """
 
     label_map: Volume
@@ -101,6 +103,7 @@ class Result:
     windows: int = 0
     background: Volume | None = field(default=None, repr=False)
     sources: list[Dataset] = field(default_factory=list, repr=False)
+    intake: dict[str, Any] = field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
         """The JSON-safe report: volumes, series used, model, timings (no patient data)."""
@@ -125,6 +128,7 @@ class Result:
             "seg": seg,
             "timings_s": {k: round(float(v), 4) for k, v in self.timings.items()},
             "config": self.options,
+            "intake": self.intake,
         }
 
     def write(self, out_dir: Path) -> dict[str, Path]:

@@ -229,6 +229,7 @@ class Segmenter:
         result.series_used = {m: s.series_instance_uid for m, s in study.series.items()}
         result.study_instance_uid = next(iter(study.series.values())).study_instance_uid
         result.sources = [*reference, *others]
+        result.intake = study.intake
         result.timings["total"] = time.perf_counter() - t0
         logger.info("study %s: SEG %s, WT %.2f ml, %.1f s on %s", result.study_instance_uid,
                     result.seg.SOPInstanceUID, result.volumes_ml["WT"], result.timings["total"],

@@ -109,8 +109,8 @@ def test_rule_file_pins_and_rules(tmp_path: Path, suffix: str) -> None:
              make_series("AX FLAIR", number=3, **FLAIR_IR),
              make_series("Dunkelwasser tra", number=4),
              make_series("T1 MPRAGE +C", number=6, **T1_GRE)]
-    with pytest.raises(InputError, match="tie"):
-        identify_modalities(study[:2] + study[3:])
+    with pytest.raises(InputError, match="tie"):  # two "AX FLAIR": a repeat, refused here
+        identify_modalities(study[:2] + study[3:], rules=ModalityRules(repeats="refuse"))
     path = tmp_path / f"rules{suffix}"
     if suffix == ".json":
         path.write_text(json.dumps({"pin": {"flair": 3},
@@ -151,3 +151,20 @@ def test_bad_rule_files(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="pins flair to 99, which matches no series"):
         identify_modalities([make_series("AX FLAIR", **FLAIR_IR)],
                             rules=ModalityRules(pins={"flair": 99}))
+
+
+def test_repeat_needs_same_protocol_and_description() -> None:
+    """Tied series are a repeat only when ProtocolName and SeriesDescription both match (GE puts
+    the exam's protocol in ProtocolName); then the later one (higher SeriesNumber here) wins."""
+    t1ce = make_series("T1 MPRAGE +C", number=9, **T1_GRE)
+    same = [make_series("AX FLAIR", "BRAIN TUMOUR", number=2, **FLAIR_IR),
+            make_series("AX FLAIR", "BRAIN TUMOUR", number=5, **FLAIR_IR), t1ce]
+    selection = identify_modalities(same)
+    assert selection.chosen["flair"].series_number == 5
+    assert selection.repeats["flair"]["runner_up"]["series_number"] == 2
+    assert "repeated acquisition" in selection.why["flair"]
+    json.dumps(selection.to_dict())
+    other_plane = [make_series("AX FLAIR", "BRAIN TUMOUR", number=2, **FLAIR_IR),
+                   make_series("COR FLAIR", "BRAIN TUMOUR", number=5, **FLAIR_IR), t1ce]
+    with pytest.raises(InputError, match="2 FLAIR candidates tie at score 17"):
+        identify_modalities(other_plane)
