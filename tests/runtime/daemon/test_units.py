@@ -319,3 +319,31 @@ def test_seg_identity_follows_the_source_instances() -> None:
     assert source_identity(instances("1.2.3", "1.2.1", "1.2.2")) == same  # order does not matter
     assert source_identity(instances("1.2.1", "1.2.2")) != same  # an instance more or less does
     assert source_identity(instances("1.2.1", "1.2.2", "1.2.4")) != same
+
+
+def test_any_exception_of_a_send_is_a_failed_attempt_with_backoff(tmp_path: Path) -> None:
+    """The worker's policy for a destination that raises something unexpected (pynetdicom's
+    ValueError for a refused context is the known case; the real SCP is in test_orthanc)."""
+    from glioedge.runtime.daemon.worker import Worker
+
+    class Raising:
+        name = "odd"
+
+        def send(self, output_dir: Path) -> None:
+            raise ValueError("No presentation context for 'Comprehensive 3D SR Storage'")
+
+    config = DaemonConfig.from_dict({"watch": {"outbox": str(tmp_path / "out")},
+                                     "delivery": {"backoff_initial": 30.0, "max_attempts": 2}})
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job_id = store.add_job("k", "1.2", [])
+    assert job_id is not None
+    store.claim(3)
+    store.outputs_written(job_id, str(tmp_path / "out" / "1.2"), "2.25.1", ["odd"])
+    worker = Worker(config, store, None, Metrics(), {"odd": Raising()})
+    assert worker.deliver_due() == 1
+    row = store.deliveries(job_id)[0]
+    assert row.state is DeliveryState.PENDING and row.attempts == 1
+    assert row.error.startswith("odd: ValueError: No presentation context")
+    assert row.next_attempt_at > time.time() + 25  # backed off, not re-sent on the next loop
+    assert worker.deliver_due() == 0
+    store.close()
