@@ -22,10 +22,10 @@ from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.misc import is_dicom
 
 from glioedge.dicom_io import group_datasets, identify_modalities, series_grid
 from glioedge.dicom_io.discovery import IMAGE_SOP_CLASSES
+from glioedge.dicom_io.headers import IgnoredFile, read_header
 from glioedge.dicom_io.modality import ModalityRules
 from glioedge.errors import InputError
 from glioedge.runtime.daemon.logging import remember_phi
@@ -265,19 +265,24 @@ def _file_digest(path: Path) -> str:
 
 
 def _read_entry(path: Path, size: int, mtime: float, mtime_ns: int = 0) -> FileEntry:
+    """Classify one inbox file by its header, with the same rules as intake (``read_header``).
+
+    A file intake ignores (not DICOM, a DICOMDIR, a non-MR object) is ignored here too, never
+    quarantined; a file that is or may be an MR image but cannot be read is an error by name.
+    """
     entry = FileEntry(size=size, mtime=mtime, mtime_ns=mtime_ns)
     try:
-        if not is_dicom(path):
-            return entry  # not DICOM (no DICM preamble): ignored
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = read_header(path)
+    except InputError as exc:
+        entry.error = str(exc)
+        return entry
+    if isinstance(ds, IgnoredFile):
+        return entry
+    try:
         remember_phi(ds)  # before anything about this file can be logged
         entry.digest = _file_digest(path)
-    except Exception as exc:  # any reader failure is an unreadable file, reported by name
+    except OSError as exc:
         entry.error = f"{type(exc).__name__}: {exc}"
-        return entry
-    if "SOPClassUID" not in ds:
-        entry.error = ("DICM preamble but no SOPClassUID (0008,0016): truncated, corrupt or not a "
-                       "composite object")
         return entry
     entry.study_uid = str(ds.get("StudyInstanceUID", "")).strip()
     entry.sop_uid = str(ds.get("SOPInstanceUID", "")).strip()

@@ -169,3 +169,20 @@ def test_a_study_dropped_twice_at_once_is_processed_once_from_one_copy(
         jobs = store.jobs()
         store.close()
     assert len(jobs) == 1 and len(jobs[0].files) == len(list((inbox / "first").rglob("*.dcm")))
+
+
+def test_a_dicomdir_in_the_inbox_is_ignored_not_quarantined(tmp_path: Path, synthetic_study: Path) -> None:
+    """A CD/viewer export carries a DICOMDIR at its root: an index, not an image, and not broken.
+    The inbox classifies files with intake's own header reader, so the two never disagree."""
+    from pydicom.data import get_testdata_file
+
+    inbox = tmp_path / "inbox"
+    clone_study(synthetic_study, inbox / "s", "dicomdir")
+    shutil.copy(get_testdata_file("DICOMDIR"), inbox / "s" / "DICOMDIR")
+    truncated = inbox / "s" / "flair" / "broken.dcm"
+    truncated.write_bytes(next((inbox / "s" / "flair").glob("*.dcm")).read_bytes()[:200])
+    scanner = Inbox(inbox, use_watchdog=False)
+    (study,), broken = scanner.scan()
+    assert [Path(b.path).name for b in broken] == ["broken.dcm"]  # the DICOMDIR is not among them
+    assert not any(Path(f).name == "DICOMDIR" for f in study.files)
+    scanner.close()
