@@ -46,7 +46,8 @@ _ERRORS: dict[str, type[GlioedgeError]] = {"ModelError": ModelError, "BackendErr
 
 
 def read_study(files: Sequence[str]) -> list[Dataset]:
-    """Read a job's files completely (pixel data included).
+    """Read a job's headers (no pixel data): intake decodes the pixels of the chosen series only,
+    from these files, so the diffusion, perfusion and localisers of a study are never decoded.
 
     Raises:
         InputError: a file vanished or cannot be read, naming it.
@@ -54,7 +55,7 @@ def read_study(files: Sequence[str]) -> list[Dataset]:
     datasets = []
     for f in files:
         try:
-            datasets.append(pydicom.dcmread(f))
+            datasets.append(pydicom.dcmread(f, stop_before_pixels=True))
         except FileNotFoundError as exc:
             raise InputError(f"{f}: input file disappeared before processing") from exc
         except Exception as exc:  # any reader failure: the file is bad, name it
