@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 
 from glioedge.dicom_io import group_datasets, identify_modalities, series_grid
 from glioedge.dicom_io.discovery import IMAGE_SOP_CLASSES
-from glioedge.dicom_io.headers import IgnoredFile, read_header
+from glioedge.dicom_io.headers import NOT_DICOM, IgnoredFile, read_header
 from glioedge.dicom_io.modality import ModalityRules
 from glioedge.errors import InputError
 from glioedge.runtime.daemon.logging import remember_phi
@@ -267,8 +267,8 @@ def _file_digest(path: Path) -> str:
 def _read_entry(path: Path, size: int, mtime: float, mtime_ns: int = 0) -> FileEntry:
     """Classify one inbox file by its header, with the same rules as intake (``read_header``).
 
-    A file intake ignores (not DICOM, a DICOMDIR, a non-MR object) is ignored here too, never
-    quarantined; a file that is or may be an MR image but cannot be read is an error by name.
+    A file intake ignores as not DICOM, a DICOMDIR or a known non-MR object is ignored here too,
+    never quarantined; one that cannot be read, or says nothing of what it is, is an error by name.
     """
     entry = FileEntry(size=size, mtime=mtime, mtime_ns=mtime_ns)
     try:
@@ -277,6 +277,10 @@ def _read_entry(path: Path, size: int, mtime: float, mtime_ns: int = 0) -> FileE
         entry.error = str(exc)
         return entry
     if isinstance(ds, IgnoredFile):
+        if not ds.sop_class and ds.reason != NOT_DICOM:
+            # DICM preamble, but nothing says what it is: quarantined for the operator to look at
+            # (it does not stop its study); a DICOMDIR or a non-MR object is simply not ours.
+            entry.error = ds.reason
         return entry
     try:
         remember_phi(ds)  # before anything about this file can be logged
