@@ -149,7 +149,7 @@ class Result:
         if self.options.get("sr") and self.seg is not None:
             from glioedge.runtime.sr import volume_report_sr
 
-            sr = _dataset_bytes(volume_report_sr(self))
+            sr = _dataset_bytes(volume_report_sr(self.seg, self.sources, self.volumes_ml, self.bundle_id))
             written["sr"] = atomic_write(out_dir / FILES["sr"], lambda f: f.write(sr))
         report = self.report()
         report["files"] = {k: p.name for k, p in written.items()}

@@ -30,6 +30,7 @@ from glioedge.runtime.inference import preprocess_params, run_inference
 from glioedge.runtime.postprocess import apply_postprocess, tumour_volumes_ml
 from glioedge.runtime.result import Result
 from glioedge.runtime.skullstrip import BrainMaskModel, SkullStripConfig, grow_for_tumour
+from glioedge.vocabulary import WINDOW_STEP
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class SegmenterConfig:
         sr: also write a TID 1500 SR (``sr.dcm``) with the volumes.
     """
 
-    step_size: float = 0.5
+    step_size: float = WINDOW_STEP
     batch_size: int = 2
     mirror: bool = False
     postprocess: bool = True
