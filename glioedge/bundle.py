@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from glioedge import __version__
-from glioedge.errors import ConfigError, ModelError
+from glioedge.errors import ConfigError, ModelError, VerificationError
 
 __all__ = [
     "FORMAT_VERSION", "INPUT_NAME", "MANIFEST_FILE", "MODEL_FILE", "MODEL_FP16_FILE", "OUTPUT_NAME",
@@ -347,7 +347,7 @@ class Bundle:
         are declared.
 
         Raises:
-            ModelError: the first problem found, naming the file and what was expected.
+            VerificationError: every problem found, naming the file and what was expected.
         """
         m = self.manifest
         problems: list[str] = []
@@ -367,7 +367,7 @@ class Bundle:
             if expected_id != m.bundle_id:
                 problems.append(f"bundle_id {m.bundle_id} does not match its content ({expected_id})")
         if problems:
-            raise ModelError(
+            raise VerificationError(
                 f"{self.root}: model bundle failed verification (files altered or incomplete; "
                 f"re-export or re-copy it): " + "; ".join(problems)
             )

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-from glioedge.errors import GlioedgeError
+from glioedge.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -129,38 +128,38 @@ def _summary(manifest: Any) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Run ``glioedge export``; returns the exit code (0 ok, 1 export failed, 2 usage)."""
+    """Run ``glioedge export``; returns 0 (errors go to ``glioedge.cli.exit_code``).
+
+    Raises:
+        ConfigError: neither ``--checkpoint --out`` nor ``--bundle --engine`` given.
+        VerificationError: the exported model's parity is worse than its threshold (exit 1).
+        GlioedgeError: any other export problem (exit 2).
+    """
     from glioedge.export.pipeline import add_engine, export_bundle
 
-    try:
-        if args.checkpoint is None:
-            if args.bundle is None or not args.engine:
-                print("glioedge export: give --checkpoint and --out, or --bundle with --engine",
-                      file=sys.stderr)
-                return 2
-            bundle = add_engine(args.bundle, _options(args))
-        else:
-            if args.out is None:
-                print("glioedge export: --out is required with --checkpoint", file=sys.stderr)
-                return 2
-            bundle = export_bundle(args.checkpoint, args.out, _options(args))
-    except GlioedgeError as exc:
-        print(f"glioedge export: {exc}", file=sys.stderr)
-        return 1
+    if args.checkpoint is None:
+        if args.bundle is None or not args.engine:
+            raise ConfigError("give --checkpoint and --out, or --bundle with --engine")
+        bundle = add_engine(args.bundle, _options(args))
+    else:
+        if args.out is None:
+            raise ConfigError("--out is required with --checkpoint")
+        bundle = export_bundle(args.checkpoint, args.out, _options(args))
     print(_summary(bundle.manifest))
     print(f"bundle written to {bundle.root}")
     return 0
 
 
 def run_bundle_verify(args: argparse.Namespace) -> int:
-    """Run ``glioedge bundle verify``; returns 0 when every file matches, 1 otherwise."""
+    """Run ``glioedge bundle verify``; returns 0 when every file matches.
+
+    Raises:
+        VerificationError: a file is missing or altered (exit 1).
+        ModelError: no bundle there, or an unreadable manifest (exit 2).
+    """
     from glioedge.bundle import Bundle
 
-    try:
-        bundle = Bundle.load(args.bundle, verify=True)
-    except GlioedgeError as exc:
-        print(f"glioedge bundle verify: {exc}", file=sys.stderr)
-        return 1
+    bundle = Bundle.load(args.bundle, verify=True)
     if args.json:
         m = bundle.manifest
         print(json.dumps({"bundle_id": m.bundle_id, "files": m.files, "ok": True}, indent=2))

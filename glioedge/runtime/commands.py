@@ -51,7 +51,7 @@ def run_segment(args: argparse.Namespace) -> int:
     """Run ``glioedge segment``; returns the exit status.
 
     Raises:
-        GlioedgeError: bad input, bundle or back-end (the CLI prints it and exits 1).
+        GlioedgeError: bad input, bundle or back-end (the CLI logs it; exit code per glioedge.cli.exit_code).
     """
     from glioedge.runtime.segmenter import Segmenter, SegmenterConfig
 
