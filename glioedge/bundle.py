@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from glioedge import __version__
+from glioedge.config_keys import reject_unknown_keys
 from glioedge.errors import ConfigError, ModelError, VerificationError
 
 __all__ = [
@@ -122,7 +123,16 @@ class PostprocessParams:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PostprocessParams:
-        return cls(**{k: int(v) for k, v in d.items() if k in {"et_min_voxels", "et_replacement_class"}})
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ConfigError: an unknown key (named) or a value that is not an integer.
+        """
+        reject_unknown_keys(cls, d, "manifest postprocess")
+        try:
+            return cls(**{k: int(v) for k, v in d.items()})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"manifest postprocess: values must be integers ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,12 @@ class EngineEntry:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EngineEntry:
+        """Parse one ``engines`` entry.
+
+        Raises:
+            ConfigError: an unknown key. KeyError, ValueError: a missing or malformed value.
+        """
+        reject_unknown_keys(cls, d, "manifest engine entry")
         ints = {k: tuple(int(v) for v in d[k]) for k in ("compute_capability", "batch_profile", "patch_size")}
         strs = {k: str(d[k]) for k in ("file", "tensorrt_version", "source_onnx")}
         return cls(**ints, **strs, precision=_precision(d["precision"]).value)  # type: ignore[arg-type]
@@ -217,7 +233,7 @@ class Manifest:
         """Parse a manifest dict.
 
         Raises:
-            ModelError: unknown format version, a missing key or a malformed value.
+            ModelError: unknown format version, an unknown or missing key, or a malformed value.
         """
         version = d.get("format_version")
         if version != FORMAT_VERSION:
@@ -226,6 +242,7 @@ class Manifest:
                 f"format {FORMAT_VERSION}: re-export the bundle with this version"
             )
         try:
+            reject_unknown_keys(cls, d, f"{source}: manifest")
             kw = {f.name: d[f.name] for f in fields(cls) if f.name not in _OPTIONAL}
             kw.update(
                 modalities=tuple(str(x) for x in kw["modalities"]),
