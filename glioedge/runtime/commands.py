@@ -43,6 +43,9 @@ def add_segment_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--qa-png", action="store_true", help="also write qa.png (overlay)")
     p.add_argument("--sr", action="store_true", help="also write sr.dcm (TID 1500 volumes)")
+    p.add_argument("--register", action="store_true",
+                   help="rigidly register series in another frame of reference onto the T1CE "
+                   "(else such a study is refused); recorded in the SEG and the report")
     p.set_defaults(func=run_segment)
     return p
 
@@ -59,7 +62,7 @@ def run_segment(args: argparse.Namespace) -> int:
         step_size=args.step_size, batch_size=args.batch_size, mirror=args.mirror,
         postprocess=not args.no_postprocess, brain_mask=args.brain_mask,
         brain_mask_command=args.brain_mask_command, segmentation_type=args.segmentation_type,
-        qa_png=args.qa_png, sr=args.sr,
+        qa_png=args.qa_png, sr=args.sr, register=args.register,
     )
     with Segmenter.from_bundle(args.bundle, args.backend, args.device, config,
                                checkpoint=args.checkpoint) as segmenter:

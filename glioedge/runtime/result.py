@@ -79,6 +79,8 @@ class Result:
         windows: network windows evaluated.
         background: image shown under the overlay of the QA PNG (reference grid).
         sources: datasets of the series used (evidence of the SR).
+        registration: modality → the rigid transform that aligned it to the reference (only
+            for series registered because their frame of reference differed).
     """
 
     label_map: Volume
@@ -95,6 +97,7 @@ class Result:
     windows: int = 0
     background: Volume | None = field(default=None, repr=False)
     sources: tuple[Dataset, ...] = field(default=(), repr=False)
+    registration: Mapping[str, Any] = field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
         """The JSON-safe report: volumes, series used, model, timings (no patient data)."""
@@ -119,6 +122,7 @@ class Result:
             "seg": seg,
             "timings_s": {k: round(float(v), 4) for k, v in self.timings.items()},
             "config": dict(self.options),
+            "registration": dict(self.registration),
         }
 
     def write(self, out_dir: Path) -> dict[str, Path]:

@@ -70,6 +70,8 @@ class SegmenterConfig:
         series_description: SeriesDescription of the SEG.
         qa_png: also write ``qa.png`` in :meth:`Result.write`.
         sr: also write a TID 1500 SR (``sr.dcm``) with the volumes.
+        register: rigidly register series whose frame of reference differs from the
+            reference's onto it (else such a study is refused); recorded in the SEG and report.
     """
 
     step_size: float = WINDOW_STEP
@@ -87,6 +89,7 @@ class SegmenterConfig:
     series_description: str = "glioedge tumour segmentation"
     qa_png: bool = False
     sr: bool = False
+    register: bool = False
 
     def __post_init__(self) -> None:
         """Normalise enums and validate.
@@ -123,8 +126,14 @@ class SegmenterConfig:
         return cls(**dict(data))
 
     def uid_dict(self) -> dict[str, Any]:
-        """The options that define the SEG's content (hashed into its UIDs)."""
-        return {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_UID}
+        """The options that define the SEG's content (hashed into its UIDs).
+
+        ``register`` counts only when on, so the SEGs of studies that never needed it keep the
+        UIDs they had before the option existed."""
+        d = {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_UID}
+        if not d["register"]:
+            del d["register"]
+        return d
 
 
 @dataclass(frozen=True)
@@ -228,7 +237,8 @@ class Segmenter:
         """
         t0 = time.perf_counter()
         study: LoadedStudy = load_study(source, required=tuple(self.bundle.manifest.modalities),
-                                        rules=rules, reference=self.reference)
+                                        rules=rules, reference=self.reference,
+                                        register=self.config.register)
         t_load = time.perf_counter() - t0
         core = self._segment(study.volumes, study.reference)
         t1 = time.perf_counter()
@@ -246,12 +256,15 @@ class Segmenter:
             series_description=cfg.series_description, bundle_id=self.bundle_id,
             series_instance_uid=series_uid, sop_instance_uid=deterministic_uid(series_uid, "instance"),
         )
-        _record_algorithm_parameters(seg, {"brain_mask": core.brain_mask_mode})
+        recorded = {"brain_mask": core.brain_mask_mode}
+        if study.transforms:  # rigidly registered series: say so in the SEG itself
+            recorded["registered"] = "+".join(sorted(study.transforms))
+        _record_algorithm_parameters(seg, recorded)
         t_seg = time.perf_counter() - t1
         result = self._result(
             core, seg=seg, series_used={m: s.series_instance_uid for m, s in study.series.items()},
             study_instance_uid=next(iter(study.series.values())).study_instance_uid,
-            sources=(*reference, *others),
+            sources=(*reference, *others), registration=study.transforms,
             timings={"load": t_load, "seg_write": t_seg, "total": time.perf_counter() - t0})
         logger.info("study %s: SEG %s, WT %.2f ml, %.1f s on %s", result.study_instance_uid,
                     result.seg.SOPInstanceUID, result.volumes_ml["WT"], result.timings["total"],
@@ -289,14 +302,14 @@ class Segmenter:
     # -- the shared path ------------------------------------------------------------------
     def _result(self, core: _Segmented, *, seg: Dataset | None, series_used: dict[str, str],
                 study_instance_uid: str, sources: tuple[Dataset, ...],
-                timings: dict[str, float]) -> Result:
+                timings: dict[str, float], registration: Mapping[str, Any] | None = None) -> Result:
         """The one place a :class:`Result` is built, complete."""
         return Result(
             label_map=core.labels, seg=seg, volumes_ml=core.volumes_ml, series_used=series_used,
             timings={**core.timings, **timings}, backend=self.backend.name, bundle_id=self.bundle_id,
             brain_mask_mode=core.brain_mask_mode, study_instance_uid=study_instance_uid,
             postprocess=core.postprocess, options=core.options, windows=core.windows,
-            background=core.background, sources=sources,
+            background=core.background, sources=sources, registration=dict(registration or {}),
         )
 
     def _segment(self, volumes: Mapping[str, Volume], reference: str) -> _Segmented:
