@@ -7,6 +7,8 @@ Layout::
     model.fp16.onnx                       optional: mixed precision, FP32 I/O, InstanceNorm in FP32
     model.sm<MAJ><MIN>.trt<VER>.<prec>.engine   optional TensorRT engines (see :func:`engine_filename`)
     brain_mask.onnx                       optional brain-mask model (issue 6)
+    manifest.sig                          optional Ed25519 signature of the manifest
+                                          (:mod:`glioedge.bundle_signing`)
 
 The runtime reads bundles with this module alone, so it imports neither torch nor onnx: JSON,
 SHA-256 and dataclasses only. Nothing here uses pickle.
@@ -24,17 +26,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glioedge import __version__
 from glioedge.config_keys import reject_unknown_keys
 from glioedge.errors import ConfigError, ModelError, VerificationError
+
+if TYPE_CHECKING:
+    from glioedge.bundle_signing import SignaturePolicy
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "FORMAT_VERSION", "INPUT_NAME", "MANIFEST_FILE", "MODEL_FILE", "MODEL_FP16_FILE", "OUTPUT_NAME",
@@ -325,14 +333,19 @@ class Bundle:
     def __init__(self, root: Path, manifest: Manifest) -> None:
         self.root = Path(root)
         self.manifest = manifest
+        #: Key id of the manifest's signer once a signature policy accepted it, else ``None``.
+        self.signer: str | None = None
 
     @classmethod
-    def load(cls, path: Path | str, verify: bool = True) -> Bundle:
-        """Open a bundle; with ``verify`` check every file's SHA-256 against the manifest.
+    def load(cls, path: Path | str, verify: bool = True,
+             policy: SignaturePolicy | None = None) -> Bundle:
+        """Open a bundle; with ``verify`` check every file's SHA-256 against the manifest, and with
+        a ``policy`` its signature (a signature that is present is then always checked).
 
         Raises:
-            ModelError: no manifest, unknown format version, a missing, altered or undeclared
-                model file, or a bundle id that does not match its content.
+            ModelError: no manifest, unknown format version or malformed manifest.
+            VerificationError: a missing, altered or undeclared model file, a bundle id that does
+                not match its content, or a signature that ``policy`` does not accept.
         """
         root = Path(path)
         if not root.is_dir():
@@ -340,6 +353,8 @@ class Bundle:
         bundle = cls(root, read_manifest(root))
         if verify:
             bundle.verify()
+        if policy is not None:
+            bundle.signer = policy.check(root, bundle.manifest.to_dict())
         return bundle
 
     def path(self, rel: str) -> Path:
@@ -416,4 +431,11 @@ class Bundle:
         manifest = replace(m, engines=engines, files={**m.files, entry.file: sha256_file(p)})
         write_manifest(self.root, manifest)
         self.manifest = manifest
+        from glioedge.bundle_signing import SIGNATURE_FILE
+
+        signature = self.root / SIGNATURE_FILE
+        if signature.exists():  # it signed the previous manifest: it no longer holds
+            signature.unlink()
+            logger.warning("%s: the manifest changed (engine %s added); its signature was removed: "
+                           "sign the bundle again (glioedge bundle sign)", self.root, entry.file)
         return self

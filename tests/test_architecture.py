@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "glioedge"
 
 #: Foundation modules every part may import (they import nothing above themselves).
-BASE = frozenset({"glioedge", "errors", "vocabulary", "_optional", "config_keys", "bundle"})
+BASE = frozenset({"glioedge", "errors", "vocabulary", "_optional", "config_keys", "bundle",
+                  "bundle_signing"})
 #: Top-level component → the components it may import (besides itself). A component not named
 #: here (a new module at the top of the package) is "neutral": runtime and export may import it,
 #: and it may import only BASE, data and dicom_io.
@@ -35,7 +36,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "vocabulary": frozenset(),
     "_optional": frozenset({"errors"}),
     "config_keys": frozenset({"errors"}),
-    "bundle": frozenset({"glioedge", "errors", "vocabulary", "_optional", "config_keys"}),
+    "bundle": frozenset({"glioedge", "errors", "vocabulary", "_optional", "config_keys", "bundle_signing"}),
+    "bundle_signing": frozenset({"errors", "_optional"}),
     "dicom_io": frozenset({"errors", "vocabulary"}),
     "data": BASE,
     "train": BASE | {"data"},
@@ -65,7 +67,8 @@ TEMPORARY_ALLOWED: frozenset[tuple[str, str]] = frozenset({
 })
 
 #: Modules that must import without torch (with all their import-time dependencies).
-TORCH_FREE_ROOTS = ("glioedge.runtime", "glioedge.dicom_io", "glioedge.bundle", "glioedge.vocabulary",
+TORCH_FREE_ROOTS = ("glioedge.runtime", "glioedge.dicom_io", "glioedge.bundle", "glioedge.bundle_signing",
+                    "glioedge.vocabulary",
                     *sorted(RUNTIME_DATA))
 #: Runtime modules allowed to need torch: the optional torch back-end (and a GPU accumulator,
 #: should one be added: list it here with the reason).

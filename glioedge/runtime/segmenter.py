@@ -21,6 +21,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from glioedge.bundle import Bundle
+from glioedge.bundle_signing import SignaturePolicy
 from glioedge.config_keys import reject_unknown_keys
 from glioedge.dicom_io import (
     LoadedStudy,
@@ -45,7 +46,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["Segmenter", "SegmenterConfig"]
 
 #: Options that do not change the SEG's content, left out of its UIDs.
-_NOT_IN_UID = frozenset({"batch_size", "qa_png", "sr"})
+_NOT_IN_UID = frozenset({"batch_size", "qa_png", "sr", "require_signature", "trusted_keys"})
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class SegmenterConfig:
         sr: also write a TID 1500 SR (``sr.dcm``) with the volumes.
         register: rigidly register series whose frame of reference differs from the
             reference's onto it (else such a study is refused); recorded in the SEG and report.
+        require_signature: refuse a bundle without a valid ``manifest.sig``.
+        trusted_keys: Ed25519 public-key PEM files; when given, refuse a bundle not signed by
+            one of them. (A signature that is present is always checked.)
     """
 
     step_size: float = WINDOW_STEP
@@ -90,6 +94,8 @@ class SegmenterConfig:
     qa_png: bool = False
     sr: bool = False
     register: bool = False
+    require_signature: bool = False
+    trusted_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """Normalise enums and validate.
@@ -103,6 +109,9 @@ class SegmenterConfig:
         if kind not in ("BINARY", "LABELMAP"):
             raise ConfigError(f"segmentation_type {self.segmentation_type!r}; valid: BINARY, LABELMAP")
         object.__setattr__(self, "segmentation_type", kind)
+        if isinstance(self.trusted_keys, (str, Path)):
+            raise ConfigError(f"trusted_keys must be a list of public-key files, got {self.trusted_keys!r}")
+        object.__setattr__(self, "trusted_keys", tuple(str(k) for k in self.trusted_keys))
         if not 0 < float(self.step_size) <= 1:
             raise ConfigError(f"step_size must be in (0, 1], got {self.step_size}")
         if int(self.batch_size) < 1:
@@ -185,12 +194,15 @@ class Segmenter:
         """Load and verify a bundle and open a back-end (``auto``: TensorRT > ORT-CUDA > ORT-CPU).
 
         Raises:
-            ModelError: the bundle is missing, altered or malformed.
+            ModelError: the bundle is missing or malformed.
+            VerificationError: the bundle is altered, or its signature does not satisfy
+                ``config.require_signature`` / ``config.trusted_keys``.
             BackendError: the back-end is unavailable (the message says what to install).
             ConfigError: unknown back-end name.
         """
-        bundle = Bundle.load(path, verify=True)
         cfg = config or SegmenterConfig()
+        policy = SignaturePolicy(cfg.require_signature, cfg.trusted_keys)
+        bundle = Bundle.load(path, verify=True, policy=policy)
         be = select_backend(bundle, backend, device, checkpoint=checkpoint, cache_dir=cache_dir,
                             batch_size=cfg.batch_size)
         return cls(bundle, be, cfg)
