@@ -75,6 +75,9 @@ BAD_INPUT = [
                                                    "--out", str(p["tmp"] / "b")], 2, "absent"),
     Case("bundle: no sub-command", lambda p: ["bundle"], 2),
     Case("bundle verify: not a bundle", lambda p: ["bundle", "verify", str(p["tmp"])], 2, "manifest"),
+    Case("bundle sign: no key file", lambda p: ["bundle", "sign", str(p["tmp"]), "--key",
+                                                str(p["tmp"] / "absent.pem")], 2, "absent.pem"),
+    Case("bundle keygen: key exists", lambda p: ["bundle", "keygen", str(p["file"])], 2, "exists"),
     Case("segment: no bundle there", lambda p: ["segment", str(p["tmp"]), "--bundle",
                                                 str(p["tmp"] / "absent"), "--out", str(p["tmp"] / "o")],
          2, "absent"),
@@ -132,6 +135,11 @@ def paths(trained_checkpoint: Path, trained_bundle: Path, synthetic_study: Path,
 
 WITH_MODEL = [
     Case("bundle verify: ok", lambda p: ["bundle", "verify", str(p["bundle"])], 0),
+    Case("bundle verify: unsigned, signature required", lambda p: [
+        "bundle", "verify", str(p["bundle"]), "--require-signature"], 1, "not signed"),
+    Case("segment: unsigned bundle, signature required", lambda p: [
+        "segment", str(p["study"]), "--bundle", str(p["bundle"]), "--out", str(p["tmp"] / "o"),
+        "--require-signature"], 1, "not signed"),
     Case("bundle verify: altered file", lambda p: ["bundle", "verify", str(p["tampered"])], 1, "SHA-256"),
     Case("segment: ok", lambda p: ["segment", str(p["study"]), "--bundle", str(p["bundle"]), "--out",
                                    str(p["tmp"] / "seg_ok")], 0),
