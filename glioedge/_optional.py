@@ -39,12 +39,3 @@ def require(module: str, purpose: str) -> ModuleType:
         raise MissingDependencyError(
             f"{purpose} needs the Python package '{module}', which is not installed: {hint}"
         ) from exc
-
-
-def available(module: str) -> bool:
-    """Whether ``module`` can be imported (without importing it twice on success)."""
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        return False
-    return True

@@ -7,6 +7,8 @@ Layout::
     model.fp16.onnx                       optional: mixed precision, FP32 I/O, InstanceNorm in FP32
     model.sm<MAJ><MIN>.trt<VER>.<prec>.engine   optional TensorRT engines (see :func:`engine_filename`)
     brain_mask.onnx                       optional brain-mask model (issue 6)
+    manifest.sig                          optional Ed25519 signature of the manifest
+                                          (:mod:`glioedge.bundle_signing`)
 
 The runtime reads bundles with this module alone, so it imports neither torch nor onnx: JSON,
 SHA-256 and dataclasses only. Nothing here uses pickle.
@@ -24,16 +26,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glioedge import __version__
-from glioedge.errors import ConfigError, ModelError
+from glioedge.config_keys import reject_unknown_keys
+from glioedge.errors import ConfigError, ModelError, VerificationError
+
+if TYPE_CHECKING:
+    from glioedge.bundle_signing import SignaturePolicy
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "FORMAT_VERSION", "INPUT_NAME", "MANIFEST_FILE", "MODEL_FILE", "MODEL_FP16_FILE", "OUTPUT_NAME",
@@ -122,7 +131,16 @@ class PostprocessParams:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PostprocessParams:
-        return cls(**{k: int(v) for k, v in d.items() if k in {"et_min_voxels", "et_replacement_class"}})
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ConfigError: an unknown key (named) or a value that is not an integer.
+        """
+        reject_unknown_keys(cls, d, "manifest postprocess")
+        try:
+            return cls(**{k: int(v) for k, v in d.items()})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"manifest postprocess: values must be integers ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -145,6 +163,12 @@ class EngineEntry:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EngineEntry:
+        """Parse one ``engines`` entry.
+
+        Raises:
+            ConfigError: an unknown key. KeyError, ValueError: a missing or malformed value.
+        """
+        reject_unknown_keys(cls, d, "manifest engine entry")
         ints = {k: tuple(int(v) for v in d[k]) for k in ("compute_capability", "batch_profile", "patch_size")}
         strs = {k: str(d[k]) for k in ("file", "tensorrt_version", "source_onnx")}
         return cls(**ints, **strs, precision=_precision(d["precision"]).value)  # type: ignore[arg-type]
@@ -217,7 +241,7 @@ class Manifest:
         """Parse a manifest dict.
 
         Raises:
-            ModelError: unknown format version, a missing key or a malformed value.
+            ModelError: unknown format version, an unknown or missing key, or a malformed value.
         """
         version = d.get("format_version")
         if version != FORMAT_VERSION:
@@ -226,6 +250,7 @@ class Manifest:
                 f"format {FORMAT_VERSION}: re-export the bundle with this version"
             )
         try:
+            reject_unknown_keys(cls, d, f"{source}: manifest")
             kw = {f.name: d[f.name] for f in fields(cls) if f.name not in _OPTIONAL}
             kw.update(
                 modalities=tuple(str(x) for x in kw["modalities"]),
@@ -308,14 +333,19 @@ class Bundle:
     def __init__(self, root: Path, manifest: Manifest) -> None:
         self.root = Path(root)
         self.manifest = manifest
+        #: Key id of the manifest's signer once a signature policy accepted it, else ``None``.
+        self.signer: str | None = None
 
     @classmethod
-    def load(cls, path: Path | str, verify: bool = True) -> Bundle:
-        """Open a bundle; with ``verify`` check every file's SHA-256 against the manifest.
+    def load(cls, path: Path | str, verify: bool = True,
+             policy: SignaturePolicy | None = None) -> Bundle:
+        """Open a bundle; with ``verify`` check every file's SHA-256 against the manifest, and with
+        a ``policy`` its signature (a signature that is present is then always checked).
 
         Raises:
-            ModelError: no manifest, unknown format version, a missing, altered or undeclared
-                model file, or a bundle id that does not match its content.
+            ModelError: no manifest, unknown format version or malformed manifest.
+            VerificationError: a missing, altered or undeclared model file, a bundle id that does
+                not match its content, or a signature that ``policy`` does not accept.
         """
         root = Path(path)
         if not root.is_dir():
@@ -323,6 +353,8 @@ class Bundle:
         bundle = cls(root, read_manifest(root))
         if verify:
             bundle.verify()
+        if policy is not None:
+            bundle.signer = policy.check(root, bundle.manifest.to_dict())
         return bundle
 
     def path(self, rel: str) -> Path:
@@ -347,7 +379,7 @@ class Bundle:
         are declared.
 
         Raises:
-            ModelError: the first problem found, naming the file and what was expected.
+            VerificationError: every problem found, naming the file and what was expected.
         """
         m = self.manifest
         problems: list[str] = []
@@ -367,7 +399,7 @@ class Bundle:
             if expected_id != m.bundle_id:
                 problems.append(f"bundle_id {m.bundle_id} does not match its content ({expected_id})")
         if problems:
-            raise ModelError(
+            raise VerificationError(
                 f"{self.root}: model bundle failed verification (files altered or incomplete; "
                 f"re-export or re-copy it): " + "; ".join(problems)
             )
@@ -399,4 +431,11 @@ class Bundle:
         manifest = replace(m, engines=engines, files={**m.files, entry.file: sha256_file(p)})
         write_manifest(self.root, manifest)
         self.manifest = manifest
+        from glioedge.bundle_signing import SIGNATURE_FILE
+
+        signature = self.root / SIGNATURE_FILE
+        if signature.exists():  # it signed the previous manifest: it no longer holds
+            signature.unlink()
+            logger.warning("%s: the manifest changed (engine %s added); its signature was removed: "
+                           "sign the bundle again (glioedge bundle sign)", self.root, entry.file)
         return self

@@ -1,4 +1,10 @@
-"""The ``glioedge`` command: one entry point, one sub-command per job."""
+"""The ``glioedge`` command: one entry point, one sub-command per job.
+
+Exit codes, the same for every sub-command (:func:`exit_code` is the one mapping):
+0 success; 1 a check ran and did not hold (export parity, bundle verification, a failed or
+quarantined job under ``watch --once``); 2 bad input or configuration (argparse's own usage errors
+are 2 as well). Errors are logged as one line naming what was wrong, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from glioedge import __version__
-from glioedge.errors import GlioedgeError
+from glioedge.errors import CheckFailedError, ConfigError, GlioedgeError
 
 log = logging.getLogger("glioedge")
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit status for an error a sub-command raised: 1 for a failed check, else 2."""
+    return EXIT_CHECK_FAILED if isinstance(exc, CheckFailedError) else EXIT_BAD_INPUT
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -24,14 +37,24 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_synth)
 
 
-def _triple(text: str | None, cast: type) -> tuple | None:
+def _triple(text: str | None, cast: type, option: str) -> tuple | None:
+    """``"2"`` → ``(2, 2, 2)``, ``"1,2,3"`` or ``"1x2x3"`` → ``(1, 2, 3)``.
+
+    Raises:
+        ConfigError: not one or three numbers of the expected kind (names ``option``).
+    """
     if text is None:
         return None
-    parts = [cast(x) for x in text.replace("x", ",").split(",") if x]
+    try:
+        parts = [cast(x) for x in text.replace("x", ",").split(",") if x.strip()]
+    except ValueError:
+        parts = []
     if len(parts) == 1:
         parts *= 3
-    if len(parts) != 3:
-        raise GlioedgeError(f"expected one or three comma-separated values, got {text!r}")
+    if len(parts) != 3 or any(p <= 0 for p in parts):
+        kind = "integers" if cast is int else "numbers"
+        raise ConfigError(f"{option}: expected one or three comma-separated positive {kind} "
+                          f"(e.g. 2 or 1,2,3), got {text!r}")
     return tuple(parts)
 
 
@@ -40,9 +63,9 @@ def _run_synth(args: argparse.Namespace) -> int:
 
     kwargs = {}
     if args.shape:
-        kwargs["shape"] = _triple(args.shape, int)
+        kwargs["shape"] = _triple(args.shape, int, "--shape")
     if args.spacing:
-        kwargs["spacing"] = _triple(args.spacing, float)
+        kwargs["spacing"] = _triple(args.spacing, float, "--spacing")
     paths = generate_cohort(args.out, args.cases, seed=args.seed, config=SyntheticConfig(**kwargs))
     log.info("wrote %d synthetic cases to %s", len(paths), args.out)
     return 0
@@ -88,7 +111,7 @@ def train_config_from_args(args: argparse.Namespace) -> object:
     d = TrainConfig()
     return TrainConfig(
         preset=args.preset,
-        patch_size=_triple(args.patch, int),
+        patch_size=_triple(args.patch, int, "--patch"),
         student_modalities=tuple(m.value for m in parse_modalities(args.student_modalities)),
         student_only=args.student_only,
         epochs=args.epochs,
@@ -96,7 +119,7 @@ def train_config_from_args(args: argparse.Namespace) -> object:
         batch_size=args.batch_size,
         val_every=args.val_every,
         val_fraction=args.val_fraction,
-        target_spacing=_triple(args.spacing, float) or d.target_spacing,
+        target_spacing=_triple(args.spacing, float, "--spacing") or d.target_spacing,
         augment=not args.no_augment,
         num_workers=args.workers,
         seed=args.seed,
@@ -133,23 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_synth(sub)
     _add_train(sub)
-    try:
-        from glioedge.export.commands import add_bundle_parser, add_export_parser
-    except ImportError:  # the export extra is not installed (e.g. an edge box)
-        pass
-    else:
-        add_export_parser(sub)
-        add_bundle_parser(sub)
+    # These modules import only the standard library and glioedge's torch-free parts at module
+    # level (heavy packages are imported when a command runs), so every command is always listed.
+    from glioedge.export.commands import add_bundle_parser, add_export_parser
     from glioedge.runtime.commands import add_segment_parser
+    from glioedge.runtime.daemon.commands import add_receive_parser, add_watch_parser
 
+    add_export_parser(sub)
+    add_bundle_parser(sub)
     add_segment_parser(sub)
-    try:
-        from glioedge.runtime.daemon.commands import add_receive_parser, add_watch_parser
-    except ImportError:  # the runtime extra (watchdog, pynetdicom) is not installed
-        pass
-    else:
-        add_watch_parser(sub)
-        add_receive_parser(sub)
+    add_watch_parser(sub)
+    add_receive_parser(sub)
     return parser
 
 
@@ -160,11 +177,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    name = " ".join(filter(None, [args.command, getattr(args, "bundle_command", None)]))
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except GlioedgeError as exc:
-        log.error("%s", exc)
-        return 2
+        log.error("glioedge %s: %s", name, exc)
+        return exit_code(exc)
+    except OSError as exc:  # a path that cannot be read or written: the input or configuration
+        log.error("glioedge %s: %s", name, exc)
+        return EXIT_BAD_INPUT
+    return code if code in (EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT) else EXIT_CHECK_FAILED
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def write_demo_study(inbox: Path, seed: int = DEMO_STUDY_SEED) -> tuple[Path, An
 
 def run_daemon_once(inbox: Path, outbox: Path, bundle: Path, config_dir: Path) -> int:
     """``glioedge watch INBOX --bundle B --out OUTBOX --config demo.toml --once`` (QA picture on)."""
-    from glioedge.cli import main
+    from glioedge.runtime.daemon.commands import main
 
     config = config_dir / "demo_daemon.toml"
     config.write_text("[segmenter]\nqa_png = true\n")

@@ -1,6 +1,9 @@
 """One exception hierarchy for glioedge.
 
 Every message says what was wrong, where (case, file, series, tag) and what was expected.
+The command line maps them to exit codes (``glioedge.cli.exit_code``): a
+:class:`CheckFailedError` is 1 (a check ran and did not hold), every other :class:`GlioedgeError`
+is 2 (bad input or configuration).
 """
 
 from __future__ import annotations
@@ -24,6 +27,15 @@ class BackendError(GlioedgeError, RuntimeError):
 
 class ConfigError(GlioedgeError, ValueError):
     """A configuration value is invalid; the message names the key and the accepted values."""
+
+
+class CheckFailedError(GlioedgeError):
+    """A check ran and did not hold: export parity, a bundle's checksums or signature, a job that
+    failed or was quarantined. Exit code 1, where bad input or configuration is 2."""
+
+
+class VerificationError(CheckFailedError, ModelError):
+    """A model or bundle failed verification (parity with PyTorch, checksums, signature)."""
 
 
 class MissingDependencyError(GlioedgeError, ImportError):

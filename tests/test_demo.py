@@ -1,4 +1,5 @@
-"""The README's main job: ``glioedge demo`` runs the whole product and its SEG is valid."""
+"""The README's main job: ``glioedge demo`` runs the whole product, its SEG is valid and scores the
+Dice the README promises, and the demo says so with a non-zero exit when the job fails."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from glioedge import demo
 from glioedge.cli import main
+
+#: The README ("Set-up"): on its defaults the demo's SEG scores at least these Dice against the
+#: synthetic truth (measured: WT 0.94, TC 0.73, ET 0.86; the floors leave room for the run-to-run
+#: spread of a ~100-step training).
+README_DICE_FLOOR = {"WT": 0.85, "TC": 0.55, "ET": 0.65}
 
 
 @pytest.mark.slow
-def test_quick_demo_runs_every_part_and_writes_a_valid_seg(tmp_path: Path, capsys) -> None:
-    code = main(["demo", "--quick", "--out", str(tmp_path / "demo")])
+@pytest.mark.timeout(2400)  # 2.5 min on 2 free cores; ~22 min measured on a machine shared by six
+def test_demo_runs_every_part_and_keeps_the_readme_promise(tmp_path: Path, capsys) -> None:
+    code = main(["demo", "--out", str(tmp_path / "demo")])  # the README's command, its defaults
     assert code == 0
     summary = json.loads((tmp_path / "demo" / "demo_summary.json").read_text())
     # training → checkpoint, export → verified bundle, daemon → SEG + report + QA picture
@@ -23,8 +31,27 @@ def test_quick_demo_runs_every_part_and_writes_a_valid_seg(tmp_path: Path, capsy
         assert Path(summary[key]).is_file(), key
     if "not installed" not in summary["dciodvfy"]:
         assert summary["dciodvfy"] == "no errors"
-    assert set(summary["dice_vs_truth"]) == {"WT", "TC", "ET"}
-    assert all(0.0 <= v <= 1.0 for v in summary["dice_vs_truth"].values())
+    for region, floor in README_DICE_FLOOR.items():
+        assert summary["dice_vs_truth"][region] >= floor, (region, summary["dice_vs_truth"])
     printed = capsys.readouterr().out
     assert "DICOM-SEG (daemon)" in printed
     assert summary["seg"] in printed
+
+
+@pytest.mark.slow
+def test_demo_exits_non_zero_when_the_job_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys) -> None:
+    real_writer = demo.write_demo_study
+
+    def broken_study(inbox: Path, seed: int = demo.DEMO_STUDY_SEED):
+        study, truth = real_writer(inbox, seed)
+        for f in sorted((study / "t1ce").rglob("*.dcm")):  # a transfer cut short: no pixel data
+            f.write_bytes(f.read_bytes()[:600])
+        return study, truth
+
+    monkeypatch.setattr(demo, "write_demo_study", broken_study)
+    code = main(["demo", "--quick", "--out", str(tmp_path / "demo")])
+    assert code == 1
+    summary = json.loads((tmp_path / "demo" / "demo_summary.json").read_text())
+    assert "seg" not in summary
+    assert "the daemon produced no SEG" in capsys.readouterr().out

@@ -2,16 +2,16 @@
 
 Internal classes: 0 background, 1 NCR (necrotic / non-enhancing core), 2 ED (peritumoral
 edema), 3 ET (enhancing tumour). BraTS 2018–2021 files write ET as 4, BraTS 2023+ as 3.
-numpy only (the runtime uses it).
+numpy only (the runtime uses it). The vocabulary itself (classes, regions, label maps) lives in
+:mod:`glioedge.vocabulary`; this module converts arrays with it.
 """
 
 from __future__ import annotations
 
-from enum import Enum
-
 import numpy as np
 
 from glioedge.errors import ConfigError, InputError
+from glioedge.vocabulary import CLASS_NAMES, LABEL_MAPS, NUM_CLASSES, REGIONS, LabelConvention
 
 __all__ = [
     "CLASS_NAMES",
@@ -24,28 +24,6 @@ __all__ = [
     "to_file_labels",
     "to_internal",
 ]
-
-CLASS_NAMES: tuple[str, ...] = ("background", "NCR", "ED", "ET")
-NUM_CLASSES = 4
-#: Evaluation regions as sets of internal classes.
-REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
-
-
-class LabelConvention(str, Enum):
-    """How a segmentation file encodes the classes."""
-
-    BRATS2021 = "brats2021"  # 0, 1, 2, 4
-    BRATS2023 = "brats2023"  # 0, 1, 2, 3
-
-    def __str__(self) -> str:
-        return self.value
-
-
-_MAPPINGS: dict[LabelConvention, dict[int, int]] = {
-    LabelConvention.BRATS2021: {0: 0, 1: 1, 2: 2, 4: 3},
-    LabelConvention.BRATS2023: {0: 0, 1: 1, 2: 2, 3: 3},
-}
-
 
 def _conv(conv: LabelConvention | str) -> LabelConvention:
     try:
@@ -61,7 +39,7 @@ def label_mapping(conv: LabelConvention | str) -> dict[int, int]:
     Raises:
         ConfigError: ``conv`` is not a known convention.
     """
-    return dict(_MAPPINGS[_conv(conv)])
+    return dict(LABEL_MAPS[_conv(conv)])
 
 
 def _lut(mapping: dict[int, int]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""MR modality vocabulary: names, the teacher's and the student's default channel order.
+"""Parsing modality names (the names and channel orders live in :mod:`glioedge.vocabulary`).
 
 Imports nothing heavier than the standard library (the runtime uses it).
 """
@@ -6,9 +6,9 @@ Imports nothing heavier than the standard library (the runtime uses it).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
 
 from glioedge.errors import ConfigError
+from glioedge.vocabulary import DEFAULT_STUDENT_MODALITIES, TEACHER_MODALITIES, Modality
 
 __all__ = [
     "DEFAULT_STUDENT_MODALITIES",
@@ -17,28 +17,6 @@ __all__ = [
     "parse_modalities",
 ]
 
-
-class Modality(str, Enum):
-    """The four BraTS MR sequences."""
-
-    T1 = "t1"
-    T2 = "t2"
-    FLAIR = "flair"
-    T1CE = "t1ce"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-#: Channel order of the teacher network (all four sequences).
-TEACHER_MODALITIES: tuple[Modality, ...] = (
-    Modality.T1,
-    Modality.T2,
-    Modality.FLAIR,
-    Modality.T1CE,
-)
-#: Default channel order of the student network.
-DEFAULT_STUDENT_MODALITIES: tuple[Modality, ...] = (Modality.FLAIR, Modality.T1CE)
 
 _VALID = ", ".join(m.value for m in Modality)
 

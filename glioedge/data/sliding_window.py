@@ -34,6 +34,7 @@ from numpy.typing import DTypeLike
 from scipy.ndimage import gaussian_filter1d
 
 from glioedge.errors import BackendError, ConfigError, InputError
+from glioedge.vocabulary import WINDOW_STEP
 
 __all__ = [
     "PredictFn",
@@ -127,7 +128,7 @@ def _gaussian_cached(
 
 
 def compute_window_starts(
-    image_size: Sequence[int], patch_size: Sequence[int], step_size: float = 0.5
+    image_size: Sequence[int], patch_size: Sequence[int], step_size: float = WINDOW_STEP
 ) -> list[list[int]]:
     """Window start coordinates per axis, exactly as nnU-Net's ``compute_steps_for_sliding_window``.
 
@@ -165,7 +166,9 @@ def compute_window_starts(
     return starts
 
 
-def count_windows(image_size: Sequence[int], patch_size: Sequence[int], step_size: float = 0.5) -> int:
+def count_windows(
+    image_size: Sequence[int], patch_size: Sequence[int], step_size: float = WINDOW_STEP
+) -> int:
     """Number of windows (network evaluations without mirroring) for an image.
 
     An image smaller than the patch counts as padded to it, as :func:`sliding_window_predict` does.
@@ -183,7 +186,7 @@ def count_windows(image_size: Sequence[int], patch_size: Sequence[int], step_siz
 
 
 def window_slices(
-    image_size: Sequence[int], patch_size: Sequence[int], step_size: float = 0.5
+    image_size: Sequence[int], patch_size: Sequence[int], step_size: float = WINDOW_STEP
 ) -> list[tuple[slice, ...]]:
     """Spatial slices of every window, in nnU-Net order (last axis fastest).
 
@@ -280,7 +283,7 @@ def sliding_window_predict(
     patch_size: Sequence[int],
     *,
     num_classes: int,
-    step_size: float = 0.5,
+    step_size: float = WINDOW_STEP,
     batch_size: int = 2,
     use_gaussian: bool = True,
     mirror_axes: tuple[int, ...] = (),

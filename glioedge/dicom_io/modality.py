@@ -25,7 +25,6 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +33,9 @@ from pydicom.dataset import Dataset
 from glioedge.dicom_io.acquisition import minutes_between, series_time
 from glioedge.dicom_io.discovery import Series, Study
 from glioedge.errors import ConfigError, InputError
+from glioedge.vocabulary import Modality
 
 logger = logging.getLogger(__name__)
-
-
-class Modality(str, Enum):
-    """MR contrasts the model uses (same values as ``glioedge.data.modalities.Modality``)."""
-
-    T1 = "t1"
-    T2 = "t2"
-    FLAIR = "flair"
-    T1CE = "t1ce"
 
 
 MIN_SCORE = 6.0

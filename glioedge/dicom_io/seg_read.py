@@ -10,13 +10,13 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from glioedge.dicom_io.fusion import resample_to
-from glioedge.dicom_io.seg_write import SEGMENTS
 from glioedge.dicom_io.volume import Volume
 from glioedge.errors import InputError
+from glioedge.vocabulary import SEGMENTS
 
-_CLASS_BY_CODE = {(prop.scheme_designator, prop.value): number
-                  for number, (_, prop, _) in SEGMENTS.items()}
-_CLASS_BY_LABEL = {label.upper(): number for number, (label, _, _) in SEGMENTS.items()}
+_CLASS_BY_CODE = {(spec.property_type.scheme, spec.property_type.value): number
+                  for number, spec in SEGMENTS.items()}
+_CLASS_BY_LABEL = {spec.label.upper(): number for number, spec in SEGMENTS.items()}
 
 
 def read_seg(source: str | Path | Dataset, reference: Volume | None = None) -> Volume:

@@ -1,6 +1,7 @@
 """Write the model's label map as a DICOM Segmentation (highdicom).
 
-Segments: 1 NCR (SCT 6574001 Necrosis), 2 ED (SCT 79654002 Edema), 3 ET (NCIt C113842
+Segments (codes and colours from :data:`glioedge.vocabulary.SEGMENTS`): 1 NCR (SCT 6574001
+Necrosis), 2 ED (SCT 79654002 Edema), 3 ET (NCIt C113842
 Enhancing Lesion), category SCT 49755003 Morphologically Abnormal Structure, anatomic region
 Brain. BINARY (default) or LABELMAP, always uncompressed Explicit VR Little Endian — never JPEG
 2000, which breaks dcmqi, Orthanc transcoding and pydicom for 1-bit BINARY frames.
@@ -22,17 +23,12 @@ from glioedge.dicom_io.series import series_grid
 from glioedge.dicom_io.uids import deterministic_uid
 from glioedge.dicom_io.volume import Volume
 from glioedge.errors import InputError
+from glioedge.vocabulary import NUM_CLASSES, SEG_ANATOMY, SEG_CATEGORY, SEGMENTS
 
 logger = logging.getLogger(__name__)
 
-CATEGORY = hd.sr.CodedConcept("49755003", "SCT", "Morphologically Abnormal Structure")
-BRAIN = hd.sr.CodedConcept("12738006", "SCT", "Brain")
-#: internal class → (label, segmented property type, tracking id)
-SEGMENTS: dict[int, tuple[str, hd.sr.CodedConcept, str]] = {
-    1: ("NCR", hd.sr.CodedConcept("6574001", "SCT", "Necrosis"), "necrotic core"),
-    2: ("ED", hd.sr.CodedConcept("79654002", "SCT", "Edema"), "peritumoral edema"),
-    3: ("ET", hd.sr.CodedConcept("C113842", "NCIt", "Enhancing Lesion"), "enhancing tumour"),
-}
+CATEGORY = hd.sr.CodedConcept(*SEG_CATEGORY)
+BRAIN = hd.sr.CodedConcept(*SEG_ANATOMY)
 SEGMENTATION_TYPES = ("BINARY", "LABELMAP")
 
 
@@ -52,14 +48,16 @@ def segment_descriptions(bundle_id: str, series_uid: str) -> list[hd.seg.Segment
     )
     return [
         hd.seg.SegmentDescription(
-            segment_number=number, segment_label=label,
-            segmented_property_category=CATEGORY, segmented_property_type=prop,
+            segment_number=number, segment_label=spec.label,
+            segmented_property_category=CATEGORY,
+            segmented_property_type=hd.sr.CodedConcept(*spec.property_type),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
             tracking_uid=deterministic_uid(series_uid, bundle_id, "tracking", number),
-            tracking_id=f"glioedge {tracking}", anatomic_regions=[BRAIN],
+            tracking_id=f"glioedge {spec.tracking}", anatomic_regions=[BRAIN],
+            display_color=hd.color.CIELabColor.from_rgb(*spec.rgb),
         )
-        for number, (label, prop, tracking) in SEGMENTS.items()
+        for number, spec in SEGMENTS.items()
     ]
 
 
@@ -109,7 +107,7 @@ def write_seg(
     if kind not in SEGMENTATION_TYPES:
         raise InputError(f"segmentation_type must be one of {SEGMENTATION_TYPES}, got {kind!r}")
     labels = np.asarray(label_map)
-    if labels.size and (labels.min() < 0 or labels.max() > 3 or
+    if labels.size and (labels.min() < 0 or labels.max() > NUM_CLASSES - 1 or
                         not np.array_equal(labels, np.round(labels))):
         raise InputError(f"label map must hold the classes 0..3, found values "
                          f"{np.unique(labels)[:10].tolist()}")

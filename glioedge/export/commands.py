@@ -1,15 +1,15 @@
-"""argparse sub-commands ``glioedge export`` and ``glioedge bundle verify`` (wired by cli.py)."""
+"""argparse sub-commands ``glioedge export`` and ``glioedge bundle {verify,sign,keygen}`` (wired by
+cli.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-from glioedge.errors import GlioedgeError
+from glioedge.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +71,26 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def add_bundle_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``bundle`` (with sub-command ``verify``) on an ``add_subparsers()`` object."""
-    p = subparsers.add_parser("bundle", help="inspect and verify model bundles")
+    """Register ``bundle`` (sub-commands ``verify``, ``sign``, ``keygen``) on an
+    ``add_subparsers()`` object."""
+    p = subparsers.add_parser("bundle", help="verify, sign and inspect model bundles")
     sub = p.add_subparsers(dest="bundle_command", required=True)
-    v = sub.add_parser("verify", help="check every file of a bundle against its manifest")
+    v = sub.add_parser("verify", help="check every file of a bundle against its manifest, and its "
+                       "signature")
     v.add_argument("bundle", type=Path, help="bundle directory")
+    v.add_argument("--public-key", action="append", default=[], metavar="PUB", type=Path,
+                   help="require a signature by this Ed25519 public key (PEM; repeatable: any one)")
+    v.add_argument("--require-signature", action="store_true", help="fail on an unsigned bundle")
     v.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
     v.set_defaults(func=run_bundle_verify)
+    s = sub.add_parser("sign", help="sign a verified bundle's manifest with an Ed25519 key "
+                       "(writes manifest.sig)")
+    s.add_argument("bundle", type=Path, help="bundle directory")
+    s.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM, unencrypted)")
+    s.set_defaults(func=run_bundle_sign)
+    k = sub.add_parser("keygen", help="make an Ed25519 key pair for signing bundles")
+    k.add_argument("key", type=Path, help="private key file to create (the public key is KEY.pub)")
+    k.set_defaults(func=run_bundle_keygen)
     return p
 
 
@@ -129,41 +142,85 @@ def _summary(manifest: Any) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Run ``glioedge export``; returns the exit code (0 ok, 1 export failed, 2 usage)."""
+    """Run ``glioedge export``; returns 0 (errors go to ``glioedge.cli.exit_code``).
+
+    Raises:
+        ConfigError: neither ``--checkpoint --out`` nor ``--bundle --engine`` given.
+        VerificationError: the exported model's parity is worse than its threshold (exit 1).
+        GlioedgeError: any other export problem (exit 2).
+    """
     from glioedge.export.pipeline import add_engine, export_bundle
 
-    try:
-        if args.checkpoint is None:
-            if args.bundle is None or not args.engine:
-                print("glioedge export: give --checkpoint and --out, or --bundle with --engine",
-                      file=sys.stderr)
-                return 2
-            bundle = add_engine(args.bundle, _options(args))
-        else:
-            if args.out is None:
-                print("glioedge export: --out is required with --checkpoint", file=sys.stderr)
-                return 2
-            bundle = export_bundle(args.checkpoint, args.out, _options(args))
-    except GlioedgeError as exc:
-        print(f"glioedge export: {exc}", file=sys.stderr)
-        return 1
+    if args.checkpoint is None:
+        if args.bundle is None or not args.engine:
+            raise ConfigError("give --checkpoint and --out, or --bundle with --engine")
+        bundle = add_engine(args.bundle, _options(args))
+    else:
+        if args.out is None:
+            raise ConfigError("--out is required with --checkpoint")
+        bundle = export_bundle(args.checkpoint, args.out, _options(args))
     print(_summary(bundle.manifest))
     print(f"bundle written to {bundle.root}")
     return 0
 
 
 def run_bundle_verify(args: argparse.Namespace) -> int:
-    """Run ``glioedge bundle verify``; returns 0 when every file matches, 1 otherwise."""
-    from glioedge.bundle import Bundle
+    """Run ``glioedge bundle verify``; returns 0 when every file matches.
 
-    try:
-        bundle = Bundle.load(args.bundle, verify=True)
-    except GlioedgeError as exc:
-        print(f"glioedge bundle verify: {exc}", file=sys.stderr)
-        return 1
+    Raises:
+        VerificationError: a file is missing or altered, the signature does not hold, or it is
+            not by one of ``--public-key`` (exit 1).
+        ModelError: no bundle there, or an unreadable manifest (exit 2).
+        ConfigError: a ``--public-key`` file is not an Ed25519 public key (exit 2).
+    """
+    from glioedge.bundle import Bundle
+    from glioedge.bundle_signing import SignaturePolicy
+
+    policy = SignaturePolicy(args.require_signature, tuple(str(p) for p in args.public_key))
+    bundle = Bundle.load(args.bundle, verify=True, policy=policy)
+    if bundle.signer is None:
+        signature = "unsigned"
+    elif policy.trusted_keys:
+        signature = f"signed by trusted key {bundle.signer}"
+    else:
+        signature = (f"signed by key {bundle.signer} (manifest unchanged since signing; pass "
+                     "--public-key to check who signed)")
     if args.json:
         m = bundle.manifest
-        print(json.dumps({"bundle_id": m.bundle_id, "files": m.files, "ok": True}, indent=2))
+        print(json.dumps({"bundle_id": m.bundle_id, "files": m.files, "signer": bundle.signer,
+                          "ok": True}, indent=2))
     else:
         print(_summary(bundle.manifest))
+        print(f"  signature: {signature}")
+    return 0
+
+
+def run_bundle_sign(args: argparse.Namespace) -> int:
+    """Run ``glioedge bundle sign``: verify the bundle, then sign its manifest.
+
+    Raises:
+        VerificationError: the bundle does not verify (nothing is signed; exit 1).
+        ConfigError: the key is not an unencrypted Ed25519 private key (exit 2).
+    """
+    from glioedge.bundle import Bundle
+    from glioedge.bundle_signing import key_id, load_private_key, sign_manifest
+
+    key = load_private_key(args.key)
+    bundle = Bundle.load(args.bundle, verify=True)  # sign only what holds together
+    path = sign_manifest(bundle.root, bundle.manifest.to_dict(), key)
+    print(f"bundle {bundle.manifest.bundle_id} signed by key {key_id(key.public_key())}: {path}")
+    return 0
+
+
+def run_bundle_keygen(args: argparse.Namespace) -> int:
+    """Run ``glioedge bundle keygen``.
+
+    Raises:
+        ConfigError: the key file exists already (exit 2).
+    """
+    from glioedge.bundle_signing import generate_keypair, key_id, load_public_key
+
+    private, public = generate_keypair(args.key)
+    print(f"private key {private} (keep it off the edge boxes), public key {public} "
+          f"(key id {key_id(load_public_key(public))})")
     return 0

@@ -16,7 +16,7 @@ import numpy as np
 
 from glioedge._optional import require
 from glioedge.bundle import INPUT_NAME
-from glioedge.errors import ModelError
+from glioedge.errors import ModelError, VerificationError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -61,7 +61,7 @@ class Thresholds:
         """Raise when ``parity`` is worse than the thresholds.
 
         Raises:
-            ModelError: max |Δlogit| above or voxel agreement below the threshold.
+            VerificationError: max |Δlogit| above or voxel agreement below the threshold.
         """
         errors = []
         if self.max_abs_logit is not None and not parity.max_abs_logit <= self.max_abs_logit:
@@ -71,7 +71,7 @@ class Thresholds:
                 f"argmax agreement {100 * parity.agreement:.3f} % < {100 * self.min_agreement:.3f} %"
             )
         if errors:
-            raise ModelError(
+            raise VerificationError(
                 f"{what} does not match PyTorch: {'; '.join(errors)} (Dice {parity.dice:.4f}). "
                 f"The exported model is not used; check the exporter/opset or relax the "
                 f"threshold knowingly"

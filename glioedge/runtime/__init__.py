@@ -15,7 +15,7 @@ Modules: :mod:`.backends` (TensorRT, ONNX Runtime, PyTorch reference), :mod:`.in
 
 from glioedge.runtime.backends import Backend, BackendName, available_backends, select_backend
 from glioedge.runtime.brain_mask import BrainMaskMode
-from glioedge.runtime.result import Result, safe_name
+from glioedge.runtime.result import Result
 from glioedge.runtime.segmenter import Segmenter, SegmenterConfig
 
 __all__ = [
@@ -26,6 +26,5 @@ __all__ = [
     "Segmenter",
     "SegmenterConfig",
     "available_backends",
-    "safe_name",
     "select_backend",
 ]

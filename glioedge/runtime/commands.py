@@ -43,6 +43,13 @@ def add_segment_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--qa-png", action="store_true", help="also write qa.png (overlay)")
     p.add_argument("--sr", action="store_true", help="also write sr.dcm (TID 1500 volumes)")
+    p.add_argument("--trusted-key", action="append", default=[], metavar="PUB",
+                   help="accept only a bundle signed by this Ed25519 public key (PEM; repeatable)")
+    p.add_argument("--require-signature", action="store_true",
+                   help="refuse an unsigned bundle (glioedge bundle sign)")
+    p.add_argument("--register", action="store_true",
+                   help="rigidly register series in another frame of reference onto the T1CE "
+                   "(else such a study is refused); recorded in the SEG and the report")
     p.set_defaults(func=run_segment)
     return p
 
@@ -51,7 +58,7 @@ def run_segment(args: argparse.Namespace) -> int:
     """Run ``glioedge segment``; returns the exit status.
 
     Raises:
-        GlioedgeError: bad input, bundle or back-end (the CLI prints it and exits 1).
+        GlioedgeError: bad input, bundle or back-end (the CLI logs it; exit code per glioedge.cli.exit_code).
     """
     from glioedge.runtime.segmenter import Segmenter, SegmenterConfig
 
@@ -59,7 +66,8 @@ def run_segment(args: argparse.Namespace) -> int:
         step_size=args.step_size, batch_size=args.batch_size, mirror=args.mirror,
         postprocess=not args.no_postprocess, brain_mask=args.brain_mask,
         brain_mask_command=args.brain_mask_command, segmentation_type=args.segmentation_type,
-        qa_png=args.qa_png, sr=args.sr,
+        qa_png=args.qa_png, sr=args.sr, register=args.register,
+        require_signature=args.require_signature, trusted_keys=tuple(args.trusted_key),
     )
     with Segmenter.from_bundle(args.bundle, args.backend, args.device, config,
                                checkpoint=args.checkpoint) as segmenter:

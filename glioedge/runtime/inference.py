@@ -22,6 +22,7 @@ from glioedge.data.preprocess import PreprocessParams, PreprocessRecord, preproc
 from glioedge.data.sliding_window import count_windows, sliding_window_predict
 from glioedge.errors import ModelError
 from glioedge.runtime.backends import Backend
+from glioedge.vocabulary import WINDOW_STEP
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def run_inference(
     backend: Backend,
     *,
     brain_mask: np.ndarray | None = None,
-    step_size: float = 0.5,
+    step_size: float = WINDOW_STEP,
     batch_size: int = 2,
     mirror: bool = False,
 ) -> InferenceOutput:

@@ -16,15 +16,9 @@ from typing import Any
 import numpy as np
 
 from glioedge.bundle import PostprocessParams
+from glioedge.vocabulary import ET, NUM_CLASSES, VOLUME_CLASSES
 
 __all__ = ["ET", "PostprocessInfo", "apply_postprocess", "tumour_volumes_ml"]
-
-BACKGROUND, NCR, ED, ET = 0, 1, 2, 3
-#: Reported volumes: name → internal classes.
-VOLUME_CLASSES: dict[str, tuple[int, ...]] = {
-    "ET": (ET,), "TC": (NCR, ET), "WT": (NCR, ED, ET), "NCR": (NCR,), "ED": (ED,),
-}
-
 
 @dataclass(frozen=True)
 class PostprocessInfo:
@@ -84,7 +78,7 @@ def apply_postprocess(
 
 def tumour_volumes_ml(labels: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
     """Volumes (mL) of ET, TC, WT, NCR and ED: voxel counts × voxel volume of the grid."""
-    counts = np.bincount(np.asarray(labels, dtype=np.uint8).ravel(), minlength=4)
+    counts = np.bincount(np.asarray(labels, dtype=np.uint8).ravel(), minlength=NUM_CLASSES)
     vox_ml = voxel_volume_mm3(spacing) / 1000.0
     return {name: float(sum(int(counts[c]) for c in classes) * vox_ml)
             for name, classes in VOLUME_CLASSES.items()}

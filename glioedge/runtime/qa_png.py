@@ -1,6 +1,7 @@
 """A quality-control picture: the label overlay on three orthogonal slices through the tumour.
 
-numpy + zlib only (no matplotlib on an edge box). Colours: NCR red, ED green, ET yellow.
+numpy + zlib only (no matplotlib on an edge box). Colours: the SEG's
+(:data:`glioedge.vocabulary.SEGMENTS`; NCR red, ED green, ET yellow).
 Each view is resampled (nearest neighbour) to square pixels, so anisotropic series look right.
 """
 
@@ -12,10 +13,11 @@ import zlib
 import numpy as np
 
 from glioedge.dicom_io import Volume
+from glioedge.vocabulary import SEGMENTS
 
 __all__ = ["encode_png", "qa_png_bytes"]
 
-COLOURS = {1: (230, 40, 40), 2: (40, 200, 60), 3: (250, 230, 30)}
+COLOURS = {cls: spec.rgb for cls, spec in SEGMENTS.items()}
 ALPHA = 0.45
 VIEW_MM = 1.0  # pixel size of the views
 

@@ -4,37 +4,31 @@
 ``sr.dcm`` into a folder, each through a temporary file in that folder and :func:`os.replace`,
 so a reader (or a crash) never sees half a file, and a re-run replaces the files with objects of
 the same UIDs. The file names are fixed; callers build the folder name from sanitised UIDs
-(:func:`safe_name`). Nothing here holds or writes patient names, IDs or birth dates.
+(:func:`glioedge.runtime.daemon.names.safe_uid`). Nothing here holds or writes patient names,
+IDs or birth dates. A :class:`Result` is built once, complete, by the :class:`Segmenter`, and is
+immutable afterwards (a frozen dataclass).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
 from pydicom.dataset import Dataset
 
 from glioedge import __version__
 from glioedge.dicom_io import Volume
 
-__all__ = ["FILES", "Result", "atomic_write", "safe_name"]
+__all__ = ["FILES", "Result", "atomic_write"]
 
 #: Output file names inside the result folder.
 FILES = {"seg": "seg.dcm", "report": "report.json", "qa_png": "qa.png", "sr": "sr.dcm"}
-
-
-def safe_name(uid: str) -> str:
-    """A file-system-safe name from a UID: digits and dots only, at most 64 characters."""
-    cleaned = re.sub(r"[^0-9.]", "", str(uid)).strip(".")[:64]
-    return cleaned or "unknown"
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
@@ -65,9 +59,9 @@ def _dataset_bytes(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Result:
-    """One segmented study (or set of volumes).
+    """One segmented study (or set of volumes), complete and immutable.
 
     Attributes:
         label_map: internal classes 0..3 on the reference grid, with the reference's UIDs.
@@ -87,23 +81,26 @@ class Result:
         sources: datasets of the series used (evidence of the SR).
         intake: what DICOM intake used and left out and why: ignored files by reason, series
             not used, duplicate instances, repeated acquisitions (``LoadedStudy.intake``; no paths).
+        registration: modality → the rigid transform that aligned it to the reference (only
+            for series registered because their frame of reference differed).
     """
 
     label_map: Volume
     seg: Dataset | None
-    volumes_ml: dict[str, float]
-    series_used: dict[str, str]
-    timings: dict[str, float]
+    volumes_ml: Mapping[str, float]
+    series_used: Mapping[str, str]
+    timings: Mapping[str, float]
     backend: str
     bundle_id: str
     brain_mask_mode: str
     study_instance_uid: str = ""
-    postprocess: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
+    postprocess: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
     windows: int = 0
     background: Volume | None = field(default=None, repr=False)
-    sources: list[Dataset] = field(default_factory=list, repr=False)
-    intake: dict[str, Any] = field(default_factory=dict)
+    sources: tuple[Dataset, ...] = field(default=(), repr=False)
+    intake: Mapping[str, Any] = field(default_factory=dict)
+    registration: Mapping[str, Any] = field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
         """The JSON-safe report: volumes, series used, model, timings (no patient data)."""
@@ -121,14 +118,15 @@ class Result:
             "backend": self.backend,
             "brain_mask_mode": self.brain_mask_mode,
             "volumes_ml": {k: round(float(v), 4) for k, v in self.volumes_ml.items()},
-            "postprocess": self.postprocess,
+            "postprocess": dict(self.postprocess),
             "grid": {"shape": list(self.label_map.shape),
                      "spacing_mm": [round(float(s), 6) for s in self.label_map.spacing]},
             "windows": self.windows,
             "seg": seg,
             "timings_s": {k: round(float(v), 4) for k, v in self.timings.items()},
-            "config": self.options,
-            "intake": self.intake,
+            "config": dict(self.options),
+            "intake": dict(self.intake),
+            "registration": dict(self.registration),
         }
 
     def write(self, out_dir: Path) -> dict[str, Path]:
@@ -153,15 +151,10 @@ class Result:
         if self.options.get("sr") and self.seg is not None:
             from glioedge.runtime.sr import volume_report_sr
 
-            sr = _dataset_bytes(volume_report_sr(self))
+            sr = _dataset_bytes(volume_report_sr(self.seg, self.sources, self.volumes_ml, self.bundle_id))
             written["sr"] = atomic_write(out_dir / FILES["sr"], lambda f: f.write(sr))
         report = self.report()
         report["files"] = {k: p.name for k, p in written.items()}
         text = (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()
         written["report"] = atomic_write(out_dir / FILES["report"], lambda f: f.write(text))
         return written
-
-    def label_counts(self) -> dict[int, int]:
-        """Voxel count per internal class (0..3)."""
-        counts = np.bincount(np.asarray(self.label_map.array, np.uint8).ravel(), minlength=4)
-        return {c: int(n) for c, n in enumerate(counts[:4])}

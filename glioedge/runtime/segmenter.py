@@ -22,22 +22,32 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from glioedge.bundle import Bundle
+from glioedge.bundle_signing import SignaturePolicy
 from glioedge.config_keys import reject_unknown_keys
-from glioedge.dicom_io import LoadedStudy, Volume, deterministic_uid, load_study, resample_to, write_seg
+from glioedge.dicom_io import (
+    LoadedStudy,
+    ModalityRules,
+    Volume,
+    deterministic_uid,
+    load_study,
+    resample_to,
+    write_seg,
+)
 from glioedge.errors import ConfigError, InputError
 from glioedge.runtime.backends import Backend, select_backend
 from glioedge.runtime.brain_mask import BrainMaskMode, MaskOutcome, compute_brain_mask, mask_mode
-from glioedge.runtime.inference import preprocess_params, run_inference
+from glioedge.runtime.inference import InferenceOutput, preprocess_params, run_inference
 from glioedge.runtime.postprocess import apply_postprocess, tumour_volumes_ml
 from glioedge.runtime.result import Result
 from glioedge.runtime.skullstrip import BrainMaskModel, SkullStripConfig, grow_for_tumour
+from glioedge.vocabulary import WINDOW_STEP
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Segmenter", "SegmenterConfig"]
 
 #: Options that do not change the SEG's content, left out of its UIDs.
-_NOT_IN_UID = frozenset({"batch_size", "qa_png", "sr"})
+_NOT_IN_UID = frozenset({"batch_size", "qa_png", "sr", "require_signature", "trusted_keys"})
 
 
 @dataclass(frozen=True)
@@ -62,9 +72,14 @@ class SegmenterConfig:
         series_description: SeriesDescription of the SEG.
         qa_png: also write ``qa.png`` in :meth:`Result.write`.
         sr: also write a TID 1500 SR (``sr.dcm``) with the volumes.
+        register: rigidly register series whose frame of reference differs from the
+            reference's onto it (else such a study is refused); recorded in the SEG and report.
+        require_signature: refuse a bundle without a valid ``manifest.sig``.
+        trusted_keys: Ed25519 public-key PEM files; when given, refuse a bundle not signed by
+            one of them. (A signature that is present is always checked.)
     """
 
-    step_size: float = 0.5
+    step_size: float = WINDOW_STEP
     batch_size: int = 2
     mirror: bool = False
     postprocess: bool = True
@@ -79,6 +94,9 @@ class SegmenterConfig:
     series_description: str = "glioedge tumour segmentation"
     qa_png: bool = False
     sr: bool = False
+    register: bool = False
+    require_signature: bool = False
+    trusted_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """Normalise enums and validate.
@@ -92,6 +110,9 @@ class SegmenterConfig:
         if kind not in ("BINARY", "LABELMAP"):
             raise ConfigError(f"segmentation_type {self.segmentation_type!r}; valid: BINARY, LABELMAP")
         object.__setattr__(self, "segmentation_type", kind)
+        if isinstance(self.trusted_keys, (str, Path)):
+            raise ConfigError(f"trusted_keys must be a list of public-key files, got {self.trusted_keys!r}")
+        object.__setattr__(self, "trusted_keys", tuple(str(k) for k in self.trusted_keys))
         if not 0 < float(self.step_size) <= 1:
             raise ConfigError(f"step_size must be in (0, 1], got {self.step_size}")
         if int(self.batch_size) < 1:
@@ -115,8 +136,29 @@ class SegmenterConfig:
         return cls(**dict(data))
 
     def uid_dict(self) -> dict[str, Any]:
-        """The options that define the SEG's content (hashed into its UIDs)."""
-        return {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_UID}
+        """The options that define the SEG's content (hashed into its UIDs).
+
+        ``register`` counts only when on, so the SEGs of studies that never needed it keep the
+        UIDs they had before the option existed."""
+        d = {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_UID}
+        if not d["register"]:
+            del d["register"]
+        return d
+
+
+@dataclass(frozen=True)
+class _Segmented:
+    """What the shared path computes; the entry points add where the images came from and build
+    the :class:`Result` from it, once."""
+
+    labels: Volume
+    volumes_ml: dict[str, float]
+    timings: dict[str, float]
+    brain_mask_mode: str
+    postprocess: dict[str, Any]
+    options: dict[str, Any]
+    windows: int
+    background: Volume
 
 
 class Segmenter:
@@ -153,12 +195,15 @@ class Segmenter:
         """Load and verify a bundle and open a back-end (``auto``: TensorRT > ORT-CUDA > ORT-CPU).
 
         Raises:
-            ModelError: the bundle is missing, altered or malformed.
+            ModelError: the bundle is missing or malformed.
+            VerificationError: the bundle is altered, or its signature does not satisfy
+                ``config.require_signature`` / ``config.trusted_keys``.
             BackendError: the back-end is unavailable (the message says what to install).
             ConfigError: unknown back-end name.
         """
-        bundle = Bundle.load(path, verify=True)
         cfg = config or SegmenterConfig()
+        policy = SignaturePolicy(cfg.require_signature, cfg.trusted_keys)
+        bundle = Bundle.load(path, verify=True, policy=policy)
         be = select_backend(bundle, backend, device, checkpoint=checkpoint, cache_dir=cache_dir,
                             batch_size=cfg.batch_size)
         return cls(bundle, be, cfg)
@@ -192,7 +237,9 @@ class Segmenter:
         self.close()
 
     # -- entry points ---------------------------------------------------------------------
-    def segment_study(self, source: Path | str | Sequence[Dataset], *, rules: Any = None) -> Result:
+    def segment_study(
+        self, source: Path | str | Sequence[Dataset], *, rules: ModalityRules | Path | str | None = None,
+    ) -> Result:
         """Segment a DICOM study (a folder, or the datasets of one study).
 
         Raises:
@@ -203,10 +250,10 @@ class Segmenter:
         """
         t0 = time.perf_counter()
         study: LoadedStudy = load_study(source, required=tuple(self.bundle.manifest.modalities),
-                                        rules=rules, reference=self.reference)
+                                        rules=rules, reference=self.reference,
+                                        register=self.config.register)
         t_load = time.perf_counter() - t0
-        result = self._segment(study.volumes, study.reference)
-        result.timings["load"] = t_load
+        core = self._segment(study.volumes, study.reference)
         t1 = time.perf_counter()
         reference = list(study.series[study.reference].datasets)
         others = [ds for m, s in study.series.items() if m != study.reference for ds in s.datasets]
@@ -218,19 +265,23 @@ class Segmenter:
                                        self.backend.name,
                                        json.dumps(self.config.uid_dict(), sort_keys=True))
         cfg = self.config
-        result.seg = write_seg(
-            result.label_map.array, reference, others, segmentation_type=cfg.segmentation_type,
+        seg = write_seg(
+            core.labels.array, reference, others, segmentation_type=cfg.segmentation_type,
             omit_empty_frames=cfg.omit_empty_frames, series_number=cfg.series_number,
             series_description=cfg.series_description, bundle_id=self.bundle_id,
             series_instance_uid=series_uid, sop_instance_uid=deterministic_uid(series_uid, "instance"),
         )
-        _record_algorithm_parameters(result.seg, {"brain_mask": result.brain_mask_mode})
-        result.timings["seg_write"] = time.perf_counter() - t1
-        result.series_used = {m: s.series_instance_uid for m, s in study.series.items()}
-        result.study_instance_uid = next(iter(study.series.values())).study_instance_uid
-        result.sources = [*reference, *others]
-        result.intake = study.intake
-        result.timings["total"] = time.perf_counter() - t0
+        recorded = {"brain_mask": core.brain_mask_mode}
+        if study.transforms:  # rigidly registered series: say so in the SEG itself
+            recorded["registered"] = "+".join(sorted(study.transforms))
+        _record_algorithm_parameters(seg, recorded)
+        t_seg = time.perf_counter() - t1
+        result = self._result(
+            core, seg=seg, series_used={m: s.series_instance_uid for m, s in study.series.items()},
+            study_instance_uid=next(iter(study.series.values())).study_instance_uid,
+            sources=(*reference, *others), intake=study.intake,
+            registration=study.transforms,
+            timings={"load": t_load, "seg_write": t_seg, "total": time.perf_counter() - t0})
         logger.info("study %s: SEG %s, WT %.2f ml, %.1f s on %s", result.study_instance_uid,
                     result.seg.SOPInstanceUID, result.volumes_ml["WT"], result.timings["total"],
                     self.backend.name)
@@ -258,16 +309,28 @@ class Segmenter:
                 vol = resample_to(vol, ref)
             fused[m] = vol
         t_load = time.perf_counter() - t0
-        result = self._segment(fused, self.reference)
-        result.timings["load"] = t_load
-        result.series_used = {m: v.series_instance_uid for m, v in fused.items()}
-        result.study_instance_uid = ref.study_instance_uid
-        result.timings["seg_write"] = 0.0
-        result.timings["total"] = time.perf_counter() - t0
-        return result
+        core = self._segment(fused, self.reference)
+        return self._result(
+            core, seg=None, series_used={m: v.series_instance_uid for m, v in fused.items()},
+            study_instance_uid=ref.study_instance_uid, sources=(),
+            timings={"load": t_load, "seg_write": 0.0, "total": time.perf_counter() - t0})
 
     # -- the shared path ------------------------------------------------------------------
-    def _segment(self, volumes: Mapping[str, Volume], reference: str) -> Result:
+    def _result(self, core: _Segmented, *, seg: Dataset | None, series_used: dict[str, str],
+                study_instance_uid: str, sources: tuple[Dataset, ...],
+                timings: dict[str, float], intake: Mapping[str, Any] | None = None,
+                registration: Mapping[str, Any] | None = None) -> Result:
+        """The one place a :class:`Result` is built, complete."""
+        return Result(
+            label_map=core.labels, seg=seg, volumes_ml=core.volumes_ml, series_used=series_used,
+            timings={**core.timings, **timings}, backend=self.backend.name, bundle_id=self.bundle_id,
+            brain_mask_mode=core.brain_mask_mode, study_instance_uid=study_instance_uid,
+            postprocess=core.postprocess, options=core.options, windows=core.windows,
+            background=core.background, sources=sources, intake=dict(intake or {}),
+            registration=dict(registration or {}),
+        )
+
+    def _segment(self, volumes: Mapping[str, Volume], reference: str) -> _Segmented:
         cfg = self.config
         m = self.bundle.manifest
         ref = volumes[reference]
@@ -287,15 +350,15 @@ class Segmenter:
         volumes_ml = tumour_volumes_ml(labels, ref.spacing)
         timings["postprocess"] = time.perf_counter() - t0
         background_key = "flair" if "flair" in volumes else reference
-        return Result(
-            label_map=ref.with_array(labels), seg=None, volumes_ml=volumes_ml, series_used={},
-            timings=timings, backend=self.backend.name, bundle_id=self.bundle_id,
+        return _Segmented(
+            labels=ref.with_array(labels), volumes_ml=volumes_ml, timings=timings,
             brain_mask_mode=outcome.mode, postprocess=info.to_dict(),
             options={**cfg.to_dict(), "brain_extraction": outcome.report},
             windows=out.windows, background=volumes[background_key],
         )
 
-    def _regrow(self, outcome: MaskOutcome, out: Any, images: Mapping[str, np.ndarray], ref: Volume) -> Any:
+    def _regrow(self, outcome: MaskOutcome, out: InferenceOutput, images: Mapping[str, np.ndarray],
+                ref: Volume) -> InferenceOutput:
         """Tumour safety: a predicted tumour component touching the extracted mask's border may
         continue outside it; grow the mask around it and segment again (``auto`` mode only)."""
         if outcome.extraction is None or self.config.brain_mask_regrow_mm <= 0:

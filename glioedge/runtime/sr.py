@@ -7,7 +7,7 @@ SEG's, so a re-run gives the same SR. Written with highdicom.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
 
 import highdicom as hd
 from pydicom.dataset import Dataset
@@ -15,36 +15,36 @@ from pydicom.sr.codedict import codes
 
 from glioedge.dicom_io import deterministic_uid
 from glioedge.errors import InputError
-
-if TYPE_CHECKING:
-    from glioedge.runtime.result import Result
+from glioedge.vocabulary import REGION_DESCRIPTIONS, SEGMENTS
 
 __all__ = ["volume_report_sr"]
 
 VOLUME = hd.sr.CodedConcept("118565006", "SCT", "Volume")
 MILLILITRE = hd.sr.CodedConcept("ml", "UCUM", "milliliter")
 MR_BRAIN = hd.sr.CodedConcept("24590-2", "LN", "MR Brain")
-_SEGMENTS = {1: ("NCR", "6574001", "SCT", "Necrosis"), 2: ("ED", "79654002", "SCT", "Edema"),
-             3: ("ET", "C113842", "NCIt", "Enhancing Lesion")}
-_REGIONS = {"TC": "tumour core (NCR + ET)", "WT": "whole tumour (NCR + ED + ET)"}
+#: Composite regions reported in measurement groups of their own (ET is a segment already).
+_COMPOSITE_REGIONS = ("TC", "WT")
 _NEOPLASM = hd.sr.CodedConcept("108369006", "SCT", "Neoplasm")
 
 
-def volume_report_sr(result: Result, series_number: int = 9902) -> Dataset:
-    """The SR of a result that has a SEG.
+def volume_report_sr(
+    seg: Dataset | None, sources: Sequence[Dataset], volumes_ml: Mapping[str, float], bundle_id: str,
+    series_number: int = 9902,
+) -> Dataset:
+    """The SR of a segmentation: its SEG, the source datasets, the volumes (mL) and the bundle id.
 
     Raises:
-        InputError: the result has no SEG (no DICOM source) or no source datasets.
+        InputError: there is no SEG (no DICOM source) or no source datasets.
     """
-    seg = result.seg
-    if seg is None or not result.sources:
+    if seg is None or not sources:
         raise InputError("an SR needs the SEG and the source series (segment a DICOM study)")
     seg_uid = str(seg.SOPInstanceUID)
     algorithm = hd.sr.AlgorithmIdentification(name="glioedge", version=str(seg.SoftwareVersions),
-                                              parameters=[f"bundle {result.bundle_id}"])
+                                              parameters=[f"bundle {bundle_id}"])
     ref_series = str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID)
     groups: list = []
-    for number, (label, code, scheme, meaning) in _SEGMENTS.items():
+    for number, spec in SEGMENTS.items():
+        label = spec.label
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(
                 uid=deterministic_uid(seg_uid, "sr-tracking", number), identifier=label),
@@ -52,30 +52,31 @@ def volume_report_sr(result: Result, series_number: int = 9902) -> Dataset:
                 sop_class_uid=str(seg.SOPClassUID), sop_instance_uid=seg_uid,
                 segment_number=number,
                 source_series=hd.sr.SourceSeriesForSegmentation(ref_series)),
-            finding_type=hd.sr.CodedConcept(code, scheme, meaning),
+            finding_type=hd.sr.CodedConcept(*spec.property_type),
             algorithm_id=algorithm,
-            measurements=[hd.sr.Measurement(name=VOLUME, value=float(result.volumes_ml[label]),
+            measurements=[hd.sr.Measurement(name=VOLUME, value=float(volumes_ml[label]),
                                             unit=MILLILITRE, algorithm_id=algorithm)],
         ))
-    for label, text in _REGIONS.items():
+    for label in _COMPOSITE_REGIONS:
+        text = REGION_DESCRIPTIONS[label]
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(
                 uid=deterministic_uid(seg_uid, "sr-tracking", label), identifier=f"{label}: {text}"),
             finding_type=_NEOPLASM, algorithm_id=algorithm,
-            measurements=[hd.sr.Measurement(name=VOLUME, value=float(result.volumes_ml[label]),
+            measurements=[hd.sr.Measurement(name=VOLUME, value=float(volumes_ml[label]),
                                             unit=MILLILITRE, algorithm_id=algorithm)],
         ))
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=deterministic_uid("glioedge-device", result.bundle_id), name="glioedge",
+            uid=deterministic_uid("glioedge-device", bundle_id), name="glioedge",
             manufacturer_name="glioedge", model_name="glioedge"))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=MR_BRAIN, imaging_measurements=groups)
     series_uid = deterministic_uid(seg_uid, "sr-series")
     return hd.sr.Comprehensive3DSR(
-        evidence=[seg, *result.sources], content=report[0], series_instance_uid=series_uid,
+        evidence=[seg, *sources], content=report[0], series_instance_uid=series_uid,
         series_number=series_number, sop_instance_uid=deterministic_uid(series_uid, "instance"),
         instance_number=1, manufacturer="glioedge", is_complete=True,
         series_description="glioedge tumour volumes",

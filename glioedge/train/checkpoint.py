@@ -10,7 +10,9 @@ Layout of a checkpoint directory::
     optimizer.json           optimiser scalars and param groups
 
 Files are written to a temporary directory and renamed into place, so a crash never leaves a
-half-written checkpoint where a reader would find it.
+half-written checkpoint where a reader would find it. Replacing one takes two renames (the old
+directory to ``.<name>.old``, the new one into place); a crash between them leaves only
+``.<name>.old``, which :func:`resumable_checkpoint` finds and the next write removes.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from glioedge import __version__
 from glioedge._optional import require
-from glioedge.errors import ModelError
+from glioedge.errors import ConfigError, ModelError
 from glioedge.train.plan import NetworkPlan
 
 if TYPE_CHECKING:
@@ -73,6 +75,9 @@ class CheckpointMeta:
                 f"{source}: checkpoint format {d.get('format_version')!r}, "
                 f"this glioedge reads format {FORMAT_VERSION}"
             )
+        unknown = sorted(set(d) - {f.name for f in fields(cls)} - {"format_version", "glioedge_version"})
+        if unknown:
+            raise ModelError(f"{source}: checkpoint.json has unknown keys {unknown}")
         try:
             return cls(
                 plan=NetworkPlan.from_dict(d["plan"]),
@@ -144,7 +149,7 @@ def save_checkpoint(
             st.save_file(tensors, str(tmp / "optimizer.safetensors"))
             (tmp / "optimizer.json").write_text(json.dumps(opt_meta, indent=1))
         (tmp / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2))
-        old = out_dir.with_name(f".{out_dir.name}.old")
+        old = _previous(out_dir)
         if out_dir.exists():
             if old.exists():
                 shutil.rmtree(old)
@@ -156,6 +161,28 @@ def save_checkpoint(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def _previous(out_dir: Path) -> Path:
+    """Where :func:`save_checkpoint` parks the checkpoint it is replacing."""
+    return out_dir.with_name(f".{out_dir.name}.old")
+
+
+def resumable_checkpoint(ckpt_dir: Path) -> Path:
+    """The checkpoint to resume from: ``ckpt_dir``, or — after a crash between the two renames of
+    a write — the previous checkpoint parked as ``.<name>.old`` (read in place; the next
+    :func:`save_checkpoint` writes ``ckpt_dir`` and removes it).
+
+    Raises:
+        ConfigError: neither holds a checkpoint (resuming would silently start afresh).
+    """
+    ckpt_dir = Path(ckpt_dir)
+    for candidate in (ckpt_dir, _previous(ckpt_dir)):
+        if (candidate / META_FILE).is_file():
+            return candidate
+    raise ConfigError(f"--resume: no checkpoint to resume from at {ckpt_dir} (nor "
+                      f"{_previous(ckpt_dir).name} from an interrupted write); run without "
+                      "--resume to start a new training, or point --out at the run to continue")
 
 
 def read_meta(ckpt_dir: Path) -> CheckpointMeta:

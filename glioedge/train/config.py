@@ -7,6 +7,7 @@ from typing import Any
 
 from glioedge.config_keys import reject_unknown_keys
 from glioedge.errors import ConfigError
+from glioedge.vocabulary import WINDOW_STEP
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class TrainConfig:
     seed: int = 0
     split_seed: int = 0
     amp: bool = True
-    val_step: float = 0.5
+    val_step: float = WINDOW_STEP
     kd: KDConfig = field(default_factory=KDConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 

@@ -17,8 +17,7 @@ from glioedge.train.losses import (
 )
 from glioedge.train.networks import build_unet, forward_with_bottleneck
 from glioedge.train.plan import NetworkPlan
-
-NUM_CLASSES = 4
+from glioedge.vocabulary import NUM_CLASSES
 
 
 class KDModel(nn.Module):

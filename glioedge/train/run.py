@@ -26,6 +26,7 @@ from glioedge.data.loader import load_preprocessed, make_train_loader
 from glioedge.data.modalities import parse_modalities
 from glioedge.data.preprocess import PreprocessParams
 from glioedge.errors import InputError
+from glioedge.train.checkpoint import resumable_checkpoint
 from glioedge.train.config import TrainConfig
 from glioedge.train.distributed import barrier, init_distributed, pick_device, shutdown
 from glioedge.train.history import History
@@ -74,8 +75,11 @@ def train_from_folder(
     Raises:
         InputError: the data folder holds no usable cases or a case is malformed.
         ModelError: ``resume`` points at an incompatible checkpoint.
+        ConfigError: ``resume`` without a checkpoint in ``out_dir``.
     """
     out_dir = Path(out_dir)
+    latest = out_dir / "checkpoints" / "latest"
+    resume_from = resumable_checkpoint(latest) if resume else None  # fail before any work
     info = init_distributed()
     device = pick_device(info)
     modalities = parse_modalities(list(config.input_modalities))
@@ -116,11 +120,10 @@ def train_from_folder(
     }
     trainer = Trainer(config, plan, params.to_dict(), device, info, provenance)
     history = History(out_dir)
-    latest = out_dir / "checkpoints" / "latest"
-    if resume and latest.exists():
-        trainer.load(latest)
+    if resume_from is not None:
+        trainer.load(resume_from)
         history.truncate(trainer.epoch)
-        log.info("resumed from %s at epoch %d", latest, trainer.epoch)
+        log.info("resumed from %s at epoch %d", resume_from, trainer.epoch)
 
     last_val: dict[str, Any] = {}
     rank_offset = 1_000_003 * info.rank

@@ -18,9 +18,10 @@ from torch import nn
 from glioedge.train import checkpoint as ckpt
 from glioedge.train.config import TrainConfig
 from glioedge.train.distributed import DistInfo, average_terms
-from glioedge.train.kd_model import NUM_CLASSES, KDModel, KDObjective
+from glioedge.train.kd_model import KDModel, KDObjective
 from glioedge.train.plan import NetworkPlan
 from glioedge.train.schedule import make_optimizer, poly_lr, set_lr
+from glioedge.vocabulary import NUM_CLASSES
 
 log = logging.getLogger(__name__)
 

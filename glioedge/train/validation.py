@@ -14,6 +14,7 @@ from torch import nn
 
 from glioedge.data.sliding_window import sliding_window_predict
 from glioedge.train.metrics import evaluate_case, summarise
+from glioedge.vocabulary import WINDOW_STEP
 
 
 def torch_predictor(net: nn.Module, device: torch.device) -> callable:
@@ -35,7 +36,7 @@ def predict_case(
     patch_size: Sequence[int],
     device: torch.device,
     num_classes: int = 4,
-    step: float = 0.5,
+    step: float = WINDOW_STEP,
     batch_size: int = 2,
 ) -> np.ndarray:
     """Label map (argmax of the Gaussian-weighted window logits) for one (C, i, j, k) image."""
@@ -60,7 +61,7 @@ def validate(
     cases: Sequence[tuple[np.ndarray, np.ndarray, tuple[float, float, float]]],
     patch_size: Sequence[int],
     device: torch.device,
-    step: float = 0.5,
+    step: float = WINDOW_STEP,
 ) -> dict[str, dict]:
     """Evaluate each network on each case.
 

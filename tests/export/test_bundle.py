@@ -92,6 +92,12 @@ def test_edited_content_field_changes_the_id_and_is_refused(bundle_copy: Path) -
         (lambda d: d.pop("modalities"), "lacks the key 'modalities'"),
         (lambda d: d["files"].update({"../evil.onnx": "0" * 64}), "not a relative path"),
         (lambda d: d["onnx"].update(fp16_file="other.onnx"), "no checksum entry"),
+        (lambda d: d.update(verified_by="someone"), r"unknown keys \['verified_by'\]"),
+        (lambda d: d["engines"].append({"file": "x.engine", "compute_capability": [9, 0],
+                                        "tensorrt_version": "10", "precision": "fp16",
+                                        "source_onnx": "model.onnx", "batch_profile": [1, 2, 4],
+                                        "patch_size": [32, 32, 32], "fast": True}),
+         r"unknown keys \['fast'\]"),
     ],
 )
 def test_malformed_manifests_are_refused(bundle_copy: Path, edit: object, message: str) -> None:
@@ -100,6 +106,16 @@ def test_malformed_manifests_are_refused(bundle_copy: Path, edit: object, messag
     (bundle_copy / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ModelError, match=message):
         Bundle.load(bundle_copy)
+
+
+def test_postprocess_params_reject_unknown_keys() -> None:
+    from glioedge.bundle import PostprocessParams
+
+    assert PostprocessParams.from_dict({"et_min_voxels": 10}).et_min_voxels == 10
+    with pytest.raises(ConfigError, match=r"unknown keys \['et_min_vox'\]"):
+        PostprocessParams.from_dict({"et_min_vox": 10})  # a typo is not silently the default
+    with pytest.raises(ConfigError, match="integers"):
+        PostprocessParams.from_dict({"et_min_voxels": "many"})
 
 
 def test_not_a_bundle(tmp_path: Path) -> None:

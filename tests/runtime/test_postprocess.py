@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from glioedge.bundle import PostprocessParams
-from glioedge.runtime.postprocess import ED, ET, NCR, apply_postprocess, tumour_volumes_ml
+from glioedge.runtime.postprocess import apply_postprocess, tumour_volumes_ml
+from glioedge.vocabulary import ED, ET, NCR
 
 
 def _labels(et_voxels: int) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ import pydicom
 import pytest
 
 from glioedge.errors import BackendError, ConfigError, InputError
-from glioedge.runtime import Result, Segmenter, SegmenterConfig, safe_name
+from glioedge.runtime import Result, Segmenter, SegmenterConfig
 from glioedge.runtime.postprocess import tumour_volumes_ml
 from tests.helpers import dciodvfy_errors
 
@@ -106,6 +107,14 @@ def test_rerun_gives_same_uids_and_config_changes_them(trained_bundle: Path, syn
     assert other.seg.SeriesInstanceUID != result.seg.SeriesInstanceUID
 
 
+def test_result_is_complete_and_immutable(result: Result) -> None:
+    # Built once by the Segmenter: every field filled, none can be reassigned afterwards.
+    assert result.seg is not None and result.sources and result.study_instance_uid
+    assert set(result.series_used) == {"flair", "t1ce"} and result.windows > 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.seg = None  # type: ignore[misc]
+
+
 def test_volumes_and_report(result: Result) -> None:
     lab = result.label_map.array
     vox_ml = float(np.prod(result.label_map.spacing)) / 1000
@@ -118,7 +127,6 @@ def test_volumes_and_report(result: Result) -> None:
                                         "postprocess", "resample", "seg_write", "total"}
     text = json.dumps(report)
     assert "SYNTHETIC" not in text and "GLIOEDGE-SYN" not in text
-    assert safe_name("1.2.3/../x") == "1.2.3" and safe_name("") == "unknown"
 
 
 def test_logs_carry_no_patient_identifiers(trained_bundle: Path, synthetic_study: Path,

@@ -81,13 +81,23 @@ def test_deep_supervision_weights_match_nnunet(n: int, expected: list[float]) ->
     assert deep_supervision_weights(n).sum() == pytest.approx(1.0)
 
 
-def test_deep_supervision_weights_nnunet_formula() -> None:
-    # nnU-Net v2 nnUNetTrainer._build_loss, written out independently.
-    for n in range(2, 7):
-        w = np.array([1 / (2**i) for i in range(n)])
-        w[-1] = 0
-        w = w / w.sum()
-        np.testing.assert_allclose(deep_supervision_weights(n), w)
+# nnU-Net v2 (nnunetv2/training/nnUNetTrainer/nnUNetTrainer.py, _build_loss): output i (0 = full
+# resolution) gets 1/2^i, the lowest-resolution output 0 (outside DDP), then they are normalised to
+# sum 1. The values below are those weights worked out by hand as exact fractions — not recomputed
+# with the formula — for every depth the presets use (tiny 4 stages … nnunet 6 stages → 3 … 5
+# outputs) and one either side.
+NNUNET_DS_WEIGHTS: dict[int, list[float]] = {
+    2: [1.0, 0.0],
+    3: [2 / 3, 1 / 3, 0.0],
+    4: [4 / 7, 2 / 7, 1 / 7, 0.0],
+    5: [8 / 15, 4 / 15, 2 / 15, 1 / 15, 0.0],
+    6: [16 / 31, 8 / 31, 4 / 31, 2 / 31, 1 / 31, 0.0],
+}
+
+
+@pytest.mark.parametrize("n", sorted(NNUNET_DS_WEIGHTS))
+def test_deep_supervision_weights_are_nnunets_published_values(n: int) -> None:
+    np.testing.assert_allclose(deep_supervision_weights(n), NNUNET_DS_WEIGHTS[n], rtol=1e-12, atol=0)
 
 
 def test_downsample_targets_nearest() -> None:
