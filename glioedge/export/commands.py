@@ -131,6 +131,7 @@ def _summary(manifest: Any) -> str:
 def run_export(args: argparse.Namespace) -> int:
     """Run ``glioedge export``; returns the exit code (0 ok, 1 export failed, 2 usage)."""
     from glioedge.export.pipeline import add_engine, export_bundle
+    from glioedge.progress import Progress, use_progress
 
     try:
         if args.checkpoint is None:
@@ -138,12 +139,18 @@ def run_export(args: argparse.Namespace) -> int:
                 print("glioedge export: give --checkpoint and --out, or --bundle with --engine",
                       file=sys.stderr)
                 return 2
-            bundle = add_engine(args.bundle, _options(args))
+            with use_progress(Progress()) as progress:
+                progress.stage("building and verifying the TensorRT engine")
+                bundle = add_engine(args.bundle, _options(args))
         else:
             if args.out is None:
                 print("glioedge export: --out is required with --checkpoint", file=sys.stderr)
                 return 2
-            bundle = export_bundle(args.checkpoint, args.out, _options(args))
+            with use_progress(Progress()) as progress:
+                progress.stage("export: ONNX, parity with PyTorch"
+                               + (", brain-mask model" if getattr(args, "brain_mask", False) else "")
+                               + (", TensorRT engine" if getattr(args, "engine", False) else ""))
+                bundle = export_bundle(args.checkpoint, args.out, _options(args))
     except GlioedgeError as exc:
         print(f"glioedge export: {exc}", file=sys.stderr)
         return 1

@@ -53,6 +53,7 @@ def run_segment(args: argparse.Namespace) -> int:
     Raises:
         GlioedgeError: bad input, bundle or back-end (the CLI prints it and exits 1).
     """
+    from glioedge.progress import Progress, use_progress
     from glioedge.runtime.segmenter import Segmenter, SegmenterConfig
 
     config = SegmenterConfig(
@@ -61,10 +62,13 @@ def run_segment(args: argparse.Namespace) -> int:
         brain_mask_command=args.brain_mask_command, segmentation_type=args.segmentation_type,
         qa_png=args.qa_png, sr=args.sr,
     )
-    with Segmenter.from_bundle(args.bundle, args.backend, args.device, config,
-                               checkpoint=args.checkpoint) as segmenter:
-        result = segmenter.segment_study(args.study, rules=args.rules)
-    files = result.write(args.out)
+    with use_progress(Progress()) as progress:
+        progress.stage("loading model")
+        with Segmenter.from_bundle(args.bundle, args.backend, args.device, config,
+                                   checkpoint=args.checkpoint) as segmenter:
+            result = segmenter.segment_study(args.study, rules=args.rules)
+        progress.stage("writing files")
+        files = result.write(args.out)
     vols = ", ".join(f"{k} {v:.2f} ml" for k, v in result.volumes_ml.items())
     logger.info("study %s: %s", result.study_instance_uid, vols)
     for kind, path in files.items():
