@@ -35,6 +35,9 @@ def add_segment_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
                    "without one); skull-stripped: trust the input; command: run --brain-mask-command")
     p.add_argument("--brain-mask-command", default=None,
                    help="e.g. 'mri_synthstrip -i {input} -m {output}' (no shell)")
+    p.add_argument("--brain-mask-series", default=d.brain_mask_series, choices=["best", "all"],
+                   help="auto: run the brain-extraction network on the finest series (best; the "
+                   "others only when its brain volume is implausible) or on every series (all)")
     p.add_argument("--rules", type=Path, default=None, help="modality rule file (JSON/TOML)")
     p.add_argument("--mirror", action="store_true", help="test-time mirroring (8× slower)")
     p.add_argument("--no-postprocess", action="store_true", help="skip the small-ET → NCR rule")
@@ -59,7 +62,8 @@ def run_segment(args: argparse.Namespace) -> int:
     config = SegmenterConfig(
         step_size=args.step_size, batch_size=args.batch_size, mirror=args.mirror,
         postprocess=not args.no_postprocess, brain_mask=args.brain_mask,
-        brain_mask_command=args.brain_mask_command, segmentation_type=args.segmentation_type,
+        brain_mask_command=args.brain_mask_command, brain_mask_series=args.brain_mask_series,
+        segmentation_type=args.segmentation_type,
         qa_png=args.qa_png, sr=args.sr,
     )
     with use_progress(Progress()) as progress:
