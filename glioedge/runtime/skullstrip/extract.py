@@ -1,10 +1,15 @@
-"""The brain-extraction stage: every selected series → one tumour-safe mask on the reference grid.
+"""The brain-extraction stage: the selected series → one tumour-safe mask on the reference grid.
 
-``extract_brain(volumes, model, reference)`` runs the bundle's brain-mask network on each series
-(each on its own grid, or on the fused volumes), resamples each brain probability onto the
-reference grid in physical space, and makes the mask tumour-safe (:mod:`.safety`). Its
-:class:`BrainExtraction` carries the mask, the brain volume, plausibility warnings, timings and
-the parameters to record in the report and in the SEG's algorithm parameters.
+``extract_brain(volumes, model, reference)`` crops each series it runs to the head's box
+(:mod:`.headbox`), runs the bundle's brain-mask network on it (on its own grid, or on the fused
+volumes), resamples the brain probability onto the reference grid in physical space, and makes
+the mask tumour-safe (:mod:`.safety`). By default (``series="best"``) the network runs on the
+series with the finest voxels only — one HD-BET pass is most of a study's time on a CPU — and on
+the others too (their union, as ``series="all"`` always does) when that series' brain volume is
+implausible; a tumour that touches the mask's border is still handled after segmentation by the
+grown-mask re-run. Its :class:`BrainExtraction` carries the mask, the brain volume, plausibility
+warnings, timings and the parameters to record in the report and in the SEG's algorithm
+parameters (``series_run``: the series the network ran on).
 """
 
 from __future__ import annotations
