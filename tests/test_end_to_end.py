@@ -60,6 +60,10 @@ def test_kd_student_segments_skull_stripped_and_raw_heads(kd_bundle: Path) -> No
         on_stripped = seg.segment_volumes(stripped)
     with Segmenter.from_bundle(kd_bundle, backend="onnxruntime") as seg:  # default: auto
         on_raw = seg.segment_volumes(raw)
+    # brain extraction as before issue 12 (every series, whole field of view): same segmentation
+    today = SegmenterConfig(brain_mask_series="all", brain_mask_head_box_mm=None)
+    with Segmenter.from_bundle(kd_bundle, backend="onnxruntime", config=today) as seg:
+        on_raw_today = seg.segment_volumes(raw)
 
     assert on_stripped.brain_mask_mode == "skull-stripped"
     assert on_raw.brain_mask_mode == "auto"
@@ -70,6 +74,11 @@ def test_kd_student_segments_skull_stripped_and_raw_heads(kd_bundle: Path) -> No
     assert wt_stripped >= MIN_WT_DICE
     assert et_stripped >= 0.6
     assert wt_raw >= wt_stripped - MAX_RAW_HEAD_MARGIN
+    wt_today = dice(on_raw_today.label_map.array > 0, truth_raw > 0)
+    agreement = float(np.mean(on_raw.label_map.array == on_raw_today.label_map.array))
+    print(f"raw head WT Dice {wt_raw:.4f} (brain extraction as before: {wt_today:.4f}), label "
+          f"agreement {agreement:.5f}; skull-stripped WT {wt_stripped:.4f}")
+    assert agreement >= 0.999 and abs(wt_raw - wt_today) <= 0.01, (agreement, wt_raw, wt_today)
     # Nothing outside the head's brain is called tumour.
     outside = ~heads["t1ce"].brain_mask
     assert np.count_nonzero((on_raw.label_map.array > 0) & outside) <= 0.01 * np.count_nonzero(

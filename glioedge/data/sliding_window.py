@@ -288,6 +288,7 @@ def sliding_window_predict(
     use_gaussian: bool = True,
     mirror_axes: tuple[int, ...] = (),
     accumulate_dtype: DTypeLike = np.float32,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Predict a whole image patch by patch and blend the patches, as nnU-Net v2 does.
 
@@ -319,6 +320,7 @@ def sliding_window_predict(
         mirror_axes: spatial axes (0-based, ``0`` = ``i``) for test-time mirroring; all
             ``2**len(mirror_axes)`` flip combinations are averaged. ``()`` disables mirroring.
         accumulate_dtype: ``np.float32`` (default) or ``np.float64``.
+        on_progress: called with ``(windows done, windows in all)`` after each batch.
 
     Returns:
         ``(num_classes, *spatial)`` float32 array, same spatial shape as ``image``.
@@ -373,6 +375,8 @@ def sliding_window_predict(
         for b, sl in enumerate(chunk):
             logits[(slice(None), *sl)] += pred[b]
             weight_sum[sl] += weight
+        if on_progress is not None:
+            on_progress(first + len(chunk), len(slices))
 
     logits /= weight_sum
     return np.ascontiguousarray(logits[(slice(None), *revert[1:])], dtype=np.float32)

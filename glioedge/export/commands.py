@@ -150,15 +150,22 @@ def run_export(args: argparse.Namespace) -> int:
         GlioedgeError: any other export problem (exit 2).
     """
     from glioedge.export.pipeline import add_engine, export_bundle
+    from glioedge.progress import Progress, use_progress
 
     if args.checkpoint is None:
         if args.bundle is None or not args.engine:
             raise ConfigError("give --checkpoint and --out, or --bundle with --engine")
-        bundle = add_engine(args.bundle, _options(args))
+        with use_progress(Progress()) as progress:
+            progress.stage("building and verifying the TensorRT engine")
+            bundle = add_engine(args.bundle, _options(args))
     else:
         if args.out is None:
             raise ConfigError("--out is required with --checkpoint")
-        bundle = export_bundle(args.checkpoint, args.out, _options(args))
+        with use_progress(Progress()) as progress:
+            progress.stage("export: ONNX, parity with PyTorch"
+                           + (", brain-mask model" if getattr(args, "brain_mask", False) else "")
+                           + (", TensorRT engine" if getattr(args, "engine", False) else ""))
+            bundle = export_bundle(args.checkpoint, args.out, _options(args))
     print(_summary(bundle.manifest))
     print(f"bundle written to {bundle.root}")
     return 0

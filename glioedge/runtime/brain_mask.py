@@ -4,9 +4,10 @@ BraTS-trained models expect skull-stripped input. Three explicit modes, recorded
 and in the SEG's algorithm parameters:
 
 * ``auto`` (default): run the bundle's ``brain_mask.onnx`` (:mod:`glioedge.runtime.skullstrip`,
-  HD-BET on ONNX Runtime, torch-free) on every selected series, union, fill holes, dilate by a
-  margin in mm; when the bundle carries no brain-mask model, fall back to ``skull-stripped`` with
-  a warning, and the effective mode recorded is ``skull-stripped``;
+  HD-BET on ONNX Runtime, torch-free) on the finest series (every series when its brain volume
+  is implausible, or with ``series="all"``), union, fill holes, dilate by a margin in mm; when
+  the bundle carries no brain-mask model, fall back to ``skull-stripped`` with a warning, and
+  the effective mode recorded is ``skull-stripped``;
 * ``skull-stripped``: the brain is the union of nonzero voxels over the input channels (what
   :func:`glioedge.data.preprocess.preprocess` assumes without a mask);
 * ``command``: a user command template is run without a shell (split with :mod:`shlex`); its

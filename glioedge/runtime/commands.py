@@ -35,6 +35,9 @@ def add_segment_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
                    "without one); skull-stripped: trust the input; command: run --brain-mask-command")
     p.add_argument("--brain-mask-command", default=None,
                    help="e.g. 'mri_synthstrip -i {input} -m {output}' (no shell)")
+    p.add_argument("--brain-mask-series", default=d.brain_mask_series, choices=["best", "all"],
+                   help="auto: run the brain-extraction network on the finest series (best; the "
+                   "others only when its brain volume is implausible) or on every series (all)")
     p.add_argument("--rules", type=Path, default=None, help="modality rule file (JSON/TOML)")
     p.add_argument("--mirror", action="store_true", help="test-time mirroring (8× slower)")
     p.add_argument("--no-postprocess", action="store_true", help="skip the small-ET → NCR rule")
@@ -60,19 +63,24 @@ def run_segment(args: argparse.Namespace) -> int:
     Raises:
         GlioedgeError: bad input, bundle or back-end (the CLI logs it; exit code per glioedge.cli.exit_code).
     """
+    from glioedge.progress import Progress, use_progress
     from glioedge.runtime.segmenter import Segmenter, SegmenterConfig
 
     config = SegmenterConfig(
         step_size=args.step_size, batch_size=args.batch_size, mirror=args.mirror,
         postprocess=not args.no_postprocess, brain_mask=args.brain_mask,
-        brain_mask_command=args.brain_mask_command, segmentation_type=args.segmentation_type,
+        brain_mask_command=args.brain_mask_command, brain_mask_series=args.brain_mask_series,
+        segmentation_type=args.segmentation_type,
         qa_png=args.qa_png, sr=args.sr, register=args.register,
         require_signature=args.require_signature, trusted_keys=tuple(args.trusted_key),
     )
-    with Segmenter.from_bundle(args.bundle, args.backend, args.device, config,
-                               checkpoint=args.checkpoint) as segmenter:
-        result = segmenter.segment_study(args.study, rules=args.rules)
-    files = result.write(args.out)
+    with use_progress(Progress()) as progress:
+        progress.stage("loading model")
+        with Segmenter.from_bundle(args.bundle, args.backend, args.device, config,
+                                   checkpoint=args.checkpoint) as segmenter:
+            result = segmenter.segment_study(args.study, rules=args.rules)
+        progress.stage("writing files")
+        files = result.write(args.out)
     vols = ", ".join(f"{k} {v:.2f} ml" for k, v in result.volumes_ml.items())
     logger.info("study %s: %s", result.study_instance_uid, vols)
     for kind, path in files.items():

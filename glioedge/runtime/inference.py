@@ -21,6 +21,7 @@ from glioedge.bundle import Manifest
 from glioedge.data.preprocess import PreprocessParams, PreprocessRecord, preprocess, restore_to_original
 from glioedge.data.sliding_window import count_windows, sliding_window_predict
 from glioedge.errors import ModelError
+from glioedge.progress import current_progress
 from glioedge.runtime.backends import Backend
 from glioedge.vocabulary import WINDOW_STEP
 
@@ -112,6 +113,7 @@ def run_inference(
     logits = sliding_window_predict(
         case.data, backend.predict, manifest.patch_size, num_classes=manifest.num_classes,
         step_size=step_size, batch_size=batch_size, mirror_axes=MIRROR_AXES if mirror else (),
+        on_progress=current_progress().steps,
     )
     timings["inference"] = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -34,6 +34,7 @@ from glioedge.dicom_io import (
     write_seg,
 )
 from glioedge.errors import ConfigError, InputError
+from glioedge.progress import current_progress
 from glioedge.runtime.backends import Backend, select_backend
 from glioedge.runtime.brain_mask import BrainMaskMode, MaskOutcome, compute_brain_mask, mask_mode
 from glioedge.runtime.inference import InferenceOutput, preprocess_params, run_inference
@@ -66,6 +67,10 @@ class SegmenterConfig:
         brain_mask_mirror: ``auto``: mirror the brain-mask network (8× slower on CPU).
         brain_mask_regrow_mm: ``auto``: when a tumour component touches the mask border, grow
             the mask this far around it and segment again (0 disables).
+        brain_mask_series: ``auto``: ``best`` (the network on the finest series; the union with
+            the others only when its brain volume is implausible) or ``all`` (every series).
+        brain_mask_head_box_mm: ``auto``: crop to the head's box grown by this margin before the
+            network (``None``: the whole field of view).
         segmentation_type: ``BINARY`` or ``LABELMAP`` SEG.
         omit_empty_frames: leave frames without a segment out of the SEG.
         series_number: SeriesNumber of the SEG.
@@ -88,6 +93,8 @@ class SegmenterConfig:
     brain_mask_margin_mm: float = 3.0
     brain_mask_mirror: bool = False
     brain_mask_regrow_mm: float = 10.0
+    brain_mask_series: str = "best"
+    brain_mask_head_box_mm: float | None = 10.0
     segmentation_type: str = "BINARY"
     omit_empty_frames: bool = True
     series_number: int = 9901
@@ -184,7 +191,9 @@ class Segmenter:
         if self.config.brain_mask == BrainMaskMode.AUTO.value:
             self.brain_mask_model = BrainMaskModel.from_bundle(bundle)
         self._skullstrip = SkullStripConfig(margin_mm=self.config.brain_mask_margin_mm,
-                                            mirror=self.config.brain_mask_mirror)
+                                            mirror=self.config.brain_mask_mirror,
+                                            series=self.config.brain_mask_series,
+                                            head_box_mm=self.config.brain_mask_head_box_mm)
 
     @classmethod
     def from_bundle(
@@ -249,12 +258,14 @@ class Segmenter:
             ConfigError: an invalid rule file.
         """
         t0 = time.perf_counter()
+        current_progress().stage("reading")
         study: LoadedStudy = load_study(source, required=tuple(self.bundle.manifest.modalities),
                                         rules=rules, reference=self.reference,
                                         register=self.config.register)
         t_load = time.perf_counter() - t0
         core = self._segment(study.volumes, study.reference)
         t1 = time.perf_counter()
+        current_progress().stage("writing SEG")
         reference = list(study.series[study.reference].datasets)
         others = [ds for m, s in study.series.items() if m != study.reference for ds in s.datasets]
         # The identity is the set of source *instances* used (a study that gained or changed
@@ -336,15 +347,18 @@ class Segmenter:
         ref = volumes[reference]
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        current_progress().stage("brain extraction")
         outcome = compute_brain_mask(volumes, cfg.brain_mask, reference, command=cfg.brain_mask_command,
                                      model=self.brain_mask_model, skullstrip=self._skullstrip)
         timings["brain_mask"] = time.perf_counter() - t0
         images = {k: np.asarray(v.array) for k, v in volumes.items() if k in m.modalities}
+        current_progress().stage("segmentation")
         out = run_inference(images, ref.affine, m, self.backend, brain_mask=outcome.mask,
                             step_size=cfg.step_size, batch_size=cfg.batch_size, mirror=cfg.mirror)
         out = self._regrow(outcome, out, images, ref)
         timings.update(out.timings)
         t0 = time.perf_counter()
+        current_progress().stage("post-processing")
         labels, info = apply_postprocess(out.labels, ref.spacing, m.postprocess_params(),
                                          self._params.target_spacing, enabled=cfg.postprocess)
         volumes_ml = tumour_volumes_ml(labels, ref.spacing)

@@ -203,17 +203,28 @@ def test_config_round_trip() -> None:
         SegmenterConfig.from_dict({"stepsize": 0.5})
 
 
-def test_cli_segment(trained_bundle: Path, synthetic_study: Path, tmp_path: Path) -> None:
+def test_cli_segment(trained_bundle: Path, synthetic_study: Path, tmp_path: Path,
+                     caplog: pytest.LogCaptureFixture) -> None:
     import argparse
+    import logging
 
     from glioedge.runtime.commands import add_segment_parser
 
+    caplog.set_level(logging.INFO, logger="glioedge.progress")
     parser = argparse.ArgumentParser()
     add_segment_parser(parser.add_subparsers())
     args = parser.parse_args(["segment", str(synthetic_study), "--bundle", str(trained_bundle), "--out",
                               str(tmp_path / "out"), "--backend", "onnxruntime", "--qa-png"])
     assert args.func(args) == 0
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"seg.dcm", "report.json", "qa.png"}
+    # progress for a person waiting (plain log lines: pytest's capture is not a terminal)
+    lines = [r.getMessage() for r in caplog.records if r.name == "glioedge.progress"]
+    stages = [ln.removeprefix("stage: ") for ln in lines if ln.startswith("stage: ")]
+    assert stages == ["loading model", "reading", "brain extraction", "segmentation",
+                      "post-processing", "writing SEG", "writing files"]
+    counts = [ln.split("windows ")[1].split(" of ") for ln in lines if ln.startswith("segmentation: windows")]
+    assert counts and counts[-1][0] == counts[-1][1] and int(counts[-1][1]) > 0
+    assert lines[-1].startswith("done in ") and "segmentation" in lines[-1]
 
 
 def test_runtime_runs_without_torch(trained_bundle: Path, synthetic_study: Path, tmp_path: Path) -> None:

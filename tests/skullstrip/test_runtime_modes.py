@@ -119,3 +119,18 @@ def test_failing_extractor_is_a_backend_error(plain_bundle: Path, heads, tmp_pat
     broken = _with_brain_mask(plain_bundle, tmp_path / "broken", bad=True)
     with pytest.raises(BackendError, match="brain extraction on series"):
         _segment(broken, heads)
+
+
+def test_segmenter_reports_its_stages_and_windows(masked_bundle: Path, heads, caplog):
+    import logging
+
+    from glioedge.progress import Progress, use_progress
+
+    caplog.set_level(logging.INFO, logger="glioedge.progress")
+    with use_progress(Progress()) as progress:
+        res = _segment(masked_bundle, heads)
+    assert list(progress.times) == ["brain extraction", "segmentation", "post-processing"]
+    windows = [r.getMessage() for r in caplog.records if "windows" in r.getMessage()]
+    assert windows[-1] == f"segmentation: windows {res.windows} of {res.windows}"
+    # the stand-in keeps the scalp (> 2000 mL): implausible, so the other series is added
+    assert res.report()["config"]["brain_extraction"]["series_run"] == ["t1ce", "flair"]

@@ -2,11 +2,12 @@
 
 A brain mask that cuts tumour away loses it for good (the tumour model sees zeros there), while a
 mask a few millimetres too large costs nothing but a few voxels of skull in the crop box. So the
-runtime takes the union of the masks of every selected series, fills holes (a necrotic core or a
-cyst that the extractor left out is inside the brain by definition), keeps the largest connected
-component, dilates by a margin in millimetres (anisotropic voxels handled by the Euclidean distance
-in mm), and, after segmentation, grows the mask around any tumour component that touches its
-border so that the caller can re-run on the grown box.
+runtime takes the union of the masks of the series the network ran on (:mod:`.extract`: the
+finest, or all of them when its volume is implausible or ``series="all"``), fills holes (a
+necrotic core or a cyst that the extractor left out is inside the brain by definition), keeps the
+largest connected component, dilates by a margin in millimetres (anisotropic voxels handled by
+the Euclidean distance in mm), and, after segmentation, grows the mask around any tumour component
+that touches its border so that the caller can re-run on the grown box.
 """
 
 from __future__ import annotations
