@@ -125,6 +125,20 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, quick=args.quick)
 
 
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="what this machine offers for inference (GPU, CUDA, cuDNN, "
+                       "TensorRT, ONNX Runtime) and which back-end 'auto' picks, and why")
+    p.add_argument("--device", default=None, help="device to reason about: cpu, cuda or cuda:N")
+    p.set_defaults(func=_run_doctor)
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from glioedge.runtime.doctor import probe, report
+
+    print(report(probe(), args.device))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glioedge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"glioedge {__version__}")
@@ -143,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     from glioedge.runtime.commands import add_segment_parser
 
     add_segment_parser(sub)
+    _add_doctor(sub)
     try:
         from glioedge.runtime.daemon.commands import add_receive_parser, add_watch_parser
     except ImportError:  # the runtime extra (watchdog, pynetdicom) is not installed

@@ -29,8 +29,10 @@ __all__ = [
     "compute_capability",
     "cudart_candidates",
     "device_index",
+    "devices",
     "driver_version",
     "load_cudart",
+    "runtime_version",
 ]
 
 H2D, D2H = 1, 2  # cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost
@@ -149,6 +151,19 @@ def load_cudart(search_dirs: Iterable[str | Path] | None = None) -> ctypes.CDLL:
     )
 
 
+def runtime_version() -> int:
+    """Version of the CUDA runtime library found (e.g. 12090 for 12.9).
+
+    Raises:
+        BackendError: no runtime library, or it fails.
+    """
+    lib = load_cudart()
+    v = ctypes.c_int()
+    if lib.cudaRuntimeGetVersion(ctypes.byref(v)) != 0:
+        raise BackendError("cudaRuntimeGetVersion failed")
+    return int(v.value)
+
+
 class CudaRuntime:
     """Device memory, pinned host memory, async copies and one non-blocking stream on one GPU.
 
@@ -229,3 +244,25 @@ class CudaRuntime:
         if self.stream:
             self.lib.cudaStreamDestroy(self.stream)
             self.stream = ctypes.c_void_p()
+
+
+def devices() -> list[tuple[int, str, tuple[int, int]]]:
+    """``(index, name, compute capability)`` of every CUDA device the driver sees (``[]``: none).
+
+    Raises:
+        BackendError: no NVIDIA driver.
+    """
+    lib = _driver()
+    if lib.cuInit(0) != 0:
+        return []
+    count = ctypes.c_int()
+    if lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return []
+    out = []
+    for i in range(count.value):
+        dev = ctypes.c_int()
+        lib.cuDeviceGet(ctypes.byref(dev), i)
+        name = ctypes.create_string_buffer(256)
+        lib.cuDeviceGetName(name, 256, dev)
+        out.append((i, name.value.decode(errors="replace"), compute_capability(i)))
+    return out

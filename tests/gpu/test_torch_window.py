@@ -39,7 +39,8 @@ def test_device_accumulator_equals_numpy(shape: tuple, patch: tuple, step: float
     def torch_fn(x: torch.Tensor) -> torch.Tensor:
         return net(x)
 
-    kw = dict(num_classes=3, step_size=step, batch_size=batch, mirror_axes=mirror, use_gaussian=gaussian)
+    kw = {"num_classes": 3, "step_size": step, "batch_size": batch, "mirror_axes": mirror,
+          "use_gaussian": gaussian}
     expected = sliding_window_predict(image, numpy_fn, patch, **kw)
     with torch.inference_mode():
         got = sliding_window_predict_torch(image, torch_fn, patch, device="cpu", **kw)
