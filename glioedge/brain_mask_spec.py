@@ -1,5 +1,8 @@
 """What the brain-mask network expects and returns: the ``brain_mask`` entry of a bundle manifest.
 
+A neutral module (like :mod:`glioedge.bundle`): the export writes it and the runtime reads it, so
+it lives below both (``glioedge.runtime.skullstrip.spec`` re-exports it).
+
 One frozen dataclass, one source of defaults (those of HD-BET, Isensee et al. 2019). The export
 writes :meth:`BrainMaskSpec.to_dict` into ``manifest.json``; the runtime reads it back with
 :meth:`BrainMaskSpec.from_dict`, so the runtime never guesses orientation, spacing or
