@@ -159,11 +159,13 @@ def part_student(out: Path, dry: bool) -> None:
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream), torch.no_grad():
             for _ in range(3):
-                with torch.autocast("cuda", dtype=torch.float16):
+                with torch.autocast("cuda", dtype=torch.float16, cache_enabled=False):
                     net(static_x)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), torch.cuda.graph(graph), torch.autocast("cuda", dtype=torch.float16):
+        # autocast's weight-cast cache must be off while capturing (PyTorch's CUDA-graph notes)
+        with torch.no_grad(), torch.cuda.graph(graph), \
+                torch.autocast("cuda", dtype=torch.float16, cache_enabled=False):
             static_y = net(static_x)
 
         def replay() -> Any:
