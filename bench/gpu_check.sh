@@ -5,8 +5,9 @@
 #   3. bench/export_parity.py with --engine: ORT FP32/FP16 and TensorRT FP16 vs PyTorch FP32,
 #      times on the same window batch.
 # Usage (repo root):  bash bench/gpu_check.sh [preset]     (preset: tiny|small|nnunet, default small)
-# Results go to $OUT (device tool) or bench/results/. Without TensorRT or a GPU every step says
-# why it is skipped and the script still exits 0 after the CPU parts.
+# Results go to $OUT (device tool) or bench/results/. Without TensorRT or a GPU the TensorRT steps
+# say why they are skipped; the exit status is 1 when any step fails (0 only when all passed).
+# bench/gpu_probe.sh is the broader GPU measurement (torch student, KD step, Segmenter, engines).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PRESET="${1:-small}"
@@ -21,6 +22,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 export PYTHONPATH=".:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 start=$(date +%s)
+fail=0
 
 echo "== environment"
 nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total --format=csv,noheader \
@@ -37,13 +39,17 @@ from glioedge.export.tensorrt import tensorrt_unavailable_reason
 reason = tensorrt_unavailable_reason()
 print("TensorRT path:", "available" if reason is None else f"skipped: {reason}")
 PY
+[ "$?" -eq 0 ] || fail=1
 
 echo "== TensorRT tests"
 timeout 240 "$PY" -m pytest -q -p no:cacheprovider tests/export/test_tensorrt.py -rs 2>&1 \
   | tee "$RESULTS/gpu_check_pytest.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "TensorRT tests FAILED"; fail=1; }
 
 echo "== export parity (${PRESET}) with --engine"
 timeout 300 "$PY" bench/export_parity.py --preset "$PRESET" --engine --repeats 5 \
   --out "$RESULTS/export_parity_gpu.json" 2>&1 | tee "$RESULTS/gpu_check_bench.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "export parity FAILED"; fail=1; }
 
-echo "== done in $(( $(date +%s) - start )) s"
+echo "== done in $(( $(date +%s) - start )) s: $([ "$fail" -eq 0 ] && echo all passed || echo FAILED)"
+exit "$fail"

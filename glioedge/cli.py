@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -148,6 +149,27 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, quick=args.quick)
 
 
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="what this machine offers for inference (GPU, CUDA, cuDNN, "
+                       "TensorRT, ONNX Runtime) and which back-end 'auto' picks, and why")
+    p.add_argument("--device", default=None, type=_device,
+                   help="device to reason about: cpu, cuda or cuda:N")
+    p.set_defaults(func=_run_doctor)
+
+
+def _device(text: str) -> str:
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text.strip().lower()):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected cpu, cuda or cuda:N")
+    return text.strip().lower()
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from glioedge.runtime.doctor import probe, report
+
+    print(report(probe(), args.device))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glioedge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"glioedge {__version__}")
@@ -167,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_segment_parser(sub)
     add_watch_parser(sub)
     add_receive_parser(sub)
+    _add_doctor(sub)
     return parser
 
 

@@ -57,22 +57,15 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("glioedge.runtime.backends.torch_backend", "glioedge.train."):
         "the optional PyTorch reference back-end builds the network from a training checkpoint",
 }
-# TEMPORARY (branch `gpu` removes these edges: the engine builder and the brain-mask model spec
-# move to a module below runtime and export). The lead deletes this allowlist after that merge;
-# the test then fails if any of these edges comes back.
-TEMPORARY_ALLOWED: frozenset[tuple[str, str]] = frozenset({
-    ("glioedge.runtime.backends", "glioedge.export.tensorrt"),
-    ("glioedge.runtime.backends.tensorrt_backend", "glioedge.export.tensorrt"),
-    ("glioedge.export.brain_mask_export", "glioedge.runtime.skullstrip.spec"),
-})
 
 #: Modules that must import without torch (with all their import-time dependencies).
 TORCH_FREE_ROOTS = ("glioedge.runtime", "glioedge.dicom_io", "glioedge.bundle", "glioedge.bundle_signing",
                     "glioedge.vocabulary",
                     *sorted(RUNTIME_DATA))
-#: Runtime modules allowed to need torch: the optional torch back-end (and a GPU accumulator,
-#: should one be added: list it here with the reason).
-TORCH_OPTIONAL = frozenset({"glioedge.runtime.backends.torch_backend"})
+#: Runtime modules allowed to need torch: the optional torch back-end and its device-side
+#: sliding-window accumulator (loaded only by that back-end).
+TORCH_OPTIONAL = frozenset({"glioedge.runtime.backends.torch_backend",
+                            "glioedge.runtime.backends.torch_window"})
 
 
 @dataclass(frozen=True)
@@ -189,8 +182,6 @@ def layering_violations(edges: list[Edge]) -> list[str]:
             continue
         if any(e.source == s and e.target.startswith(t) for s, t in EXCEPTIONS):
             continue
-        if (e.source, e.target) in TEMPORARY_ALLOWED:
-            continue
         if src in ALLOWED:
             ok = dst in ALLOWED[src] or (dst not in ALLOWED and src in MAY_IMPORT_NEUTRAL)
         else:  # a neutral module
@@ -298,13 +289,6 @@ def test_no_import_cycle() -> None:
 
 def test_torch_is_not_reachable_at_import_time() -> None:
     assert torch_paths(EDGES) == []
-
-
-def test_temporary_allowlist_holds_only_live_edges() -> None:
-    # An allowlist entry whose edge is gone must be deleted, so the list can only shrink.
-    pairs = {(e.source, e.target) for e in EDGES}
-    stale = sorted(TEMPORARY_ALLOWED - pairs)
-    assert not stale, f"delete these from TEMPORARY_ALLOWED, the edges are gone: {stale}"
 
 
 # -- the checks can fail ------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 """Infinite, deterministic training batches from preprocessed cases (imports torch).
 
-Each ``DataLoader`` worker owns a ``numpy`` generator seeded from ``(seed, worker_id)``, opens the
-cases memory-mapped, and assembles whole batches (sampling → augmentation → stacking), so that
-``num_workers`` background processes keep the training step busy. Foreground oversampling is
+Batch ``k`` of the stream is drawn with its own ``numpy`` generator seeded from ``(seed, k)``;
+worker ``w`` of ``W`` makes batches ``start + w, start + w + W, …`` and the ``DataLoader`` hands
+them out in order, so the stream is the same for any number of workers and a run resumed at
+batch ``start`` continues the stream it left. Workers open the cases memory-mapped and assemble
+whole batches (sampling → augmentation → stacking); they persist for the whole run (the loader is
+built once, not per epoch). Foreground oversampling is
 scheduled per batch as in nnU-Net: the last ``round(batch_size * oversample_foreground)`` samples
 of every batch are centred on tumour.
 """
@@ -35,7 +38,8 @@ class PatchBatchDataset(torch.utils.data.IterableDataset):
         batch_size: samples per batch.
         augment: augmentation config.
         oversample_foreground: share of each batch centred on tumour.
-        seed: base seed; worker ``w`` uses ``numpy.random.default_rng([seed, w])``.
+        seed: base seed; batch ``k`` uses ``numpy.random.default_rng([seed, k])``.
+        start_batch: index of the first batch (``epoch * iters_per_epoch`` when resuming).
 
     Raises:
         InputError: no case paths, or a case has no label.
@@ -49,6 +53,7 @@ class PatchBatchDataset(torch.utils.data.IterableDataset):
         augment: AugmentConfig,
         oversample_foreground: float = 1 / 3,
         seed: int = 0,
+        start_batch: int = 0,
     ) -> None:
         super().__init__()
         if not case_paths:
@@ -61,6 +66,7 @@ class PatchBatchDataset(torch.utils.data.IterableDataset):
         self.augment = augment
         self.oversample_foreground = float(oversample_foreground)
         self.seed = int(seed)
+        self.start_batch = int(start_batch)
         n_fg = round(self.batch_size * self.oversample_foreground)
         self._force_fg = [b >= self.batch_size - n_fg for b in range(self.batch_size)]
 
@@ -74,10 +80,16 @@ class PatchBatchDataset(torch.utils.data.IterableDataset):
         return cache[idx]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        """Yield batches forever (deterministic for a given seed, worker id and worker count)."""
+        """Yield batches forever (deterministic for a given seed and start, any worker count)."""
         info = torch.utils.data.get_worker_info()
-        worker = 0 if info is None else info.id
-        rng = np.random.default_rng([self.seed, worker])
+        worker, n_workers = (0, 1) if info is None else (info.id, info.num_workers)
+        cache: dict[int, Any] = {}
+        k = self.start_batch + worker
+        while True:
+            yield self._batch(np.random.default_rng([self.seed, k]), cache)
+            k += n_workers
+
+    def _batch(self, rng: np.random.Generator, cache: dict[int, Any]) -> dict[str, Any]:
         augmenter = Augmenter(self.augment, rng)
         sampler = PatchSampler(
             self.patch_size,  # type: ignore[arg-type]
@@ -85,19 +97,17 @@ class PatchBatchDataset(torch.utils.data.IterableDataset):
             rng,
             input_size=augmenter.input_size(self.patch_size),  # type: ignore[arg-type]
         )
-        cache: dict[int, Any] = {}
-        while True:
-            images, labels = [], []
-            for force in self._force_fg:
-                data, label, fg = self._open(int(rng.integers(len(self.case_paths))), cache)
-                x, y = sampler.sample(data, label, fg, force_fg=force)
-                x, y = augmenter(x, y, self.patch_size)
-                images.append(x)
-                labels.append(y)
-            yield {
-                "image": torch.from_numpy(np.stack(images)),
-                "label": torch.from_numpy(np.stack(labels).astype(np.int64)[:, None]),
-            }
+        images, labels = [], []
+        for force in self._force_fg:
+            data, label, fg = self._open(int(rng.integers(len(self.case_paths))), cache)
+            x, y = sampler.sample(data, label, fg, force_fg=force)
+            x, y = augmenter(x, y, self.patch_size)
+            images.append(x)
+            labels.append(y)
+        return {
+            "image": torch.from_numpy(np.stack(images)),
+            "label": torch.from_numpy(np.stack(labels).astype(np.int64)[:, None]),
+        }
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -117,8 +127,11 @@ def make_train_loader(
     *,
     prefetch_factor: int = 4,
     pin_memory: bool = False,
+    start_batch: int = 0,
 ) -> torch.utils.data.DataLoader:
-    """An infinite loader of augmented training batches (iterate it; it never ends).
+    """An infinite loader of augmented training batches (iterate it once; it never ends).
+
+    Build it once per run and keep one iterator over it: a new ``iter()`` restarts the stream.
 
     Args:
         case_paths: preprocessed ``<id>.npy`` paths.
@@ -129,7 +142,9 @@ def make_train_loader(
         seed: base seed of every worker's generator.
         num_workers: background processes (0 = in the main process).
         prefetch_factor: batches each worker prepares ahead.
-        pin_memory: pin batches (for CUDA training).
+        pin_memory: pin batches in page-locked memory, so that ``.to(cuda, non_blocking=True)``
+            overlaps the copy with compute (for CUDA training).
+        start_batch: index of the first batch (to resume a run where it stopped).
 
     Returns:
         A ``DataLoader`` yielding ``{"image": float32 (B, C, *patch), "label": int64
@@ -140,7 +155,7 @@ def make_train_loader(
         ConfigError: invalid batch size.
     """
     dataset = PatchBatchDataset(
-        case_paths, patch_size, batch_size, augment, oversample_foreground, seed
+        case_paths, patch_size, batch_size, augment, oversample_foreground, seed, start_batch
     )
     extra: dict[str, Any] = {}
     if num_workers > 0:

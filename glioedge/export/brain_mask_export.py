@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from glioedge._optional import require
+from glioedge.brain_mask_spec import BRAIN_MASK_FILE, BrainMaskSpec
 from glioedge.bundle import sha256_file
 from glioedge.errors import ConfigError, MissingDependencyError, ModelError
-from glioedge.runtime.skullstrip.spec import BRAIN_MASK_FILE, BrainMaskSpec
 
 if TYPE_CHECKING:
     from torch import nn

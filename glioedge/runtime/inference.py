@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -110,8 +111,10 @@ def run_inference(
     logger.info("network grid %s (crop %s), %d windows of %s%s", case.data.shape[1:],
                 case.record.crop_bbox, windows, manifest.patch_size, ", mirrored" if mirror else "")
     t0 = time.perf_counter()
-    logits = sliding_window_predict(
-        case.data, backend.predict, manifest.patch_size, num_classes=manifest.num_classes,
+    on_device = getattr(backend, "sliding_window", None)  # blends on the GPU (torch back-end)
+    window = on_device if callable(on_device) else partial(sliding_window_predict, predict_fn=backend.predict)
+    logits = window(
+        case.data, patch_size=manifest.patch_size, num_classes=manifest.num_classes,
         step_size=step_size, batch_size=batch_size, mirror_axes=MIRROR_AXES if mirror else (),
         on_progress=current_progress().steps,
     )

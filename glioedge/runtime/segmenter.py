@@ -175,8 +175,10 @@ class Segmenter:
         bundle: the model bundle. backend: the back-end. config: the configuration.
     """
 
-    def __init__(self, bundle: Bundle, backend: Backend, config: SegmenterConfig | None = None) -> None:
-        """Use an opened bundle and back-end (see :meth:`from_bundle`).
+    def __init__(self, bundle: Bundle, backend: Backend, config: SegmenterConfig | None = None,
+                 device: str | None = None) -> None:
+        """Use an opened bundle and back-end (see :meth:`from_bundle`); ``device`` is where the
+        brain-mask model runs (``None``: the GPU when ONNX Runtime has one).
 
         Raises:
             ModelError: the manifest's preprocessing is inconsistent.
@@ -189,7 +191,7 @@ class Segmenter:
         self.reference = "t1ce" if "t1ce" in mods else mods[0]
         self.brain_mask_model: BrainMaskModel | None = None
         if self.config.brain_mask == BrainMaskMode.AUTO.value:
-            self.brain_mask_model = BrainMaskModel.from_bundle(bundle)
+            self.brain_mask_model = BrainMaskModel.from_bundle(bundle, device=device)
         self._skullstrip = SkullStripConfig(margin_mm=self.config.brain_mask_margin_mm,
                                             mirror=self.config.brain_mask_mirror,
                                             series=self.config.brain_mask_series,
@@ -215,7 +217,7 @@ class Segmenter:
         bundle = Bundle.load(path, verify=True, policy=policy)
         be = select_backend(bundle, backend, device, checkpoint=checkpoint, cache_dir=cache_dir,
                             batch_size=cfg.batch_size)
-        return cls(bundle, be, cfg)
+        return cls(bundle, be, cfg, device=device)
 
     @classmethod
     def from_checkpoint(

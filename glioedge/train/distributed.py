@@ -2,15 +2,26 @@
 
 ``torchrun --nproc_per_node=N -m glioedge.cli train ...`` sets RANK/WORLD_SIZE/LOCAL_RANK; the
 same command without torchrun runs one process with no process group at all.
+
+On GPUs the process group has two back-ends, ``"cpu:gloo,cuda:nccl"``: NCCL for the gradients
+(DDP's buckets live on the GPU) and Gloo for whatever small CPU tensor a collective sees (an NCCL-
+only group fails on a CPU tensor with "no backend for device type cpu"). The group is bound to the
+rank's GPU (``device_id``), and its timeout is long, because rank 0 preprocesses the cohort and
+validates alone while the other ranks wait in a barrier.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+#: How long a collective may wait: rank 0's cohort preprocessing and validation take minutes to
+#: hours on a large cohort while the others wait in a barrier (NCCL's default is 10 minutes).
+DEFAULT_TIMEOUT = datetime.timedelta(hours=6)
 
 
 @dataclass(frozen=True)
@@ -28,8 +39,13 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed() -> DistInfo:
-    """Join the process group when launched by torchrun (NCCL on CUDA, Gloo on CPU)."""
+def process_group_backend(cuda: bool) -> str:
+    """The back-end string: Gloo for CPU tensors always, NCCL for CUDA tensors on GPUs."""
+    return "cpu:gloo,cuda:nccl" if cuda else "gloo"
+
+
+def init_distributed(timeout: datetime.timedelta = DEFAULT_TIMEOUT) -> DistInfo:
+    """Join the process group when launched by torchrun (see the module docstring)."""
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return DistInfo()
     info = DistInfo(
@@ -38,15 +54,26 @@ def init_distributed() -> DistInfo:
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
     )
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
+        cuda = torch.cuda.is_available()
+        kwargs: dict[str, object] = {"backend": process_group_backend(cuda), "timeout": timeout}
+        if cuda:
             torch.cuda.set_device(info.local_rank)
-        dist.init_process_group(backend=backend)
+            kwargs["device_id"] = torch.device("cuda", info.local_rank)
+        dist.init_process_group(**kwargs)  # type: ignore[arg-type]
     return info
 
 
 def pick_device(info: DistInfo) -> torch.device:
+    """The rank's GPU (with cuDNN autotuning: training shapes are fixed) or the CPU."""
     if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+        return torch.device("cuda", info.local_rank)
+    return torch.device("cpu")
+
+
+def reduction_device(info: DistInfo) -> torch.device:
+    """Where logged terms are reduced: the rank's GPU under NCCL, else the CPU (Gloo)."""
+    if dist.is_initialized() and torch.cuda.is_available() and "nccl" in str(dist.get_backend()):
         return torch.device("cuda", info.local_rank)
     return torch.device("cpu")
 
@@ -56,13 +83,13 @@ def average_terms(terms: dict[str, float], info: DistInfo) -> dict[str, float]:
     if not info.enabled:
         return terms
     keys = sorted(terms)
-    t = torch.tensor([terms[k] for k in keys], dtype=torch.float64)
+    t = torch.tensor([terms[k] for k in keys], dtype=torch.float64, device=reduction_device(info))
     dist.all_reduce(t)
-    return {k: float(v) / info.world_size for k, v in zip(keys, t, strict=True)}
+    return {k: float(v) / info.world_size for k, v in zip(keys, t.cpu(), strict=True)}
 
 
 def barrier(info: DistInfo) -> None:
-    """Wait for every rank (no-op in a single process)."""
+    """Wait for every rank (no-op in a single process); bounded by the group's timeout."""
     if info.enabled:
         dist.barrier()
 

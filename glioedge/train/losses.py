@@ -87,27 +87,60 @@ class DeepSupervisionLoss(nn.Module):
         return total
 
 
+def _world_size() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def gather_samples(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate the (N, D) samples of every rank along N, differentiably.
+
+    ``torch.distributed.nn.all_gather`` sends each rank the gradient of the whole objective with
+    respect to its own samples (summed over ranks, then averaged by DDP), so the gradients equal
+    those of one process holding the whole batch. Every rank must pass the same shape.
+    """
+    from torch.distributed.nn import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
+
+
 def barlow_twins_loss(
-    z_a: torch.Tensor, z_b: torch.Tensor, lambda_offdiag: float = 5e-3, eps: float = 1e-5
+    z_a: torch.Tensor,
+    z_b: torch.Tensor,
+    lambda_offdiag: float = 5e-3,
+    eps: float = 1e-5,
+    *,
+    gather: bool | None = None,
 ) -> torch.Tensor:
     """Barlow Twins loss between two (B, D, *spatial) feature maps.
 
     Every bottleneck voxel of the batch is one sample: each of the D channels is standardised over
     the N = B·∏spatial samples, C = z_aᵀ z_b / N is the D×D cross-correlation, and the loss is
     Σ_i (1 − C_ii)² + λ_off Σ_{i≠j} C_ij².
+
+    It is computed in FP32 with autocast disabled (``.float()`` alone does not escape autocast,
+    which would run the correlation matmul in FP16/BF16). Under DDP the samples of every rank are
+    gathered first (``gather=None``: whenever a process group of more than one rank exists), so
+    the statistics, hence the objective, are those of the global batch whatever the number of
+    GPUs; every rank must then call it (it is a collective).
     """
     if z_a.shape != z_b.shape:
         raise ValueError(f"Barlow Twins needs equal shapes, got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
     d = z_a.shape[1]
-    a = z_a.float().movedim(1, -1).reshape(-1, d)
-    b = z_b.float().movedim(1, -1).reshape(-1, d)
-    n = a.shape[0]
-    a = (a - a.mean(0)) / (a.std(0, unbiased=False) + eps)
-    b = (b - b.mean(0)) / (b.std(0, unbiased=False) + eps)
-    c = a.T @ b / n
-    on_diag = (torch.diagonal(c) - 1).pow(2).sum()
-    off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
-    return on_diag + lambda_offdiag * off_diag
+    if gather is None:
+        gather = _world_size() > 1
+    with torch.autocast(device_type=z_a.device.type, enabled=False):
+        a = z_a.float().movedim(1, -1).reshape(-1, d)
+        b = z_b.float().movedim(1, -1).reshape(-1, d)
+        if gather:
+            a, b = gather_samples(a), gather_samples(b)
+        n = a.shape[0]
+        a = (a - a.mean(0)) / (a.std(0, unbiased=False) + eps)
+        b = (b - b.mean(0)) / (b.std(0, unbiased=False) + eps)
+        c = a.T @ b / n
+        on_diag = (torch.diagonal(c) - 1).pow(2).sum()
+        off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+        return on_diag + lambda_offdiag * off_diag
 
 
 class Projector(nn.Module):

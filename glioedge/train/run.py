@@ -127,18 +127,24 @@ def train_from_folder(
 
     last_val: dict[str, Any] = {}
     rank_offset = 1_000_003 * info.rank
+    # One loader (and one set of workers) for the whole run; one iterator over it, so each epoch
+    # continues the batch stream. Batch k is drawn from its own seed, so a resumed run starts at
+    # batch epoch × iters_per_epoch and sees what an uninterrupted run would have seen.
+    loader = make_train_loader(
+        train_paths,
+        patch_size=plan.patch_size,
+        batch_size=config.batch_size,
+        augment=AugmentConfig(enabled=config.augment),
+        oversample_foreground=config.oversample_foreground,
+        seed=config.seed * 10_007 + rank_offset,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        start_batch=trainer.epoch * config.iters_per_epoch,
+    )
+    batches = iter(loader)
     while trainer.epoch < config.epochs:
         epoch = trainer.epoch
-        loader = make_train_loader(
-            train_paths,
-            patch_size=plan.patch_size,
-            batch_size=config.batch_size,
-            augment=AugmentConfig(enabled=config.augment),
-            oversample_foreground=config.oversample_foreground,
-            seed=config.seed * 10_007 + epoch + rank_offset,
-            num_workers=config.num_workers,
-        )
-        terms = trainer.run_epoch(loader)
+        terms = trainer.run_epoch(batches)
         record: dict[str, Any] = {"epoch": epoch, "train": terms}
         is_last = trainer.epoch == config.epochs
         if val_cases and (trainer.epoch % config.val_every == 0 or is_last) and info.is_main:
@@ -155,6 +161,7 @@ def train_from_folder(
     final = out_dir / "checkpoints" / "final"
     if info.is_main:
         trainer.save(final, metrics={"val": last_val})
+    del batches  # stops the workers before the process group goes
     shutdown(info)
     return TrainResult(checkpoint=final, history=history.records, final_metrics=last_val)
 

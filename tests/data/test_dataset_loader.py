@@ -99,3 +99,24 @@ def test_train_loader_deterministic(preprocessed: list[Path]) -> None:
 
     assert np.array_equal(first(3), first(3))
     assert not np.array_equal(first(3), first(4))
+
+
+def test_train_loader_stream_is_the_same_for_any_worker_count_and_resumable(
+    preprocessed: list[Path],
+) -> None:
+    """One loader per run: batch k has its own seed, so workers and resuming do not change it."""
+    pytest.importorskip("torch")
+    from glioedge.data.loader import make_train_loader
+
+    def batches(workers: int, start: int, n: int) -> list[np.ndarray]:
+        loader = make_train_loader(preprocessed, (16, 16, 16), 2, AugmentConfig(), 0.5, seed=5,
+                                   num_workers=workers, start_batch=start)
+        it = iter(loader)
+        out = [next(it)["image"].numpy() for _ in range(n)]
+        del it
+        return out
+
+    serial = batches(0, 0, 4)
+    assert all(np.array_equal(a, b) for a, b in zip(serial, batches(2, 0, 4), strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(serial[2:], batches(0, 2, 2), strict=True))
+    assert not np.array_equal(serial[0], serial[1])

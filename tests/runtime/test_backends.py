@@ -56,7 +56,7 @@ def test_missing_onnxruntime_names_package(trained_bundle: Path, monkeypatch: py
 
 def test_auto_without_any_backend(trained_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(B, "_ort_providers", lambda: None)
-    monkeypatch.setattr(B, "tensorrt_reason", lambda: "no GPU")
+    monkeypatch.setattr(B, "tensorrt_reason", lambda device=None: "no GPU")
     with pytest.raises(BackendError, match=r"no inference backend is available.*onnxruntime"):
         B.select_backend(Bundle.load(trained_bundle), "auto")
 
@@ -97,7 +97,7 @@ def test_tensorrt_on_cpu_device_refused(trained_bundle: Path) -> None:
         ([CPU_EP], None, CPU_EP, False),
         ([CUDA_EP, CPU_EP], None, CUDA_EP, True),
         ([CUDA_EP, CPU_EP], "cpu", CPU_EP, False),
-        ([TRT_EP, CUDA_EP, CPU_EP], "cuda:1", TRT_EP, False),
+        ([TRT_EP, CUDA_EP, CPU_EP], "cuda:1", TRT_EP, True),
     ],
 )
 def test_provider_choice(available: list[str], device: str | None, first: str, fp16: bool) -> None:

@@ -89,6 +89,7 @@ BAD_INPUT = [
                                                  str(p["tmp"] / "absent.toml")], 2, "absent.toml"),
     Case("receive: no inbox", lambda p: ["receive"], 2, "inbox"),
     Case("receive: --port not an int", lambda p: ["receive", "--inbox", str(p["tmp"]), "--port", "x"], 2),
+    Case("doctor: bad --device", lambda p: ["doctor", "--device", "gpu7"], 2, "gpu7"),
 ]
 
 

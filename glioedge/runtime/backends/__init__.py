@@ -81,11 +81,12 @@ def _unavailable(name: BackendName, reason: str) -> BackendError:
     return BackendError(f"backend '{name.value}' is unavailable: {reason}. Install: {INSTALL_HINTS[name]}")
 
 
-def tensorrt_reason() -> str | None:
-    """Why the TensorRT back-end cannot run here (``None`` when it can)."""
-    from glioedge.export.tensorrt import tensorrt_unavailable_reason
+def tensorrt_reason(device: str | None = None) -> str | None:
+    """Why the TensorRT back-end cannot run on ``device`` here (``None`` when it can)."""
+    from glioedge.gpu.cuda import device_index
+    from glioedge.gpu.trt_build import tensorrt_unavailable_reason
 
-    return tensorrt_unavailable_reason()
+    return tensorrt_unavailable_reason(device_index(device))
 
 
 def _ort_providers() -> list[str] | None:
@@ -146,7 +147,7 @@ def select_backend(
     if wanted is BackendName.TENSORRT:
         if not _wants_gpu(device):
             raise BackendError("backend 'tensorrt' runs on a GPU only; device='cpu' was asked for")
-        if (reason := tensorrt_reason()) is not None:
+        if (reason := tensorrt_reason(device)) is not None:
             raise _unavailable(wanted, reason)
         from glioedge.runtime.backends.tensorrt_backend import TensorRTBackend
 
@@ -157,7 +158,7 @@ def select_backend(
             raise _unavailable(wanted, "the Python package 'onnxruntime' is not installed")
         from glioedge.runtime.backends.ort_backend import OrtBackend
 
-        return _chosen(OrtBackend.from_bundle(bundle, device), "requested")
+        return _chosen(OrtBackend.from_bundle(bundle, device, batch_size=batch_size), "requested")
     if wanted is BackendName.TORCH:
         if not _torch_available():
             raise _unavailable(wanted, "the Python package 'torch' is not installed")
@@ -183,7 +184,7 @@ def _auto(
 ) -> Backend:
     reasons: list[str] = []
     if _wants_gpu(device):
-        reason = tensorrt_reason()
+        reason = tensorrt_reason(device)
         if reason is None:
             try:
                 from glioedge.runtime.backends.tensorrt_backend import TensorRTBackend
@@ -197,7 +198,7 @@ def _auto(
     if providers is not None:
         from glioedge.runtime.backends.ort_backend import OrtBackend
 
-        backend = OrtBackend.from_bundle(bundle, device)
+        backend = OrtBackend.from_bundle(bundle, device, batch_size=batch_size)
         why = "auto: " + ("; ".join(reasons) if reasons else "first choice")
         return _chosen(backend, why)
     reasons.append("onnxruntime: not installed")

@@ -1,15 +1,17 @@
 """ONNX Runtime back-end: TensorRT or CUDA execution providers on a GPU, the CPU provider else.
 
-On a GPU the bundle's ``model.fp16.onnx`` (FP16 convolutions, FP32 InstanceNorm and FP32 I/O)
-runs under the CUDA provider; the TensorRT provider takes the FP32 model and builds its own FP16
-engine (cached beside the bundle id). On the CPU the FP32 ``model.onnx`` runs. The providers
-actually in use are read back from the session and logged, since ONNX Runtime silently falls back
-when a provider fails to initialise.
+Which providers are asked for, with which options, is :mod:`.ort_providers`. Which model runs is
+decided **after** the session exists, from ``session.get_providers()``: a GPU provider that is
+listed but fails to initialise (no TensorRT libraries, no cuDNN, no GPU) is dropped by ONNX
+Runtime without an error. On a GPU provider the bundle's ``model.fp16.onnx`` runs (FP16
+convolutions, FP32 InstanceNorm and FP32 I/O); when the session ends up on the CPU, it is
+reopened with the FP32 ``model.onnx`` (or refused, when a CUDA device was asked for explicitly).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,56 +20,63 @@ import numpy as np
 from glioedge._optional import require
 from glioedge.bundle import Bundle
 from glioedge.errors import BackendError
+from glioedge.runtime.backends.ort_providers import (
+    CPU_EP,
+    CUDA_EP,
+    GPU_EPS,
+    TRT_EP,
+    active_provider,
+    segmentation_providers,
+    wants_cpu,
+)
 
 logger = logging.getLogger(__name__)
 
-TRT_EP = "TensorrtExecutionProvider"
-CUDA_EP = "CUDAExecutionProvider"
-CPU_EP = "CPUExecutionProvider"
+__all__ = ["CPU_EP", "CUDA_EP", "TRT_EP", "OrtBackend", "choose_providers", "open_session"]
 
-
-def _device_id(device: str | None) -> int:
-    text = str(device or "cuda")
-    return int(text.split(":", 1)[1]) if ":" in text else 0
+#: ``(model_path, providers) -> session``; tests pass a fake.
+SessionFactory = Callable[[Path, list[Any]], Any]
 
 
 def choose_providers(
     available: list[str], device: str | None, engine_cache: Path | None = None
 ) -> tuple[list[Any], bool]:
-    """Execution providers (with options) for ``device`` and whether the FP16 model fits them.
-
-    Args:
-        available: ``onnxruntime.get_available_providers()``.
-        device: ``None`` (best), ``"cpu"`` or ``"cuda[:N]"``.
-        engine_cache: folder for the TensorRT provider's engine cache.
-
-    Returns:
-        ``(providers, use_fp16_model)``.
+    """Providers asked for on ``device`` and whether the FP16 model is the one to try first.
 
     Raises:
         BackendError: a CUDA device was asked for but no GPU provider is installed.
     """
-    cpu_only = device is not None and str(device).lower().startswith("cpu")
-    if cpu_only:
-        return [CPU_EP], False
-    dev = _device_id(device)
-    providers: list[Any] = []
-    if TRT_EP in available:
-        opts: dict[str, Any] = {"device_id": dev, "trt_fp16_enable": True}
-        if engine_cache is not None:
-            opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(engine_cache))
-        providers.append((TRT_EP, opts))
-    if CUDA_EP in available:
-        providers.append((CUDA_EP, {"device_id": dev}))
-    if not providers and device is not None:
+    providers = segmentation_providers(available, device, cache_dir=engine_cache)
+    first = providers[0] if isinstance(providers[0], str) else providers[0][0]
+    return providers, first in GPU_EPS
+
+
+def open_session(
+    fp32_model: Path, fp16_model: Path | None, providers: list[Any], device: str | None,
+    make: SessionFactory,
+) -> tuple[Any, Path]:
+    """A session and the model it runs, the model decided from the providers actually active.
+
+    Raises:
+        BackendError: a CUDA device was asked for and no GPU provider initialised.
+    """
+    gpu_asked = not isinstance(providers[0], str) or providers[0] != CPU_EP
+    model = fp16_model if gpu_asked and fp16_model is not None else fp32_model
+    session = make(Path(model), providers)
+    active = active_provider(session)
+    if active in GPU_EPS:
+        if model != fp16_model:
+            logger.warning("%s runs the FP32 model: the bundle has no model.fp16.onnx", active)
+        return session, Path(model)
+    if gpu_asked and device is not None and not wants_cpu(device):
         raise BackendError(
-            f"device {device!r} asked for, but onnxruntime has no GPU provider (available: "
-            f"{', '.join(available)}). Install onnxruntime-gpu (pip uninstall onnxruntime; "
-            "pip install onnxruntime-gpu)"
+            f"device {device!r} asked for, but no GPU provider of onnxruntime initialised (active: "
+            f"{', '.join(session.get_providers())}); run `glioedge doctor` to see what is missing"
         )
-    # FP16 graph only for the CUDA provider alone: TensorRT's provider builds FP16 itself.
-    use_fp16 = bool(providers) and TRT_EP not in available
-    return [*providers, CPU_EP], use_fp16
+    if Path(model) != Path(fp32_model):
+        logger.warning("onnxruntime fell back to %s; reopening with the FP32 model", active)
+        session = make(Path(fp32_model), [CPU_EP])
+    return session, Path(fp32_model)
 
 
 class OrtBackend:
@@ -77,6 +86,7 @@ class OrtBackend:
         name: ``onnxruntime-<provider>`` of the provider actually in use (e.g.
             ``onnxruntime-cpu``), with ``-fp16`` when the FP16 model runs.
         providers: the session's providers, best first.
+        model_path: the model file the session runs.
     """
 
     def __init__(
@@ -87,48 +97,51 @@ class OrtBackend:
         input_name: str = "image",
         output_name: str = "logits",
         threads: int | None = None,
+        session: Any = None,
     ) -> None:
-        """Open an inference session.
+        """Open an inference session (or wrap ``session``, already open on ``model_path``).
 
         Raises:
             MissingDependencyError: onnxruntime is not installed.
             BackendError: the model does not load.
         """
-        ort = require("onnxruntime", "the onnxruntime inference backend")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        try:
-            self._session = ort.InferenceSession(str(model_path), options,
-                                                 providers=providers or [CPU_EP])
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise BackendError(f"onnxruntime cannot load {model_path}: {exc}") from exc
+        self._session = session if session is not None else _session_factory(threads)(
+            Path(model_path), providers or [CPU_EP])
+        self.model_path = Path(model_path)
         self.providers: list[str] = list(self._session.get_providers())
         self._input = input_name
         self._output = output_name
         short = self.providers[0].replace("ExecutionProvider", "").lower()
-        fp16 = ".fp16." in Path(model_path).name
+        fp16 = ".fp16." in self.model_path.name
         self.name = f"onnxruntime-{short}" + ("-fp16" if fp16 else "")
-        logger.info("onnxruntime session on %s (model %s; providers available: %s)",
-                    self.providers[0], Path(model_path).name,
-                    ", ".join(ort.get_available_providers()))
+        logger.info("onnxruntime session on %s (model %s)", self.providers[0], self.model_path.name)
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, device: str | None = None,
-                    threads: int | None = None) -> OrtBackend:
-        """The session for a bundle on ``device`` (see :func:`choose_providers`).
+    def from_bundle(cls, bundle: Bundle, device: str | None = None, threads: int | None = None, *,
+                    batch_size: int = 2, make: SessionFactory | None = None) -> OrtBackend:
+        """The session for a bundle on ``device`` (see the module docstring).
 
         Raises:
             MissingDependencyError: onnxruntime is not installed.
-            BackendError: GPU asked for without a GPU provider, or the model does not load.
+            BackendError: GPU asked for without a usable GPU provider, or the model does not load.
         """
-        ort = require("onnxruntime", "the onnxruntime inference backend")
-        cache = Path.home() / ".cache" / "glioedge" / "ort-trt" / bundle.manifest.bundle_id
-        providers, fp16 = choose_providers(list(ort.get_available_providers()), device, cache)
-        model = bundle.fp16_model_path if fp16 and bundle.fp16_model_path else bundle.model_path
-        return cls(model, providers, input_name=bundle.manifest.input_name,
-                   output_name=bundle.manifest.output_name, threads=threads)
+        m = bundle.manifest
+        if make is None:
+            ort = require("onnxruntime", "the onnxruntime inference backend")
+            available = list(ort.get_available_providers())
+            make = _session_factory(threads)
+        else:
+            available = list(getattr(make, "available", [CPU_EP]))
+        cache = None
+        if TRT_EP in available and not wants_cpu(device):  # next to the bundle, else in ~/.cache
+            cache = bundle.root.parent / ".glioedge-cache" / m.bundle_id / "ort-trt"
+            if not _writable(cache):
+                cache = Path.home() / ".cache" / "glioedge" / "ort-trt" / m.bundle_id
+        providers = segmentation_providers(
+            available, device, input_name=m.input_name, channels=len(m.modalities),
+            patch=tuple(m.patch_size), batch_size=batch_size, cache_dir=cache)
+        session, model = open_session(bundle.model_path, bundle.fp16_model_path, providers, device, make)
+        return cls(model, input_name=m.input_name, output_name=m.output_name, session=session)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Float32 logits for a float32 batch ``(B, C, X, Y, Z)``.
@@ -145,4 +158,28 @@ class OrtBackend:
 
     def close(self) -> None:
         """Drop the session."""
-        self._session = None  # type: ignore[assignment]
+        self._session = None
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return folder.is_dir()
+
+
+def _session_factory(threads: int | None) -> SessionFactory:
+    ort = require("onnxruntime", "the onnxruntime inference backend")
+
+    def make(model: Path, providers: list[Any]) -> Any:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        try:
+            return ort.InferenceSession(str(model), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise BackendError(f"onnxruntime cannot load {model}: {exc}") from exc
+
+    return make

@@ -1,10 +1,12 @@
-"""TensorRT back-end (TensorRT 10+ named-tensor API), without torch.
+"""TensorRT back-end (TensorRT ≥ 10 named-tensor API), without torch.
 
 The engine is the bundle's own for this GPU and TensorRT version, or one built from the bundle's
-ONNX and cached on first use (:func:`glioedge.export.tensorrt.ensure_engine`). Device buffers,
-copies and the stream come from the CUDA runtime library through ``ctypes`` (``libcudart``, which
-the TensorRT wheels install as ``nvidia-cuda-runtime``), so no torch, cupy or pycuda is needed.
-Execution: ``set_input_shape`` → ``set_tensor_address`` → ``execute_async_v3(stream)``.
+ONNX and cached on first use (:func:`glioedge.gpu.trt_build.ensure_engine`). CUDA comes from
+:class:`glioedge.gpu.cuda.CudaRuntime` (the CUDA runtime of NVIDIA's CUDA 12 or 13 wheels): device
+buffers and page-locked host staging buffers are allocated once, for the profile's largest batch,
+and the engine runs on its own non-blocking stream on the GPU asked for.
+Execution: copy into the pinned input → ``set_input_shape`` → async H2D → ``execute_async_v3`` →
+async D2H into the pinned output → synchronise the stream.
 
 Not exercised by the CPU test suite (it needs a GPU); the parity test is marked ``tensorrt``.
 """
@@ -21,86 +23,37 @@ import numpy as np
 from glioedge._optional import require
 from glioedge.bundle import Bundle
 from glioedge.errors import BackendError
+from glioedge.gpu.cuda import D2H, H2D, CudaRuntime, device_index
 
 logger = logging.getLogger(__name__)
 
-_H2D, _D2H = 1, 2  # cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost
 
-
-def _load_cudart() -> ctypes.CDLL:
-    names = ["libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0"]
-    try:  # the pip wheel nvidia-cuda-runtime-cuXX, a TensorRT dependency
-        import nvidia.cuda_runtime as ncr  # type: ignore[import-not-found]
-
-        for root in getattr(ncr, "__path__", []):
-            names[:0] = sorted(str(p) for p in (Path(root) / "lib").glob("libcudart.so*"))
-    except ImportError:
-        pass
-    for name in names:
-        try:
-            return ctypes.CDLL(name)
-        except OSError:
-            continue
-    raise BackendError(
-        "the CUDA runtime library (libcudart) was not found; install it with "
-        "pip install nvidia-cuda-runtime-cu12 (or the CUDA toolkit)"
-    )
-
-
-class _Cuda:
-    """The few CUDA runtime calls the back-end needs."""
-
-    def __init__(self, device: int) -> None:
-        self.lib = _load_cudart()
-        self._check(self.lib.cudaSetDevice(ctypes.c_int(device)), "cudaSetDevice")
-        self.stream = ctypes.c_void_p()
-        self._check(self.lib.cudaStreamCreate(ctypes.byref(self.stream)), "cudaStreamCreate")
-
-    def _check(self, code: int, what: str) -> None:
-        if code != 0:
-            raise BackendError(f"CUDA runtime: {what} failed with error {code}")
-
-    def malloc(self, nbytes: int) -> int:
-        ptr = ctypes.c_void_p()
-        self._check(self.lib.cudaMalloc(ctypes.byref(ptr), ctypes.c_size_t(nbytes)), "cudaMalloc")
-        return int(ptr.value or 0)
-
-    def free(self, ptr: int) -> None:
-        if ptr:
-            self.lib.cudaFree(ctypes.c_void_p(ptr))
-
-    def copy(self, dst: int, src: int, nbytes: int, kind: int) -> None:
-        self._check(self.lib.cudaMemcpyAsync(ctypes.c_void_p(dst), ctypes.c_void_p(src),
-                                             ctypes.c_size_t(nbytes), ctypes.c_int(kind),
-                                             self.stream), "cudaMemcpyAsync")
-
-    def sync(self) -> None:
-        self._check(self.lib.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
-
-    def close(self) -> None:
-        if self.stream:
-            self.lib.cudaStreamDestroy(self.stream)
-            self.stream = ctypes.c_void_p()
+def _host_view(ptr: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A numpy array over page-locked memory at ``ptr`` (no copy)."""
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    buf = (ctypes.c_byte * nbytes).from_address(ptr)
+    return np.frombuffer(buf, dtype=dtype).reshape(shape)
 
 
 class TensorRTBackend:
     """Run a serialised TensorRT engine on numpy batches.
 
-    Batches larger than the engine profile's maximum are split; device buffers are allocated
-    once for the maximum batch.
+    Batches larger than the engine profile's maximum are split.
     """
 
     def __init__(self, engine_path: Path, device: str | None = None,
                  input_name: str = "image", output_name: str = "logits") -> None:
-        """Deserialise the engine and allocate buffers.
+        """Deserialise the engine on ``device`` and allocate its buffers once.
 
         Raises:
             MissingDependencyError: TensorRT is not installed.
             BackendError: the engine does not deserialise or CUDA fails.
         """
         self._trt = trt = require("tensorrt", "the TensorRT inference backend")
-        text = str(device or "cuda")
-        self._cuda = _Cuda(int(text.split(":", 1)[1]) if ":" in text else 0)
+        self.device = device_index(device)
+        self._cuda = CudaRuntime(self.device)
+        self._buffers: dict[str, int] = {}
+        self._host: dict[str, int] = {}
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self._engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self._engine is None:
@@ -112,10 +65,20 @@ class TensorRTBackend:
         self.max_batch = int(max_shape[0])
         self._in_dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(input_name)))
         self._out_dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(output_name)))
-        self._buffers: dict[str, tuple[int, int]] = {}
+        if not self._context.set_input_shape(input_name, tuple(max_shape)):
+            raise BackendError(f"TensorRT: cannot set the profile's maximum shape {tuple(max_shape)}")
+        max_out = tuple(int(d) for d in self._context.get_tensor_shape(output_name))
+        self._max_in = tuple(int(d) for d in max_shape)
+        self._max_out = max_out
+        for key, shape, dtype in (("in", self._max_in, self._in_dtype), ("out", max_out, self._out_dtype)):
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+            self._buffers[key] = self._cuda.malloc(nbytes)
+            self._host[key] = self._cuda.malloc_host(nbytes)
+        self._context.set_tensor_address(input_name, self._buffers["in"])
+        self._context.set_tensor_address(output_name, self._buffers["out"])
         self.name = f"tensorrt-{Path(engine_path).name.rsplit('.', 2)[-2]}"
-        logger.info("TensorRT %s engine %s (max batch %d)", trt.__version__,
-                    Path(engine_path).name, self.max_batch)
+        logger.info("TensorRT %s engine %s on GPU %d (max batch %d)", trt.__version__,
+                    Path(engine_path).name, self.device, self.max_batch)
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, device: str | None = None, *,
@@ -126,38 +89,32 @@ class TensorRTBackend:
             MissingDependencyError: TensorRT is not installed.
             BackendError: no GPU, the build failed, or the engine does not load.
         """
-        from glioedge.export.tensorrt import ensure_engine
+        from glioedge.gpu.trt_build import DEFAULT_ENGINE_CACHE, ensure_engine
 
-        cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "glioedge" / "engines"
+        cache = Path(cache_dir) if cache_dir else DEFAULT_ENGINE_CACHE
         profile = (1, max(1, batch_size), max(4, batch_size))
-        path = ensure_engine(bundle, cache, precision="fp16", batch_profile=profile)
+        path = ensure_engine(bundle, cache, precision="fp16", batch_profile=profile,
+                             device=device_index(device))
         return cls(path, device, bundle.manifest.input_name, bundle.manifest.output_name)
 
-    def _buffer(self, key: str, nbytes: int) -> int:
-        ptr, size = self._buffers.get(key, (0, 0))
-        if size < nbytes:
-            self._cuda.free(ptr)
-            ptr, size = self._cuda.malloc(nbytes), nbytes
-            self._buffers[key] = (ptr, size)
-        return ptr
-
     def _run(self, x: np.ndarray) -> np.ndarray:
-        ctx = self._context
-        host_in = np.ascontiguousarray(x, dtype=self._in_dtype)
-        if not ctx.set_input_shape(self._in, tuple(host_in.shape)):
-            raise BackendError(f"TensorRT: input shape {host_in.shape} is outside the engine profile")
-        out_shape = tuple(int(d) for d in ctx.get_tensor_shape(self._out))
-        host_out = np.empty(out_shape, dtype=self._out_dtype)
-        d_in = self._buffer("in", host_in.nbytes)
-        d_out = self._buffer("out", host_out.nbytes)
-        ctx.set_tensor_address(self._in, d_in)
-        ctx.set_tensor_address(self._out, d_out)
-        self._cuda.copy(d_in, host_in.ctypes.data, host_in.nbytes, _H2D)
-        if not ctx.execute_async_v3(self._cuda.stream.value or 0):
+        ctx, n = self._context, len(x)
+        shape_in = (n, *self._max_in[1:])
+        if tuple(x.shape) != shape_in:
+            raise BackendError(f"TensorRT: batch {x.shape} does not fit the engine's {self._max_in}")
+        if not ctx.set_input_shape(self._in, shape_in):
+            raise BackendError(f"TensorRT: input shape {shape_in} is outside the engine profile")
+        shape_out = tuple(int(d) for d in ctx.get_tensor_shape(self._out))
+        host_in = _host_view(self._host["in"], shape_in, self._in_dtype)
+        host_out = _host_view(self._host["out"], shape_out, self._out_dtype)
+        host_in[...] = x
+        self._cuda.use()  # the calling thread may not be the one that opened the engine
+        self._cuda.copy_async(self._buffers["in"], self._host["in"], host_in.nbytes, H2D)
+        if not ctx.execute_async_v3(self._cuda.stream_handle):
             raise BackendError("TensorRT execution failed (execute_async_v3 returned False)")
-        self._cuda.copy(host_out.ctypes.data, d_out, host_out.nbytes, _D2H)
+        self._cuda.copy_async(self._host["out"], self._buffers["out"], host_out.nbytes, D2H)
         self._cuda.sync()
-        return host_out.astype(np.float32, copy=False)
+        return host_out.astype(np.float32, copy=True)  # the staging buffer is reused
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Float32 logits for a batch ``(B, C, X, Y, Z)``, split into the profile's maximum.
@@ -169,9 +126,12 @@ class TensorRTBackend:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def close(self) -> None:
-        """Free device buffers and the stream."""
-        for ptr, _ in self._buffers.values():
+        """Free device and pinned buffers and the stream."""
+        for ptr in self._buffers.values():
             self._cuda.free(ptr)
+        for ptr in self._host.values():
+            self._cuda.free_host(ptr)
         self._buffers.clear()
+        self._host.clear()
         self._cuda.close()
         self._context: Any = None

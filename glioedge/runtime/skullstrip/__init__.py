@@ -1,7 +1,7 @@
 """Brain extraction on the edge box, without PyTorch: the bundle's ``brain_mask.onnx`` (HD-BET,
 converted at export by :mod:`glioedge.export.brain_mask_export`) run with ONNX Runtime.
 
-Modules: :mod:`.spec` (the manifest entry: orientation, spacing, normalisation, provenance),
+Modules: :mod:`.spec` (the manifest entry, from :mod:`glioedge.brain_mask_spec`),
 :mod:`.model` (reorient/resample → normalise → predict → back to any grid), :mod:`.safety` (union,
 hole filling, margin in mm, grown box around tumour at the border, volume plausibility) and
 :mod:`.extract` (the stage: all selected series → one tumour-safe mask).

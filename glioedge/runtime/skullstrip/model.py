@@ -24,6 +24,7 @@ import SimpleITK as sitk  # noqa: N813
 from glioedge._optional import require
 from glioedge.dicom_io import Volume
 from glioedge.errors import BackendError, InputError, ModelError
+from glioedge.runtime.backends.ort_providers import GPU_EPS, brain_mask_providers, wants_cpu
 from glioedge.runtime.skullstrip.spec import BrainMaskSpec, axis_direction
 
 logger = logging.getLogger(__name__)
@@ -115,32 +116,38 @@ class BrainMaskModel:
     Args:
         path: the ``.onnx`` file.
         spec: its manifest entry.
-        providers: ONNX Runtime execution providers (default: CUDA when available, else CPU).
+        providers: ONNX Runtime execution providers (default: from ``device``, see
+            :func:`glioedge.runtime.backends.ort_providers.brain_mask_providers`).
         threads: intra-op threads for the CPU provider (``None``: the cores this process may use).
         memory_arena: keep ONNX Runtime's CPU memory arena (off by default: see
             :func:`cpu_session_options`).
+        device: ``"cpu"``, ``"cuda[:N]"`` or ``None`` (the GPU when onnxruntime lists one).
 
     Raises:
         MissingDependencyError: onnxruntime is not installed.
         ModelError: the file is missing or not loadable.
+        BackendError: a CUDA device was asked for and ONNX Runtime cannot run on it.
     """
 
-    def __init__(self, path: Path | str, spec: BrainMaskSpec, providers: Sequence[str] | None = None,
-                 threads: int | None = None, *, memory_arena: bool = False) -> None:
+    def __init__(self, path: Path | str, spec: BrainMaskSpec, providers: Sequence[Any] | None = None,
+                 threads: int | None = None, device: str | None = None, *,
+                 memory_arena: bool = False) -> None:
         ort = require("onnxruntime", "running the brain-mask model")
         self.path = Path(path)
         self.spec = spec
         if not self.path.is_file():
             raise ModelError(f"{self.path}: brain-mask model file is missing")
         if providers is None:
-            avail = ort.get_available_providers()
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
+            providers = brain_mask_providers(list(ort.get_available_providers()), device)
         opts = cpu_session_options(ort, threads, memory_arena=memory_arena)
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=list(providers))
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{self.path}: ONNX Runtime cannot load the brain-mask model ({exc})") from exc
         self.providers = tuple(self.session.get_providers())
+        if device is not None and not wants_cpu(device) and self.providers[0] not in GPU_EPS:
+            raise BackendError(f"brain-mask model: device {device!r} asked for, but ONNX Runtime "
+                               f"runs on {self.providers[0]} (run `glioedge doctor`)")
         self.last_timings: dict[str, float] = {}
 
     @classmethod
