@@ -15,6 +15,8 @@ from typing import Any
 
 from glioedge.errors import ConfigError
 
+_AGE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw]?)\s*$")
+_UNIT_S = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 _CSTORE = re.compile(r"^(?P<aet>[^@]{1,16})@(?P<host>[^:@]+):(?P<port>\d{1,5})$")
 
 
@@ -135,6 +137,34 @@ class ReceiveConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RetentionConfig:
+    """How long ``glioedge purge`` keeps inputs, outputs, quarantine and job rows.
+
+    Attributes:
+        older_than: Default age for ``glioedge purge`` without ``--older-than`` (``"30d"``,
+            ``"12h"``; a bare number is days); empty: ``purge`` needs ``--older-than``.
+    """
+
+    older_than: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusPageConfig:
+    """The read-only status page on the health port.
+
+    Attributes:
+        jobs: How many recent jobs it lists.
+        refresh: Seconds between the page's own reloads.
+        show_patient: Also show patient name and ID read from the job's inputs (off: the page
+            shows studies by UID only).
+    """
+
+    jobs: int = 25
+    refresh: int = 10
+    show_patient: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class LogConfig:
     """Log level and format (``json`` lines or plain ``text``)."""
 
@@ -145,6 +175,7 @@ class LogConfig:
 _SECTIONS: dict[str, type] = {
     "watch": WatchConfig, "model": ModelConfig, "delivery": DeliveryConfig,
     "health": HealthConfig, "receive": ReceiveConfig, "log": LogConfig,
+    "retention": RetentionConfig, "status_page": StatusPageConfig,
 }
 
 
@@ -158,6 +189,8 @@ class DaemonConfig:
     health: HealthConfig = HealthConfig()
     receive: ReceiveConfig = ReceiveConfig()
     log: LogConfig = LogConfig()
+    retention: RetentionConfig = RetentionConfig()
+    status_page: StatusPageConfig = StatusPageConfig()
     segmenter: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -230,6 +263,10 @@ class DaemonConfig:
         for url in d.stowrs:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"delivery.stowrs {url!r}: expected an http(s):// URL")
+        if self.retention.older_than:
+            parse_age(self.retention.older_than, "retention.older_than")
+        if not 1 <= self.status_page.jobs <= 1000 or not 1 <= self.status_page.refresh <= 3600:
+            raise ConfigError("status_page.jobs must be 1..1000 and status_page.refresh 1..3600 s")
         if self.log.format not in ("json", "text"):
             raise ConfigError(f"log.format = {self.log.format!r}: expected 'json' or 'text'")
 
@@ -348,3 +385,15 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
             raise ConfigError(f"override {dotted!r}: expected section.key")
         data.setdefault(section, {})[key] = value
     return DaemonConfig.from_dict(data)
+
+
+def parse_age(text: str, option: str = "--older-than") -> float:
+    """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"``, ``"2w"`` (a bare number is days) → seconds.
+
+    Raises:
+        ConfigError: not of that form (names ``option``).
+    """
+    match = _AGE.match(str(text))
+    if not match:
+        raise ConfigError(f"{option} {text!r}: expected an age such as 30d, 12h, 90m or 45s")
+    return float(match["n"]) * _UNIT_S[match["unit"]]
