@@ -8,6 +8,7 @@ which may come from the command line instead. ``docs/daemon.md`` is the referenc
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,8 @@ from glioedge.errors import ConfigError
 
 _AGE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw]?)\s*$")
 _UNIT_S = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+#: ``[delivery]`` keys that hold secrets: never logged, never on a command line.
+SECRET_KEYS = ("stowrs_password", "stowrs_token")
 _CSTORE = re.compile(r"^(?P<aet>[^@]{1,16})@(?P<host>[^:@]+):(?P<port>\d{1,5})$")
 
 
@@ -86,6 +89,12 @@ class DeliveryConfig:
         folders: Extra folders that receive a copy of each study's outputs.
         cstore: PACS nodes as ``AET@HOST:PORT`` (DICOM C-STORE).
         stowrs: DICOMweb base URLs (STOW-RS ``POST <url>/studies``).
+        stowrs_username: HTTP basic authentication for STOW-RS: the user ...
+        stowrs_password: ... and the password, or better ``stowrs_password_env``, the name of
+            an environment variable holding it (kept out of the file).
+        stowrs_token: A bearer token for STOW-RS, or better ``stowrs_token_env`` (the name of an
+            environment variable holding it). Secrets are never logged nor passed to the
+            inference process.
         calling_aet: Our AE title when we associate with a PACS.
         timeout: Network timeout of one send, in seconds.
         max_attempts: Sends of one SEG to one destination before the delivery is marked failed.
@@ -103,6 +112,35 @@ class DeliveryConfig:
     backoff_initial: float = 5.0
     backoff_factor: float = 2.0
     backoff_max: float = 600.0
+    stowrs_username: str = ""
+    stowrs_password: str = dataclasses.field(default="", repr=False)
+    stowrs_password_env: str = ""
+    stowrs_token: str = dataclasses.field(default="", repr=False)
+    stowrs_token_env: str = ""
+
+    def stowrs_auth(self) -> tuple[str, Any] | None:
+        """``("basic", (user, password))``, ``("bearer", token)`` or None, secrets read from the
+        environment variables named by ``stowrs_password_env`` / ``stowrs_token_env`` when set.
+
+        Raises:
+            ConfigError: a named environment variable is unset or empty.
+        """
+        def secret(value: str, env: str, key: str) -> str:
+            if env:
+                found = os.environ.get(env, "")
+                if not found:
+                    raise ConfigError(f"delivery.{key}_env = {env!r}: that environment variable is "
+                                      "not set (or empty)")
+                return found
+            return value
+
+        token = secret(self.stowrs_token, self.stowrs_token_env, "stowrs_token")
+        if token:
+            return "bearer", token
+        if self.stowrs_username:
+            return "basic", (self.stowrs_username,
+                             secret(self.stowrs_password, self.stowrs_password_env, "stowrs_password"))
+        return None
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after ``attempts`` failed sends."""
@@ -193,12 +231,15 @@ class DaemonConfig:
     status_page: StatusPageConfig = StatusPageConfig()
     segmenter: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON/TOML-serialisable form (tuples become lists)."""
+    def to_dict(self, redact: bool = False) -> dict[str, Any]:
+        """JSON/TOML-serialisable form (tuples become lists); ``redact`` blanks the secrets."""
         out: dict[str, Any] = {}
         for name in _SECTIONS:
             out[name] = {k: list(v) if isinstance(v, tuple) else v
                          for k, v in dataclasses.asdict(getattr(self, name)).items()}
+        if redact:
+            for key in SECRET_KEYS:
+                out["delivery"][key] = ""
         out["segmenter"] = dict(self.segmenter)
         return out
 
@@ -260,6 +301,11 @@ class DaemonConfig:
             raise ConfigError(f"log.level = {self.log.level!r}: expected DEBUG, INFO, WARNING or ERROR")
         for node in d.cstore:
             parse_cstore(node)
+        if (d.stowrs_token or d.stowrs_token_env) and d.stowrs_username:
+            raise ConfigError("delivery: give either stowrs_username (HTTP basic) or stowrs_token "
+                              "(bearer), not both")
+        if (d.stowrs_password or d.stowrs_password_env) and not d.stowrs_username:
+            raise ConfigError("delivery.stowrs_password set without delivery.stowrs_username")
         for url in d.stowrs:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"delivery.stowrs {url!r}: expected an http(s):// URL")

@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -133,10 +133,26 @@ class CStoreDestination:
 class StowRsDestination:
     """Store ``seg.dcm`` on a DICOMweb server with STOW-RS (dicomweb-client)."""
 
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, timeout: float = 30.0, auth: tuple[str, Any] | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.name = f"stowrs:{self.url}"
+        self._auth = auth  # ("basic", (user, password)) or ("bearer", token); never logged
+
+    def __repr__(self) -> str:
+        return f"StowRsDestination({self.url!r}, auth={self._auth[0] if self._auth else None!r})"
+
+    def _session(self) -> Any:
+        import requests
+
+        session = requests.Session()
+        if self._auth is not None:
+            kind, value = self._auth
+            if kind == "basic":
+                session.auth = tuple(value)
+            else:
+                session.headers["Authorization"] = f"Bearer {value}"
+        return session
 
     def send(self, output_dir: Path) -> None:
         """POST the SEG and check the response lists no failed instance.
@@ -148,10 +164,21 @@ class StowRsDestination:
         import requests
 
         datasets = [_read(p, self.name) for p in dicom_outputs(output_dir)]
-        client = api.DICOMwebClient(self.url, timeout=self.timeout)
+        client = api.DICOMwebClient(self.url, session=self._session(), timeout=self.timeout)
         client.set_http_retry_params(retry=False)  # retries are the job store's, across restarts
         try:
             response = client.store_instances(datasets)
+        except requests.HTTPError as exc:
+            code = exc.response.status_code if exc.response is not None else None
+            if code in (401, 403):
+                how = {"basic": "HTTP basic (delivery.stowrs_username / stowrs_password[_env])",
+                       "bearer": "the bearer token (delivery.stowrs_token[_env])"}
+                used = how[self._auth[0]] if self._auth else "none configured"
+                raise DeliveryError(
+                    f"{self.name}: authentication refused (HTTP {code} "
+                    f"{'Unauthorized' if code == 401 else 'Forbidden'}): wrong or missing "
+                    f"credentials; credentials used: {used}") from None
+            raise DeliveryError(f"{self.name}: STOW-RS failed: HTTP {code}: {exc}") from exc
         except (requests.RequestException, OSError, ValueError) as exc:
             raise DeliveryError(f"{self.name}: STOW-RS failed: {type(exc).__name__}: {exc}") from exc
         failed = response.get("FailedSOPSequence") if response is not None else None
@@ -184,7 +211,8 @@ def destinations(config: DeliveryConfig) -> dict[str, Destination]:
     """Every configured destination by its name (the key of its delivery rows)."""
     out: list[Destination] = [FolderDestination(f) for f in config.folders]
     out += [CStoreDestination(n, config.calling_aet, config.timeout) for n in config.cstore]
-    out += [StowRsDestination(u, config.timeout) for u in config.stowrs]
+    auth = config.stowrs_auth() if config.stowrs else None
+    out += [StowRsDestination(u, config.timeout, auth) for u in config.stowrs]
     return {d.name: d for d in out}
 
 
