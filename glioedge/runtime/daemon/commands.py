@@ -83,6 +83,9 @@ def add_receive_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--port", type=int, help="TCP port (default 11112)")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 for the network)")
     p.add_argument("--config", type=Path, help="TOML configuration file")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate: accept DICOM over TLS only")
+    p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    p.add_argument("--tls-ca", type=Path, help="PEM CA: require client certificates it signed")
     p.add_argument("--log-format", choices=("json", "text"))
     p.add_argument("--log-level")
     p.set_defaults(func=run_receive)
@@ -278,6 +281,9 @@ def run_receive(args: argparse.Namespace) -> int:
     config = load_config(args.config, {
         "receive.inbox": None if args.inbox is None else str(args.inbox), "receive.aet": args.aet,
         "receive.port": args.port, "receive.host": args.host,
+        "receive.tls_cert": None if args.tls_cert is None else str(args.tls_cert),
+        "receive.tls_key": None if args.tls_key is None else str(args.tls_key),
+        "receive.tls_ca": None if args.tls_ca is None else str(args.tls_ca),
         "log.format": args.log_format, "log.level": args.log_level,
     })
     configure(config.log.level, config.log.format)

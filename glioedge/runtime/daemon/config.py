@@ -165,6 +165,11 @@ class ReceiveConfig:
         port: TCP port (104 and 11112 are usual).
         inbox: Folder to write instances into (default: ``[watch] inbox``).
         allowed_calling_aets: Accept only these calling AE titles; empty accepts any.
+        tls_cert: PEM certificate (chain) of the SCP: with ``tls_key``, associations are DICOM
+            over TLS (TLS 1.2 or newer) and plain ones are refused.
+        tls_key: PEM private key of ``tls_cert``.
+        tls_ca: PEM CA bundle; when set, a client must present a certificate it signed
+            (mutual TLS).
     """
 
     aet: str = "GLIOEDGE"
@@ -172,6 +177,9 @@ class ReceiveConfig:
     port: int = 11112
     inbox: str = ""
     allowed_calling_aets: tuple[str, ...] = ()
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,6 +309,9 @@ class DaemonConfig:
             raise ConfigError(f"log.level = {self.log.level!r}: expected DEBUG, INFO, WARNING or ERROR")
         for node in d.cstore:
             parse_cstore(node)
+        r = self.receive
+        if bool(r.tls_cert) != bool(r.tls_key) or (r.tls_ca and not r.tls_cert):
+            raise ConfigError("receive: TLS needs both tls_cert and tls_key (tls_ca only with them)")
         if (d.stowrs_token or d.stowrs_token_env) and d.stowrs_username:
             raise ConfigError("delivery: give either stowrs_username (HTTP basic) or stowrs_token "
                               "(bearer), not both")
