@@ -27,6 +27,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+#: The job store's file name in the state folder.
+DB_NAME = "jobs.sqlite"
+
 
 class JobState(str, Enum):
     """Where a job is in its life."""
@@ -119,10 +122,27 @@ class JobStore:
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
                                    check_same_thread=not shared)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=30000")
+        self._wal()
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+
+    def _wal(self) -> None:
+        """Switch to WAL (persistent in the file) unless it already is: the switch needs an
+        exclusive lock, and SQLite answers "database is locked" at once, without waiting, when
+        another connection (the daemon's, a ``glioedge jobs``) holds the file at that moment."""
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() == "wal":
+                    return
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         """Close the connection."""

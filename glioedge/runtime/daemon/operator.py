@@ -23,7 +23,7 @@ from typing import Any
 
 from glioedge.errors import ConfigError
 from glioedge.runtime.daemon.config import DaemonConfig, parse_age
-from glioedge.runtime.daemon.jobs import JobState, JobStore
+from glioedge.runtime.daemon.jobs import DB_NAME, JobState, JobStore
 from glioedge.runtime.daemon.names import safe_uid
 
 logger = logging.getLogger(__name__)
@@ -38,8 +38,6 @@ def open_store(config: DaemonConfig) -> JobStore:
     Raises:
         ConfigError: neither ``--state`` nor the outbox is set, or there is no job store there.
     """
-    from glioedge.runtime.daemon.service import DB_NAME
-
     if not (config.watch.state or config.watch.outbox):
         raise ConfigError("no state folder: give --state, --out or a --config with [watch] outbox/state")
     path = config.watch.state_dir / DB_NAME

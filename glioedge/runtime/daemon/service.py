@@ -25,14 +25,14 @@ from glioedge.runtime.daemon.delivery import destinations
 from glioedge.runtime.daemon.health import HealthServer, Metrics
 from glioedge.runtime.daemon.inbox import Inbox, PendingStudy, missing_series
 from glioedge.runtime.daemon.jobproc import JobProcess
-from glioedge.runtime.daemon.jobs import JobState, JobStore
+from glioedge.runtime.daemon.jobs import DB_NAME, JobState, JobStore
 from glioedge.runtime.daemon.logging import register_private_folder
 from glioedge.runtime.daemon.quarantine import quarantine
 from glioedge.runtime.daemon.worker import Worker, clean_staging
 
 logger = logging.getLogger(__name__)
 
-DB_NAME = "jobs.sqlite"
+__all__ = ["DB_NAME", "PROBLEM_COUNTERS", "Daemon"]
 #: Counters that make ``--once`` exit with status 1.
 PROBLEM_COUNTERS = ("quarantined", "job_errors", "delivery_failures")
 
