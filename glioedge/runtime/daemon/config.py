@@ -89,6 +89,11 @@ class DeliveryConfig:
         folders: Extra folders that receive a copy of each study's outputs.
         cstore: PACS nodes as ``AET@HOST:PORT`` (DICOM C-STORE).
         stowrs: DICOMweb base URLs (STOW-RS ``POST <url>/studies``).
+        cstore_tls_ca: PEM CA that signed the PACS's certificate: C-STORE over TLS (the PACS's
+            certificate must name the host of ``cstore``).
+        cstore_tls_cert: Our client certificate (with ``cstore_tls_key``) for a PACS that
+            requires mutual TLS.
+        cstore_tls_key: PEM private key of ``cstore_tls_cert``.
         stowrs_username: HTTP basic authentication for STOW-RS: the user ...
         stowrs_password: ... and the password, or better ``stowrs_password_env``, the name of
             an environment variable holding it (kept out of the file).
@@ -112,6 +117,9 @@ class DeliveryConfig:
     backoff_initial: float = 5.0
     backoff_factor: float = 2.0
     backoff_max: float = 600.0
+    cstore_tls_ca: str = ""
+    cstore_tls_cert: str = ""
+    cstore_tls_key: str = ""
     stowrs_username: str = ""
     stowrs_password: str = dataclasses.field(default="", repr=False)
     stowrs_password_env: str = ""
@@ -312,6 +320,9 @@ class DaemonConfig:
         r = self.receive
         if bool(r.tls_cert) != bool(r.tls_key) or (r.tls_ca and not r.tls_cert):
             raise ConfigError("receive: TLS needs both tls_cert and tls_key (tls_ca only with them)")
+        if bool(d.cstore_tls_cert) != bool(d.cstore_tls_key) or (d.cstore_tls_cert and not d.cstore_tls_ca):
+            raise ConfigError("delivery: a C-STORE client certificate needs cstore_tls_cert, "
+                              "cstore_tls_key and cstore_tls_ca")
         if (d.stowrs_token or d.stowrs_token_env) and d.stowrs_username:
             raise ConfigError("delivery: give either stowrs_username (HTTP basic) or stowrs_token "
                               "(bearer), not both")

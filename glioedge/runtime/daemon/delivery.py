@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import ssl
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -73,11 +74,27 @@ class FolderDestination:
 class CStoreDestination:
     """Send ``seg.dcm`` to a DICOM node with C-STORE (pynetdicom) and check the status is success."""
 
-    def __init__(self, node: str, calling_aet: str = "GLIOEDGE", timeout: float = 30.0) -> None:
+    def __init__(self, node: str, calling_aet: str = "GLIOEDGE", timeout: float = 30.0,
+                 tls: tuple[str, str, str] | None = None) -> None:
         self.aet, self.host, self.port = parse_cstore(node)
         self.calling_aet = calling_aet
         self.timeout = timeout
+        self.tls = tls  # (CA file, client certificate, client key) for DICOM over TLS
         self.name = f"cstore:{self.aet}@{self.host}:{self.port}"
+
+    def _tls_args(self) -> tuple[ssl.SSLContext, str] | None:
+        if not self.tls or not self.tls[0]:
+            return None
+        ca, cert, key = self.tls
+        try:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            if cert:
+                context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise DeliveryError(f"{self.name}: cannot load the TLS files (delivery.cstore_tls_*): "
+                                f"{exc}") from exc
+        return context, self.host
 
     def send(self, output_dir: Path) -> None:
         """Associate, C-STORE, release.
@@ -96,9 +113,10 @@ class CStoreDestination:
             syntaxes = list(dict.fromkeys([str(ds.file_meta.TransferSyntaxUID), ExplicitVRLittleEndian,
                                            ImplicitVRLittleEndian]))
             ae.add_requested_context(ds.SOPClassUID, syntaxes)
-        assoc = ae.associate(self.host, self.port, ae_title=self.aet)
+        assoc = ae.associate(self.host, self.port, ae_title=self.aet, tls_args=self._tls_args())
         if not assoc.is_established:
             raise DeliveryError(f"{self.name}: association not established (refused, rejected, "
+                                f"{'TLS handshake failed, ' if self.tls and self.tls[0] else ''}"
                                 "unreachable, or none of the proposed presentation contexts "
                                 f"({', '.join(sorted({ds.SOPClassUID.name for ds in datasets}))}) "
                                 "accepted)")
@@ -210,7 +228,8 @@ def _read(path: Path, who: str) -> Dataset:
 def destinations(config: DeliveryConfig) -> dict[str, Destination]:
     """Every configured destination by its name (the key of its delivery rows)."""
     out: list[Destination] = [FolderDestination(f) for f in config.folders]
-    out += [CStoreDestination(n, config.calling_aet, config.timeout) for n in config.cstore]
+    tls = (config.cstore_tls_ca, config.cstore_tls_cert, config.cstore_tls_key)
+    out += [CStoreDestination(n, config.calling_aet, config.timeout, tls) for n in config.cstore]
     auth = config.stowrs_auth() if config.stowrs else None
     out += [StowRsDestination(u, config.timeout, auth) for u in config.stowrs]
     return {d.name: d for d in out}

@@ -150,3 +150,37 @@ def test_tls_configuration_errors(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     code = main(["receive", "--inbox", str(tmp_path / "inbox"), "--port", str(free_port()), "--tls-cert",
                  str(tmp_path / "absent.pem"), "--tls-key", str(tmp_path / "absent.key")])
     assert code == 2 and "absent.pem" in caplog.text
+
+
+def test_cstore_delivery_over_tls_to_a_tls_receiver(tmp_path: Path, synthetic_study: Path) -> None:
+    """The daemon's C-STORE sender (delivery.cstore_tls_*) and the TLS receiver, both glioedge's:
+    the object arrives with the right CA and client certificate; without the client certificate
+    the delivery fails with a clear reason."""
+    import shutil
+
+    from glioedge.runtime.daemon.config import load_config
+    from glioedge.runtime.daemon.delivery import DeliveryError, destinations
+
+    certs = _certificates(tmp_path / "pki")
+    inbox = tmp_path / "inbox"
+    receiver = Receiver(ReceiveConfig(host=LOOPBACK, port=0, tls_cert=str(certs["server_cert"]),
+                                      tls_key=str(certs["server_key"]), tls_ca=str(certs["ca"])), inbox)
+    port = receiver.start()
+    out = tmp_path / "out" / "1.2.3"
+    out.mkdir(parents=True)
+    shutil.copy(sorted(synthetic_study.rglob("*.dcm"))[0], out / "seg.dcm")
+    ds = pydicom.dcmread(out / "seg.dcm", stop_before_pixels=True)
+    node = f"GLIOEDGE@{LOOPBACK}:{port}"
+    try:
+        without = load_config(None, {"delivery.cstore": [node], "delivery.timeout": 5.0,
+                                     "delivery.cstore_tls_ca": str(certs["ca"])})
+        with pytest.raises(DeliveryError, match="TLS handshake failed"):
+            next(iter(destinations(without.delivery).values())).send(out)
+        config = load_config(None, {"delivery.cstore": [node], "delivery.timeout": 5.0,
+                                    "delivery.cstore_tls_ca": str(certs["ca"]),
+                                    "delivery.cstore_tls_cert": str(certs["client_cert"]),
+                                    "delivery.cstore_tls_key": str(certs["client_key"])})
+        next(iter(destinations(config.delivery).values())).send(out)
+        assert pydicom.dcmread(instance_path(inbox, ds)).SOPInstanceUID == ds.SOPInstanceUID
+    finally:
+        receiver.stop()
