@@ -119,3 +119,13 @@ def test_page_escapes_values_and_shows_patients_only_when_asked() -> None:
     assert "<script>" not in page and "&lt;script&gt;" in page and "Patient" not in page
     shown = render_page([row], info, refresh=10, patient=lambda r: "DOE^JANE (123)")
     assert "<th>Patient</th>" in shown and "DOE^JANE (123)" in shown
+
+
+def test_patient_column_reads_the_inputs_header(synthetic_study: Path) -> None:
+    from glioedge.runtime.daemon.operator import JobRow
+    from glioedge.runtime.daemon.status_page import patient_of
+
+    row = JobRow(1, "1.2.3", "done", 1, "", 0.0, 0.0, "", {})
+    first = str(sorted(synthetic_study.rglob("*.dcm"))[0])
+    assert patient_of(row, [first]) == f"{PHI_VALUES[0]} ({PHI_VALUES[1]})"
+    assert patient_of(row, [str(synthetic_study / "absent.dcm")]) == "-"
