@@ -1,4 +1,4 @@
-"""Command-line entry points: ``glioedge watch`` and ``glioedge receive``.
+"""Command-line entry points: ``glioedge watch``, ``receive``, ``jobs``, ``retry`` and ``purge``.
 
 ``glioedge.cli`` registers them with :func:`add_watch_parser` and :func:`add_receive_parser`;
 ``python -m glioedge.runtime.daemon {watch,receive} ...`` works on its own too. Command-line
@@ -294,11 +294,12 @@ def run_receive(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m glioedge.runtime.daemon {watch,receive} ...`` (until ``glioedge`` wires them)."""
+    """``python -m glioedge.runtime.daemon {watch,receive,jobs,retry,purge} ...``."""
     parser = argparse.ArgumentParser(prog="glioedge")
     sub = parser.add_subparsers(dest="command", required=True)
     add_watch_parser(sub)
     add_receive_parser(sub)
+    add_operator_parsers(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

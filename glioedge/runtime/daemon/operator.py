@@ -196,13 +196,18 @@ def purge(config: DaemonConfig, older_than_s: float, *, now: float | None = None
       study's outbox or quarantine folder, not its row.
 
     Raises:
-        ConfigError: no outbox/state configured or no job store there.
+        ConfigError: no inbox, no outbox/state configured, or no job store there.
     """
     from glioedge.runtime.daemon.inbox import Inbox
 
     now = time.time() if now is None else now
     cutoff = now - older_than_s
     w = config.watch
+    if not w.inbox or not Path(w.inbox).is_dir():
+        # without the inbox, a job row could go while its study is still there: the daemon would
+        # take it for a new study and process it again
+        raise ConfigError(f"purge needs the daemon's inbox (--inbox or [watch] inbox); "
+                          f"{w.inbox or 'none given'} is not a folder")
     report = PurgeReport()
     store = open_store(config)
     try:
@@ -214,30 +219,29 @@ def purge(config: DaemonConfig, older_than_s: float, *, now: float | None = None
         all_keys = {j.key for j in jobs}
         present_keys: set[str] = set()
         outbox, quarantine_dir = Path(w.outbox), w.quarantine_dir
-        if w.inbox and Path(w.inbox).is_dir():
-            inbox = Inbox(w.inbox, exclude=[outbox, w.state_dir, quarantine_dir], use_watchdog=False)
-            try:
-                studies, broken = inbox.scan(now)
-                entries = inbox.entries()
-            finally:
-                inbox.close()
-            for study in studies:
-                key = study.fingerprint(entries)
-                newest = max(entries[f].mtime for f in study.files)
-                removable = (key in closed_keys and newest < cutoff
-                             and safe_uid(study.study_uid) not in busy_studies
-                             and not busy_files.intersection(study.files))
-                if key not in all_keys:
-                    report.kept_unprocessed_studies += 1
-                if not removable:
-                    present_keys.add(key)
-                    continue
-                report.inbox_files += _unlink(study.files, Path(w.inbox), dry_run)
-            for bad in broken:
-                if bad.key in closed_keys and entries[bad.path].mtime < cutoff:
-                    report.inbox_files += _unlink([bad.path], Path(w.inbox), dry_run)
-                else:
-                    present_keys.add(bad.key)
+        inbox = Inbox(w.inbox, exclude=[outbox, w.state_dir, quarantine_dir], use_watchdog=False)
+        try:
+            studies, broken = inbox.scan(now)
+            entries = inbox.entries()
+        finally:
+            inbox.close()
+        for study in studies:
+            key = study.fingerprint(entries)
+            newest = max(entries[f].mtime for f in study.files)
+            removable = (key in closed_keys and newest < cutoff
+                         and safe_uid(study.study_uid) not in busy_studies
+                         and not busy_files.intersection(study.files))
+            if key not in all_keys:
+                report.kept_unprocessed_studies += 1
+            if not removable:
+                present_keys.add(key)
+                continue
+            report.inbox_files += _unlink(study.files, Path(w.inbox), dry_run)
+        for bad in broken:
+            if bad.key in closed_keys and entries[bad.path].mtime < cutoff:
+                report.inbox_files += _unlink([bad.path], Path(w.inbox), dry_run)
+            else:
+                present_keys.add(bad.key)
         for root, attr in ((outbox, "outbox_folders"), (quarantine_dir, "quarantine_folders")):
             for folder in _folders(root, skip=[w.state_dir, quarantine_dir] if root == outbox else []):
                 if folder.name in busy_studies or _newest_mtime(folder) >= cutoff:

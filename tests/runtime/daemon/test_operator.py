@@ -172,6 +172,13 @@ def test_purge_removes_only_what_is_older_than_the_limit(tmp_path: Path, synthet
     assert not (inbox / "new-done").exists() and (inbox / "old-inflight").is_dir()
     assert (inbox / "old-unprocessed").is_dir() and (outbox / safe_uid(uids["old-inflight"])).is_dir()
     assert main(["purge", "--config", str(config), "--older-than", "soon"]) == 2
+    store = JobStore(state / DB_NAME)
+    assert {j.id for j in store.jobs()} == {ids["old-inflight"]}
+    store.close()
+    # without the inbox it cannot know which studies are still there: refused, nothing removed
+    before = files()
+    assert main(["purge", "--state", str(state), "--out", str(outbox), "--older-than", "0s"]) == 2
+    assert files() == before
 
 
 @pytest.mark.slow
