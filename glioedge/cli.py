@@ -182,7 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     # level (heavy packages are imported when a command runs), so every command is always listed.
     from glioedge.export.commands import add_bundle_parser, add_export_parser
     from glioedge.runtime.commands import add_segment_parser
-    from glioedge.runtime.daemon.commands import add_receive_parser, add_watch_parser
+    from glioedge.runtime.daemon.commands import (
+        add_operator_parsers,
+        add_receive_parser,
+        add_watch_parser,
+    )
 
     add_export_parser(sub)
     add_bundle_parser(sub)
@@ -190,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_watch_parser(sub)
     add_receive_parser(sub)
     _add_doctor(sub)
+    add_operator_parsers(sub)
     return parser
 
 

@@ -1,38 +1,33 @@
-"""A quality-control picture: the label overlay on three orthogonal slices through the tumour.
+"""A quality-control picture that reads on its own: the label overlay on three orthogonal slices
+through the tumour, with a legend, orientation markers, the volumes, the bundle id and the
+"not for diagnostic use" disclaimer.
 
-numpy + zlib only (no matplotlib on an edge box). Colours: the SEG's
-(:data:`glioedge.vocabulary.SEGMENTS`; NCR red, ED green, ET yellow).
-Each view is resampled (nearest neighbour) to square pixels, so anisotropic series look right.
+Pillow draws and encodes it (no matplotlib on an edge box). Colours: the SEG's
+(:data:`glioedge.vocabulary.SEGMENTS`; NCR red, ED green, ET yellow). Each view is resampled
+(nearest neighbour) to square pixels, so anisotropic series look right; each view's edges carry
+the patient direction they face (L/R, A/P, S/I), worked out from the volume's LPS affine.
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
+import io
+from collections.abc import Mapping
 
 import numpy as np
 
+from glioedge._optional import require
 from glioedge.dicom_io import Volume
 from glioedge.vocabulary import SEGMENTS
 
-__all__ = ["encode_png", "qa_png_bytes"]
+__all__ = ["DISCLAIMER", "qa_png_bytes"]
 
 COLOURS = {cls: spec.rgb for cls, spec in SEGMENTS.items()}
 ALPHA = 0.45
 VIEW_MM = 1.0  # pixel size of the views
-
-
-def encode_png(rgb: np.ndarray) -> bytes:
-    """Encode an ``(H, W, 3)`` uint8 image as PNG."""
-    h, w, _ = rgb.shape
-    raw = b"".join(b"\x00" + np.ascontiguousarray(rgb[r]).tobytes() for r in range(h))
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6))
-            + chunk(b"IEND", b""))
+MIN_VIEW_PX = 192  # views are enlarged (nearest neighbour) to at least this height
+DISCLAIMER = "Not for diagnostic use"
+#: LPS axis → (letter for +, letter for -).
+_LETTERS = (("L", "R"), ("P", "A"), ("S", "I"))
 
 
 def _square(plane: np.ndarray, sx: float, sy: float) -> np.ndarray:
@@ -55,13 +50,35 @@ def _views(array: np.ndarray, centre: tuple[int, int, int], spacing: np.ndarray)
     ]
 
 
-def qa_png_bytes(labels: Volume, background: Volume | None = None) -> bytes:
+#: For each view of :func:`_views`: (array axis, sign) along columns (→) and along rows (↓).
+_VIEW_AXES = (((0, 1), (1, 1)), ((0, 1), (2, -1)), ((1, 1), (2, -1)))
+
+
+def _letter(affine: np.ndarray, axis: int, sign: int) -> str:
+    """The patient direction (L, R, P, A, S, I) an array axis points to, in LPS."""
+    direction = sign * np.asarray(affine, float)[:3, axis]
+    dominant = int(np.argmax(np.abs(direction)))
+    plus, minus = _LETTERS[dominant]
+    return plus if direction[dominant] > 0 else minus
+
+
+def _opposite(letter: str) -> str:
+    return {a: b for pair in _LETTERS for a, b in (pair, pair[::-1])}[letter]
+
+
+def qa_png_bytes(labels: Volume, background: Volume | None = None, *,
+                 volumes_ml: Mapping[str, float] | None = None, bundle_id: str = "") -> bytes:
     """PNG bytes: three views through the tumour's centre (the grid's centre without tumour).
 
     Args:
         labels: the label map (classes 0..3).
         background: image under the overlay, on the same grid (default: black).
+        volumes_ml: ET/TC/WT (and NCR/ED) volumes to print under the views.
+        bundle_id: the model bundle that produced the labels.
     """
+    require("PIL", "drawing the QA picture (pip install pillow; part of glioedge[runtime])")
+    from PIL import Image, ImageDraw, ImageFont
+
     lab = np.asarray(labels.array, dtype=np.uint8)
     img = np.zeros(lab.shape, np.float32) if background is None else np.asarray(
         background.array, np.float32)
@@ -79,6 +96,47 @@ def qa_png_bytes(labels: Volume, background: Volume | None = None) -> bytes:
             rgb[sel] = (1 - ALPHA) * rgb[sel] + ALPHA * np.asarray(colour, np.float32)
         tiles.append(rgb.astype(np.uint8))
     height = max(t.shape[0] for t in tiles)
-    gap = np.zeros((height, 4, 3), np.uint8)
-    padded = [np.pad(t, ((0, height - t.shape[0]), (0, 0), (0, 0))) for t in tiles]
-    return encode_png(np.concatenate([padded[0], gap, padded[1], gap, padded[2]], axis=1))
+    zoom = max(1, -(-MIN_VIEW_PX // height))
+    font = _font(ImageFont, 14)
+    small = _font(ImageFont, 12)
+    margin, header, footer = 36, 30, 54
+    widths = [t.shape[1] * zoom for t in tiles]
+    width = sum(widths) + margin * (len(tiles) + 1)
+    canvas = Image.new("RGB", (max(width, 520), header + height * zoom + 2 * margin + footer), "black")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((margin, 8), f"glioedge QA   bundle {bundle_id or '?'}", fill="white", font=font)
+    draw.text((canvas.width - margin, 8), DISCLAIMER.upper(), fill=(255, 120, 120), font=font,
+              anchor="ra")
+    x = margin
+    top = header + margin
+    for n, tile in enumerate(tiles):
+        h, w = tile.shape[0] * zoom, tile.shape[1] * zoom
+        canvas.paste(Image.fromarray(tile).resize((w, h), Image.NEAREST), (x, top))
+        (col_axis, col_sign), (row_axis, row_sign) = _VIEW_AXES[n]
+        right = _letter(labels.affine, col_axis, col_sign)
+        below = _letter(labels.affine, row_axis, row_sign)
+        marks = ((x + w + 2, top + h // 2, right, "lm"), (x - 2, top + h // 2, _opposite(right), "rm"),
+                 (x + w // 2, top + h + 2, below, "ma"), (x + w // 2, top - 2, _opposite(below), "md"))
+        for mx, my, letter, anchor in marks:
+            draw.text((mx, my), letter, fill=(120, 200, 255), font=small, anchor=anchor)
+        x += w + margin
+    y = top + height * zoom + margin
+    lx = margin
+    for cls, spec in SEGMENTS.items():
+        draw.rectangle((lx, y + 2, lx + 12, y + 14), fill=tuple(COLOURS[cls]))
+        label = f"{spec.label} ({spec.tracking})"
+        draw.text((lx + 18, y), label, fill="white", font=small)
+        lx += 18 + int(draw.textlength(label, font=small)) + 16
+    vols = dict(volumes_ml or {})
+    text = "   ".join(f"{k} {float(vols[k]):.1f} mL" for k in ("ET", "TC", "WT") if k in vols)
+    draw.text((margin, y + 22), text or "volumes: -", fill="white", font=small)
+    out = io.BytesIO()
+    canvas.save(out, format="PNG", optimize=False)
+    return out.getvalue()
+
+
+def _font(image_font: object, size: int) -> object:
+    try:
+        return image_font.load_default(size=size)  # type: ignore[attr-defined]
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return image_font.load_default()  # type: ignore[attr-defined]

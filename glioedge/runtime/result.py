@@ -146,7 +146,8 @@ class Result:
         if self.options.get("qa_png"):
             from glioedge.runtime.qa_png import qa_png_bytes
 
-            png = qa_png_bytes(self.label_map, self.background)
+            png = qa_png_bytes(self.label_map, self.background, volumes_ml=self.volumes_ml,
+                               bundle_id=self.bundle_id)
             written["qa_png"] = atomic_write(out_dir / FILES["qa_png"], lambda f: f.write(png))
         if self.options.get("sr") and self.seg is not None:
             from glioedge.runtime.sr import volume_report_sr

@@ -90,6 +90,14 @@ BAD_INPUT = [
     Case("receive: no inbox", lambda p: ["receive"], 2, "inbox"),
     Case("receive: --port not an int", lambda p: ["receive", "--inbox", str(p["tmp"]), "--port", "x"], 2),
     Case("doctor: bad --device", lambda p: ["doctor", "--device", "gpu7"], 2, "gpu7"),
+    Case("jobs: no job store there", lambda p: ["jobs", "--state", str(p["tmp"] / "absent")], 2,
+         "no job store"),
+    Case("retry: no job store there", lambda p: ["retry", "7", "--state", str(p["tmp"] / "absent")], 2,
+         "no job store"),
+    Case("retry: job not a number", lambda p: ["retry", "seven", "--state", str(p["tmp"])], 2),
+    Case("purge: no age given", lambda p: ["purge", "--state", str(p["tmp"])], 2, "--older-than"),
+    Case("purge: bad age", lambda p: ["purge", "--state", str(p["tmp"]), "--older-than", "soon"], 2,
+         "'soon'"),
 ]
 
 

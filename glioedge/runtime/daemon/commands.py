@@ -1,4 +1,4 @@
-"""Command-line entry points: ``glioedge watch`` and ``glioedge receive``.
+"""Command-line entry points: ``glioedge watch``, ``receive``, ``jobs``, ``retry`` and ``purge``.
 
 ``glioedge.cli`` registers them with :func:`add_watch_parser` and :func:`add_receive_parser`;
 ``python -m glioedge.runtime.daemon {watch,receive} ...`` works on its own too. Command-line
@@ -8,6 +8,7 @@ options override the ``--config`` TOML file, which overrides the defaults.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -82,10 +83,136 @@ def add_receive_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--port", type=int, help="TCP port (default 11112)")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 for the network)")
     p.add_argument("--config", type=Path, help="TOML configuration file")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate: accept DICOM over TLS only")
+    p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    p.add_argument("--tls-ca", type=Path, help="PEM CA: require client certificates it signed")
     p.add_argument("--log-format", choices=("json", "text"))
     p.add_argument("--log-level")
     p.set_defaults(func=run_receive)
     return p
+
+
+def _add_store_options(p: argparse.ArgumentParser, folders: bool = False) -> None:
+    p.add_argument("--config", type=Path, help="the daemon's TOML configuration file")
+    p.add_argument("--out", type=Path, help="the daemon's outbox (or [watch] outbox)")
+    p.add_argument("--state", type=Path, help="the daemon's state folder (default OUTBOX/_state)")
+    if folders:
+        p.add_argument("--inbox", type=Path, help="the daemon's inbox (or [watch] inbox)")
+        p.add_argument("--quarantine", type=Path, help="quarantine folder (default OUTBOX/_quarantine)")
+
+
+def add_operator_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``jobs``, ``retry`` and ``purge``: the operator's commands on the daemon's store."""
+    p = subparsers.add_parser(
+        "jobs", help="list the daemon's jobs (study UID, state, attempts, last error, timings)",
+        description="List the daemon's jobs, newest first. Studies are shown by UID, never by "
+        "patient name or ID.")
+    _add_store_options(p)
+    p.add_argument("--state-is", dest="state_filter", choices=[s.value for s in _job_states()],
+                   help="only jobs in this state")
+    p.add_argument("--limit", type=int, default=50, help="at most this many jobs (default 50; 0: all)")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.set_defaults(func=run_jobs)
+    p = subparsers.add_parser(
+        "retry", help="run a failed or quarantined job again",
+        description="Queue a failed or quarantined job again with its attempts reset (a job "
+        "whose delivery failed is delivered again). Works while the daemon runs.")
+    p.add_argument("job", type=int, help="the job's ID (see 'glioedge jobs')")
+    _add_store_options(p)
+    p.set_defaults(func=run_retry)
+    p = subparsers.add_parser(
+        "purge", help="remove inputs, outputs, quarantine and job rows older than an age",
+        description="Remove what is older than --older-than (or [retention] older_than): a "
+        "processed study's input files, outbox and quarantine folders, closed job rows. Never "
+        "anything of a job in flight, never a study that was not processed.")
+    _add_store_options(p, folders=True)
+    p.add_argument("--older-than", metavar="AGE", help="e.g. 30d, 12h, 90m (a bare number: days)")
+    p.add_argument("--dry-run", action="store_true", help="count what would go; remove nothing")
+    p.set_defaults(func=run_purge)
+
+
+def _job_states() -> list[Any]:
+    from glioedge.runtime.daemon.jobs import JobState
+
+    return list(JobState)
+
+
+def _store_config(args: argparse.Namespace) -> DaemonConfig:
+    text = lambda v: None if v is None else str(v)  # noqa: E731
+    return load_config(args.config, {
+        "watch.outbox": text(args.out), "watch.state": text(args.state),
+        "watch.inbox": text(getattr(args, "inbox", None)),
+        "watch.quarantine": text(getattr(args, "quarantine", None)),
+    })
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    """Print the job table.
+
+    Raises:
+        ConfigError: no job store at the configured state folder.
+    """
+    from glioedge.runtime.daemon.logging import register_private_folder
+    from glioedge.runtime.daemon.operator import format_table, job_rows, open_store
+
+    config = _store_config(args)
+    if config.watch.inbox:
+        register_private_folder(str(Path(config.watch.inbox).resolve()))
+        register_private_folder(config.watch.inbox)
+    if args.limit < 0:
+        from glioedge.errors import ConfigError
+
+        raise ConfigError(f"--limit {args.limit}: expected 0 (all) or a positive number")
+    store = open_store(config)
+    try:
+        rows = job_rows(store, limit=args.limit or None, state=args.state_filter)
+    finally:
+        store.close()
+    if args.json:
+        json.dump([r.as_dict() for r in rows], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_table(rows))
+    return 0
+
+
+def run_retry(args: argparse.Namespace) -> int:
+    """Retry one job.
+
+    Raises:
+        ConfigError: no store, no such job, or a job that is not failed or quarantined.
+    """
+    from glioedge.runtime.daemon.operator import open_store, retry
+
+    store = open_store(_store_config(args))
+    try:
+        state = retry(store, args.job)
+    finally:
+        store.close()
+    sys.stdout.write(f"job {args.job}: {state.value}\n")
+    return 0
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    """Purge what is older than the limit.
+
+    Raises:
+        ConfigError: no age given (neither --older-than nor [retention] older_than), a bad age,
+            or no job store.
+    """
+    from glioedge.errors import ConfigError
+    from glioedge.runtime.daemon.operator import parse_age, purge
+
+    config = _store_config(args)
+    age = args.older_than or config.retention.older_than
+    if not age:
+        raise ConfigError("purge: give --older-than (e.g. 30d) or [retention] older_than in the config")
+    report = purge(config, parse_age(age, "--older-than" if args.older_than else
+                                     "retention.older_than"), dry_run=args.dry_run)
+    json.dump({"dry_run": args.dry_run, "older_than": age, **dataclasses.asdict(report)}, sys.stdout,
+              indent=2)
+    sys.stdout.write("\n")
+    return 0
 
 
 def watch_config(args: argparse.Namespace) -> DaemonConfig:
@@ -154,6 +281,9 @@ def run_receive(args: argparse.Namespace) -> int:
     config = load_config(args.config, {
         "receive.inbox": None if args.inbox is None else str(args.inbox), "receive.aet": args.aet,
         "receive.port": args.port, "receive.host": args.host,
+        "receive.tls_cert": None if args.tls_cert is None else str(args.tls_cert),
+        "receive.tls_key": None if args.tls_key is None else str(args.tls_key),
+        "receive.tls_ca": None if args.tls_ca is None else str(args.tls_ca),
         "log.format": args.log_format, "log.level": args.log_level,
     })
     configure(config.log.level, config.log.format)
@@ -164,11 +294,12 @@ def run_receive(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m glioedge.runtime.daemon {watch,receive} ...`` (until ``glioedge`` wires them)."""
+    """``python -m glioedge.runtime.daemon {watch,receive,jobs,retry,purge} ...``."""
     parser = argparse.ArgumentParser(prog="glioedge")
     sub = parser.add_subparsers(dest="command", required=True)
     add_watch_parser(sub)
     add_receive_parser(sub)
+    add_operator_parsers(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

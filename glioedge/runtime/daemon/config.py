@@ -8,6 +8,7 @@ which may come from the command line instead. ``docs/daemon.md`` is the referenc
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,10 @@ from typing import Any
 
 from glioedge.errors import ConfigError
 
+_AGE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw]?)\s*$")
+_UNIT_S = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+#: ``[delivery]`` keys that hold secrets: never logged, never on a command line.
+SECRET_KEYS = ("stowrs_password", "stowrs_token")
 _CSTORE = re.compile(r"^(?P<aet>[^@]{1,16})@(?P<host>[^:@]+):(?P<port>\d{1,5})$")
 
 
@@ -84,6 +89,17 @@ class DeliveryConfig:
         folders: Extra folders that receive a copy of each study's outputs.
         cstore: PACS nodes as ``AET@HOST:PORT`` (DICOM C-STORE).
         stowrs: DICOMweb base URLs (STOW-RS ``POST <url>/studies``).
+        cstore_tls_ca: PEM CA that signed the PACS's certificate: C-STORE over TLS (the PACS's
+            certificate must name the host of ``cstore``).
+        cstore_tls_cert: Our client certificate (with ``cstore_tls_key``) for a PACS that
+            requires mutual TLS.
+        cstore_tls_key: PEM private key of ``cstore_tls_cert``.
+        stowrs_username: HTTP basic authentication for STOW-RS: the user ...
+        stowrs_password: ... and the password, or better ``stowrs_password_env``, the name of
+            an environment variable holding it (kept out of the file).
+        stowrs_token: A bearer token for STOW-RS, or better ``stowrs_token_env`` (the name of an
+            environment variable holding it). Secrets are never logged nor passed to the
+            inference process.
         calling_aet: Our AE title when we associate with a PACS.
         timeout: Network timeout of one send, in seconds.
         max_attempts: Sends of one SEG to one destination before the delivery is marked failed.
@@ -101,6 +117,38 @@ class DeliveryConfig:
     backoff_initial: float = 5.0
     backoff_factor: float = 2.0
     backoff_max: float = 600.0
+    cstore_tls_ca: str = ""
+    cstore_tls_cert: str = ""
+    cstore_tls_key: str = ""
+    stowrs_username: str = ""
+    stowrs_password: str = dataclasses.field(default="", repr=False)
+    stowrs_password_env: str = ""
+    stowrs_token: str = dataclasses.field(default="", repr=False)
+    stowrs_token_env: str = ""
+
+    def stowrs_auth(self) -> tuple[str, Any] | None:
+        """``("basic", (user, password))``, ``("bearer", token)`` or None, secrets read from the
+        environment variables named by ``stowrs_password_env`` / ``stowrs_token_env`` when set.
+
+        Raises:
+            ConfigError: a named environment variable is unset or empty.
+        """
+        def secret(value: str, env: str, key: str) -> str:
+            if env:
+                found = os.environ.get(env, "")
+                if not found:
+                    raise ConfigError(f"delivery.{key}_env = {env!r}: that environment variable is "
+                                      "not set (or empty)")
+                return found
+            return value
+
+        token = secret(self.stowrs_token, self.stowrs_token_env, "stowrs_token")
+        if token:
+            return "bearer", token
+        if self.stowrs_username:
+            return "basic", (self.stowrs_username,
+                             secret(self.stowrs_password, self.stowrs_password_env, "stowrs_password"))
+        return None
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after ``attempts`` failed sends."""
@@ -125,6 +173,11 @@ class ReceiveConfig:
         port: TCP port (104 and 11112 are usual).
         inbox: Folder to write instances into (default: ``[watch] inbox``).
         allowed_calling_aets: Accept only these calling AE titles; empty accepts any.
+        tls_cert: PEM certificate (chain) of the SCP: with ``tls_key``, associations are DICOM
+            over TLS (TLS 1.2 or newer) and plain ones are refused.
+        tls_key: PEM private key of ``tls_cert``.
+        tls_ca: PEM CA bundle; when set, a client must present a certificate it signed
+            (mutual TLS).
     """
 
     aet: str = "GLIOEDGE"
@@ -132,6 +185,37 @@ class ReceiveConfig:
     port: int = 11112
     inbox: str = ""
     allowed_calling_aets: tuple[str, ...] = ()
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionConfig:
+    """How long ``glioedge purge`` keeps inputs, outputs, quarantine and job rows.
+
+    Attributes:
+        older_than: Default age for ``glioedge purge`` without ``--older-than`` (``"30d"``,
+            ``"12h"``; a bare number is days); empty: ``purge`` needs ``--older-than``.
+    """
+
+    older_than: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusPageConfig:
+    """The read-only status page on the health port.
+
+    Attributes:
+        jobs: How many recent jobs it lists.
+        refresh: Seconds between the page's own reloads.
+        show_patient: Also show patient name and ID read from the job's inputs (off: the page
+            shows studies by UID only).
+    """
+
+    jobs: int = 25
+    refresh: int = 10
+    show_patient: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +229,7 @@ class LogConfig:
 _SECTIONS: dict[str, type] = {
     "watch": WatchConfig, "model": ModelConfig, "delivery": DeliveryConfig,
     "health": HealthConfig, "receive": ReceiveConfig, "log": LogConfig,
+    "retention": RetentionConfig, "status_page": StatusPageConfig,
 }
 
 
@@ -158,14 +243,19 @@ class DaemonConfig:
     health: HealthConfig = HealthConfig()
     receive: ReceiveConfig = ReceiveConfig()
     log: LogConfig = LogConfig()
+    retention: RetentionConfig = RetentionConfig()
+    status_page: StatusPageConfig = StatusPageConfig()
     segmenter: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON/TOML-serialisable form (tuples become lists)."""
+    def to_dict(self, redact: bool = False) -> dict[str, Any]:
+        """JSON/TOML-serialisable form (tuples become lists); ``redact`` blanks the secrets."""
         out: dict[str, Any] = {}
         for name in _SECTIONS:
             out[name] = {k: list(v) if isinstance(v, tuple) else v
                          for k, v in dataclasses.asdict(getattr(self, name)).items()}
+        if redact:
+            for key in SECRET_KEYS:
+                out["delivery"][key] = ""
         out["segmenter"] = dict(self.segmenter)
         return out
 
@@ -227,9 +317,24 @@ class DaemonConfig:
             raise ConfigError(f"log.level = {self.log.level!r}: expected DEBUG, INFO, WARNING or ERROR")
         for node in d.cstore:
             parse_cstore(node)
+        r = self.receive
+        if bool(r.tls_cert) != bool(r.tls_key) or (r.tls_ca and not r.tls_cert):
+            raise ConfigError("receive: TLS needs both tls_cert and tls_key (tls_ca only with them)")
+        if bool(d.cstore_tls_cert) != bool(d.cstore_tls_key) or (d.cstore_tls_cert and not d.cstore_tls_ca):
+            raise ConfigError("delivery: a C-STORE client certificate needs cstore_tls_cert, "
+                              "cstore_tls_key and cstore_tls_ca")
+        if (d.stowrs_token or d.stowrs_token_env) and d.stowrs_username:
+            raise ConfigError("delivery: give either stowrs_username (HTTP basic) or stowrs_token "
+                              "(bearer), not both")
+        if (d.stowrs_password or d.stowrs_password_env) and not d.stowrs_username:
+            raise ConfigError("delivery.stowrs_password set without delivery.stowrs_username")
         for url in d.stowrs:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"delivery.stowrs {url!r}: expected an http(s):// URL")
+        if self.retention.older_than:
+            parse_age(self.retention.older_than, "retention.older_than")
+        if not 1 <= self.status_page.jobs <= 1000 or not 1 <= self.status_page.refresh <= 3600:
+            raise ConfigError("status_page.jobs must be 1..1000 and status_page.refresh 1..3600 s")
         if self.log.format not in ("json", "text"):
             raise ConfigError(f"log.format = {self.log.format!r}: expected 'json' or 'text'")
 
@@ -348,3 +453,15 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
             raise ConfigError(f"override {dotted!r}: expected section.key")
         data.setdefault(section, {})[key] = value
     return DaemonConfig.from_dict(data)
+
+
+def parse_age(text: str, option: str = "--older-than") -> float:
+    """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"``, ``"2w"`` (a bare number is days) → seconds.
+
+    Raises:
+        ConfigError: not of that form (names ``option``).
+    """
+    match = _AGE.match(str(text))
+    if not match:
+        raise ConfigError(f"{option} {text!r}: expected an age such as 30d, 12h, 90m or 45s")
+    return float(match["n"]) * _UNIT_S[match["unit"]]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import ssl
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -73,11 +74,27 @@ class FolderDestination:
 class CStoreDestination:
     """Send ``seg.dcm`` to a DICOM node with C-STORE (pynetdicom) and check the status is success."""
 
-    def __init__(self, node: str, calling_aet: str = "GLIOEDGE", timeout: float = 30.0) -> None:
+    def __init__(self, node: str, calling_aet: str = "GLIOEDGE", timeout: float = 30.0,
+                 tls: tuple[str, str, str] | None = None) -> None:
         self.aet, self.host, self.port = parse_cstore(node)
         self.calling_aet = calling_aet
         self.timeout = timeout
+        self.tls = tls  # (CA file, client certificate, client key) for DICOM over TLS
         self.name = f"cstore:{self.aet}@{self.host}:{self.port}"
+
+    def _tls_args(self) -> tuple[ssl.SSLContext, str] | None:
+        if not self.tls or not self.tls[0]:
+            return None
+        ca, cert, key = self.tls
+        try:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            if cert:
+                context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise DeliveryError(f"{self.name}: cannot load the TLS files (delivery.cstore_tls_*): "
+                                f"{exc}") from exc
+        return context, self.host
 
     def send(self, output_dir: Path) -> None:
         """Associate, C-STORE, release.
@@ -96,9 +113,10 @@ class CStoreDestination:
             syntaxes = list(dict.fromkeys([str(ds.file_meta.TransferSyntaxUID), ExplicitVRLittleEndian,
                                            ImplicitVRLittleEndian]))
             ae.add_requested_context(ds.SOPClassUID, syntaxes)
-        assoc = ae.associate(self.host, self.port, ae_title=self.aet)
+        assoc = ae.associate(self.host, self.port, ae_title=self.aet, tls_args=self._tls_args())
         if not assoc.is_established:
             raise DeliveryError(f"{self.name}: association not established (refused, rejected, "
+                                f"{'TLS handshake failed, ' if self.tls and self.tls[0] else ''}"
                                 "unreachable, or none of the proposed presentation contexts "
                                 f"({', '.join(sorted({ds.SOPClassUID.name for ds in datasets}))}) "
                                 "accepted)")
@@ -133,10 +151,26 @@ class CStoreDestination:
 class StowRsDestination:
     """Store ``seg.dcm`` on a DICOMweb server with STOW-RS (dicomweb-client)."""
 
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, timeout: float = 30.0, auth: tuple[str, Any] | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.name = f"stowrs:{self.url}"
+        self._auth = auth  # ("basic", (user, password)) or ("bearer", token); never logged
+
+    def __repr__(self) -> str:
+        return f"StowRsDestination({self.url!r}, auth={self._auth[0] if self._auth else None!r})"
+
+    def _session(self) -> Any:
+        import requests
+
+        session = requests.Session()
+        if self._auth is not None:
+            kind, value = self._auth
+            if kind == "basic":
+                session.auth = tuple(value)
+            else:
+                session.headers["Authorization"] = f"Bearer {value}"
+        return session
 
     def send(self, output_dir: Path) -> None:
         """POST the SEG and check the response lists no failed instance.
@@ -148,10 +182,21 @@ class StowRsDestination:
         import requests
 
         datasets = [_read(p, self.name) for p in dicom_outputs(output_dir)]
-        client = api.DICOMwebClient(self.url, timeout=self.timeout)
+        client = api.DICOMwebClient(self.url, session=self._session(), timeout=self.timeout)
         client.set_http_retry_params(retry=False)  # retries are the job store's, across restarts
         try:
             response = client.store_instances(datasets)
+        except requests.HTTPError as exc:
+            code = exc.response.status_code if exc.response is not None else None
+            if code in (401, 403):
+                how = {"basic": "HTTP basic (delivery.stowrs_username / stowrs_password[_env])",
+                       "bearer": "the bearer token (delivery.stowrs_token[_env])"}
+                used = how[self._auth[0]] if self._auth else "none configured"
+                raise DeliveryError(
+                    f"{self.name}: authentication refused (HTTP {code} "
+                    f"{'Unauthorized' if code == 401 else 'Forbidden'}): wrong or missing "
+                    f"credentials; credentials used: {used}") from None
+            raise DeliveryError(f"{self.name}: STOW-RS failed: HTTP {code}: {exc}") from exc
         except (requests.RequestException, OSError, ValueError) as exc:
             raise DeliveryError(f"{self.name}: STOW-RS failed: {type(exc).__name__}: {exc}") from exc
         failed = response.get("FailedSOPSequence") if response is not None else None
@@ -183,8 +228,10 @@ def _read(path: Path, who: str) -> Dataset:
 def destinations(config: DeliveryConfig) -> dict[str, Destination]:
     """Every configured destination by its name (the key of its delivery rows)."""
     out: list[Destination] = [FolderDestination(f) for f in config.folders]
-    out += [CStoreDestination(n, config.calling_aet, config.timeout) for n in config.cstore]
-    out += [StowRsDestination(u, config.timeout) for u in config.stowrs]
+    tls = (config.cstore_tls_ca, config.cstore_tls_cert, config.cstore_tls_key)
+    out += [CStoreDestination(n, config.calling_aet, config.timeout, tls) for n in config.cstore]
+    auth = config.stowrs_auth() if config.stowrs else None
+    out += [StowRsDestination(u, config.timeout, auth) for u in config.stowrs]
     return {d.name: d for d in out}
 
 

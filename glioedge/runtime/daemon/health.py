@@ -147,11 +147,15 @@ class HealthServer:
         snapshot: Returns ``(job counts, delivery counts)`` from the store (called per request).
         stall_after: Seconds without a loop tick after which ``/healthz`` answers 503 ...
         job_limit: ... unless one job is running for less than this many seconds.
+        pages: Other read-only pages (the status page, QA images): called with the path and the
+            ``/healthz`` body, returns ``(status, content type, body)`` or None (404).
     """
 
     def __init__(self, host: str, port: int, metrics: Metrics,
                  snapshot: Callable[[], tuple[dict[str, int], dict[tuple[str, str], int]]],
-                 stall_after: float = 120.0, job_limit: float = 3600.0) -> None:
+                 stall_after: float = 120.0, job_limit: float = 3600.0,
+                 pages: Callable[[str, dict[str, Any]], tuple[int, str, bytes | str] | None]
+                 | None = None) -> None:
         self.metrics = metrics
         outer = self
 
@@ -161,7 +165,7 @@ class HealthServer:
                     code, ctype, body = outer.respond(self.path)
                 except Exception as exc:  # the endpoint must never take the daemon down
                     code, ctype, body = 500, "text/plain", f"error: {type(exc).__name__}\n"
-                data = body.encode()
+                data = body.encode() if isinstance(body, str) else body
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
@@ -176,6 +180,7 @@ class HealthServer:
         self.snapshot = snapshot
         self.stall_after = stall_after
         self.job_limit = job_limit
+        self.pages = pages
         self._thread = threading.Thread(target=self._server.serve_forever, name="glioedge-health",
                                         daemon=True)
 
@@ -184,26 +189,36 @@ class HealthServer:
         """The bound port."""
         return int(self._server.server_address[1])
 
-    def respond(self, path: str) -> tuple[int, str, str]:
+    def respond(self, path: str) -> tuple[int, str, str | bytes]:
         """``(status, content type, body)`` for ``path``."""
-        if path.split("?", maxsplit=1)[0] == "/metrics":
+        path = path.split("?", maxsplit=1)[0]
+        if path == "/metrics":
             jobs, deliveries = self.snapshot()
             return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render(jobs, deliveries)
-        if path.split("?", maxsplit=1)[0] == "/healthz":
-            now = time.time()
-            age = now - self.metrics.last_tick
-            busy = self.metrics.busy_since
-            busy_for = None if busy is None else now - busy
-            jobs, _ = self.snapshot()
-            alive = age < self.stall_after or (busy_for is not None and busy_for < self.job_limit)
-            problems = dict(self.metrics.problems)
-            status = "stalled" if not alive else "degraded" if problems else "ok"
-            body = {"status": status, "loop_age_s": round(age, 3),
-                    "job_running_s": None if busy_for is None else round(busy_for, 3),
-                    "uptime_s": round(now - self.metrics.started, 3), "jobs": jobs,
-                    "problems": problems}
-            return (200 if status == "ok" else 503), "application/json", json.dumps(body) + "\n"
-        return 404, "text/plain", "not found; try /healthz or /metrics\n"
+        if path == "/healthz":
+            body = self.health()
+            code = 200 if body["status"] == "ok" else 503
+            return code, "application/json", json.dumps(body) + "\n"
+        if self.pages is not None:
+            page = self.pages(path, self.health())
+            if page is not None:
+                return page
+        return 404, "text/plain", "not found; try /, /healthz or /metrics\n"
+
+    def health(self) -> dict[str, Any]:
+        """The ``/healthz`` body: ``status`` ok, degraded or stalled, and what it is based on."""
+        now = time.time()
+        age = now - self.metrics.last_tick
+        busy = self.metrics.busy_since
+        busy_for = None if busy is None else now - busy
+        jobs, _ = self.snapshot()
+        alive = age < self.stall_after or (busy_for is not None and busy_for < self.job_limit)
+        problems = dict(self.metrics.problems)
+        status = "stalled" if not alive else "degraded" if problems else "ok"
+        return {"status": status, "loop_age_s": round(age, 3),
+                "job_running_s": None if busy_for is None else round(busy_for, 3),
+                "uptime_s": round(now - self.metrics.started, 3), "jobs": jobs,
+                "problems": problems}
 
     def start(self) -> None:
         """Serve in the background."""

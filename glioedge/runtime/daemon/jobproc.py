@@ -94,7 +94,7 @@ class JobProcess:
             GlioedgeError: the child died before it was ready.
         """
         self.close()
-        argv = [*self.command, json.dumps(self.config.to_dict()), str(os.getpid())]
+        argv = [*self.command, json.dumps(self.config.to_dict(redact=True)), str(os.getpid())]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      bufsize=1)
         reply = self._read()

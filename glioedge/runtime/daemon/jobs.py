@@ -27,6 +27,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+#: The job store's file name in the state folder.
+DB_NAME = "jobs.sqlite"
+
 
 class JobState(str, Enum):
     """Where a job is in its life."""
@@ -119,10 +122,27 @@ class JobStore:
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
                                    check_same_thread=not shared)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=30000")
+        self._wal()
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+
+    def _wal(self) -> None:
+        """Switch to WAL (persistent in the file) unless it already is: the switch needs an
+        exclusive lock, and SQLite answers "database is locked" at once, without waiting, when
+        another connection (the daemon's, a ``glioedge jobs``) holds the file at that moment."""
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() == "wal":
+                    return
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         """Close the connection."""
@@ -347,6 +367,71 @@ class JobStore:
             db.execute("UPDATE jobs SET state = ?, error = ?, updated_at = ? WHERE id = ?",
                        (final.value, "; ".join(errors), now, job_id))
             return final
+
+    def retry(self, job_id: int) -> JobState:
+        """Give a failed or quarantined job another run (``glioedge retry``).
+
+        A job whose outputs were written and whose delivery failed is delivered again (its failed
+        deliveries back to pending); any other one is queued again with its attempts reset.
+
+        Returns:
+            The job's new state.
+
+        Raises:
+            KeyError: no such job.
+            ValueError: the job is not failed or quarantined, or its inputs were purged.
+        """
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no job {job_id}")
+            state = JobState(row["state"])
+            if state not in (JobState.FAILED, JobState.QUARANTINED):
+                raise ValueError(f"job {job_id} is {state.value}: only a failed or quarantined job "
+                                 "can be retried")
+            failed = db.execute("SELECT COUNT(*) FROM deliveries WHERE job_id = ? AND state = ?",
+                                (job_id, DeliveryState.FAILED.value)).fetchone()[0]
+            if failed and row["output_dir"]:
+                db.execute("UPDATE deliveries SET state = ?, attempts = 0, next_attempt_at = 0, "
+                           "error = '' WHERE job_id = ? AND state = ?",
+                           (DeliveryState.PENDING.value, job_id, DeliveryState.FAILED.value))
+                new = JobState.DELIVERING
+            else:
+                if row["files"] == "[]":
+                    raise ValueError(f"job {job_id} cannot run again: its input files were purged")
+                new = JobState.QUEUED
+            db.execute("UPDATE jobs SET state = ?, attempts = 0, next_attempt_at = 0, error = '', "
+                       "updated_at = ? WHERE id = ?", (new.value, now, job_id))
+            return new
+
+    def times(self, job_id: int) -> tuple[float, float]:
+        """``(created_at, updated_at)`` of a job."""
+        row = self._db.execute("SELECT created_at, updated_at FROM jobs WHERE id = ?",
+                               (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no job {job_id}")
+        return float(row[0]), float(row[1])
+
+    def delete_closed(self, job_ids: Iterable[int], before: float) -> int:
+        """Delete closed (done, failed, quarantined) jobs last changed before ``before``, with their
+        delivery rows; a job in flight (or changed since) is never deleted.
+
+        Returns:
+            How many jobs were deleted.
+        """
+        closed = (JobState.DONE.value, JobState.FAILED.value, JobState.QUARANTINED.value)
+        deleted = 0
+        with self._tx() as db:
+            for job_id in job_ids:
+                row = db.execute("SELECT 1 FROM jobs WHERE id = ? AND state IN (?, ?, ?) AND "
+                                 "updated_at < ?", (job_id, *closed, before)).fetchone()
+                if row is None:
+                    continue
+                db.execute("DELETE FROM deliveries WHERE job_id = ?", (job_id,))
+                db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+                deleted += 1
+        return deleted
 
     def dump(self) -> dict[str, Any]:
         """Everything, JSON-serialisable (for ``glioedge watch --status`` and tests)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from pydicom.dataset import Dataset, FileMetaDataset
 
 from glioedge._optional import require
+from glioedge.errors import ConfigError
 from glioedge.runtime.daemon.config import ReceiveConfig
 from glioedge.runtime.daemon.names import safe_uid
 
@@ -104,20 +106,50 @@ class Receiver:
             "calling_aet": str(event.assoc.requestor.ae_title), "path": str(path)})
         return SUCCESS
 
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context (None without ``tls_cert``).
+
+        Raises:
+            ConfigError: a certificate, key or CA file cannot be read or does not match.
+        """
+        c = self.config
+        if not c.tls_cert:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(c.tls_cert, c.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"receive.tls_cert {c.tls_cert} / receive.tls_key {c.tls_key}: cannot "
+                              f"load the certificate and key: {exc}") from exc
+        if c.tls_ca:
+            try:
+                context.load_verify_locations(c.tls_ca)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"receive.tls_ca {c.tls_ca}: cannot load the CA: {exc}") from exc
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
     def start(self) -> int:
-        """Listen in background threads.
+        """Listen in background threads (over TLS when configured).
 
         Returns:
             The bound port (useful with ``port = 0``).
+
+        Raises:
+            ConfigError: the TLS files cannot be loaded.
         """
         pynetdicom = require("pynetdicom", "receiving DICOM (glioedge receive)")
         self.inbox.mkdir(parents=True, exist_ok=True)
         handlers = [(pynetdicom.evt.EVT_C_STORE, self._on_store)]
+        context = self.ssl_context()
         self._server = self._ae().start_server((self.config.host, self.config.port), block=False,
-                                               evt_handlers=handlers)
+                                               evt_handlers=handlers, ssl_context=context)
         port = int(self._server.server_address[1])
         logger.info("storage SCP listening", extra={"event": "receive", "aet": self.config.aet,
                                                     "host": self.config.host, "port": port,
+                                                    "tls": context is not None,
+                                                    "client_certificates": bool(self.config.tls_ca),
                                                     "inbox": str(self.inbox)})
         return port
 

@@ -25,14 +25,14 @@ from glioedge.runtime.daemon.delivery import destinations
 from glioedge.runtime.daemon.health import HealthServer, Metrics
 from glioedge.runtime.daemon.inbox import Inbox, PendingStudy, missing_series
 from glioedge.runtime.daemon.jobproc import JobProcess
-from glioedge.runtime.daemon.jobs import JobState, JobStore
+from glioedge.runtime.daemon.jobs import DB_NAME, JobState, JobStore
 from glioedge.runtime.daemon.logging import register_private_folder
 from glioedge.runtime.daemon.quarantine import quarantine
 from glioedge.runtime.daemon.worker import Worker, clean_staging
 
 logger = logging.getLogger(__name__)
 
-DB_NAME = "jobs.sqlite"
+__all__ = ["DB_NAME", "PROBLEM_COUNTERS", "Daemon"]
 #: Counters that make ``--once`` exit with status 1.
 PROBLEM_COUNTERS = ("quarantined", "job_errors", "delivery_failures")
 
@@ -54,6 +54,10 @@ class Daemon:
         self.required: tuple[str, ...] = ("flair", "t1ce")
         self.rules: Any = None
         self._checked: dict[str, str] = {}
+        #: The inference child's ``ready`` message (bundle id, back-end) for the status page.
+        self.ready: dict[str, Any] = {}
+        #: Studies still arriving at the last scan (the status page's "queue").
+        self.waiting = 0
 
     # ---- set-up -----------------------------------------------------------------------------
     @staticmethod
@@ -118,6 +122,7 @@ class Daemon:
                                                   "recovered_jobs": recovered, "once": once})
             self.rules = self._rules()
             ready = jobs.start()
+            self.ready = dict(ready)
             self.required = tuple(ready.get("modalities") or self.required)
             dests = destinations(self.config.delivery)
             worker = Worker(self.config, store, jobs, self.metrics, dests)
@@ -152,9 +157,36 @@ class Daemon:
                 return db.counts(), db.delivery_counts()
 
         self.health = HealthServer(self.config.health.host, self.config.health.port, self.metrics,
-                                   snapshot)
+                                   snapshot, pages=self._pages(db, lock))
         self.health.start()
         logger.info("health endpoint up", extra={"event": "health", "port": self.health.port})
+
+    def _pages(self, db: JobStore, lock: threading.Lock) -> Any:
+        """The status page (``/``) and QA images (``/qa/<job>.png``) on the health port."""
+        from glioedge.runtime.daemon.operator import job_rows
+        from glioedge.runtime.daemon.status_page import patient_of, qa_image, render_page
+
+        options = self.config.status_page
+
+        def pages(path: str, health: dict[str, Any]) -> tuple[int, str, bytes | str] | None:
+            if path not in ("/", "/status") and not path.startswith("/qa/"):
+                return None
+            with lock:
+                rows = job_rows(db, limit=options.jobs)
+                counts = db.counts()
+                files = {r.id: db.job(r.id).files for r in rows} if options.show_patient else {}
+            if path.startswith("/qa/"):
+                name = path[len("/qa/"):].removesuffix(".png")
+                png = qa_image(rows, int(name)) if name.isdigit() and path.endswith(".png") else None
+                return (200, "image/png", png) if png is not None else None
+            info = {"bundle_id": self.ready.get("bundle_id"), "backend": self.ready.get("backend"),
+                    "counts": counts, "waiting": self.waiting, "health": health["status"],
+                    "problems": health["problems"], "now": time.time()}
+            patient = (lambda r: patient_of(r, files.get(r.id, ()))) if options.show_patient else None
+            return 200, "text/html; charset=utf-8", render_page(rows, info, refresh=options.refresh,
+                                                               patient=patient)
+
+        return pages
 
     # ---- loop -------------------------------------------------------------------------------
     def _loop(self, store: JobStore, worker: Worker, inbox: Inbox, dests: dict[str, Any],
@@ -169,6 +201,7 @@ class Daemon:
                 self.metrics.tick()
                 try:
                     waiting = self._scan(store, inbox)
+                    self.waiting = waiting
                     while not self.stop.is_set() and worker.run_next():
                         self.metrics.tick()
                 except (OSError, sqlite3.Error) as exc:  # e.g. the state disk is full: retry later

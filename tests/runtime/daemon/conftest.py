@@ -145,7 +145,8 @@ class Orthanc:
     """A throw-away Orthanc on loopback ports, with the DICOMweb plugin."""
 
     def __init__(self, root: Path, dicom_port: int | None = None,
-                 modalities: dict[str, list[Any]] | None = None) -> None:
+                 modalities: dict[str, list[Any]] | None = None,
+                 users: dict[str, str] | None = None) -> None:
         self.root = root
         self.http_port = free_port()
         self.dicom_port = dicom_port or free_port()
@@ -155,11 +156,19 @@ class Orthanc:
             "Name": "glioedge-test", "StorageDirectory": str(root / "db"),
             "IndexDirectory": str(root / "db"), "HttpPort": self.http_port,
             "DicomPort": self.dicom_port, "DicomAet": self.aet, "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False, "UnknownSopClassAccepted": True,
+            "AuthenticationEnabled": bool(users), "RegisteredUsers": users or {},
+            "UnknownSopClassAccepted": True,
             "DicomModalities": modalities or {}, "StableAge": 1, "HttpTimeout": 10,
             "Plugins": [str(DICOMWEB_PLUGIN)] if DICOMWEB_PLUGIN.exists() else [],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         }
+        self.headers: dict[str, str] = {}
+        if users:  # the test's own REST calls log in as the first user
+            import base64
+
+            user, password = next(iter(users.items()))
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            self.headers["Authorization"] = f"Basic {token}"
         self.config_path = root / "orthanc.json"
         self.config_path.write_text(json.dumps(config))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -209,21 +218,24 @@ class Orthanc:
 
     def get(self, path: str) -> Any:
         """GET a REST resource as JSON."""
-        with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
+        request = urllib.request.Request(f"{self.url}{path}", headers=self.headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
     def post(self, path: str, body: Any) -> Any:
         """POST to a REST resource (a ``str`` body is sent as it is, anything else as JSON)."""
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         request = urllib.request.Request(f"{self.url}{path}", data=data,
-                                         headers={"Content-Type": "application/json"}, method="POST")
+                                         headers={"Content-Type": "application/json", **self.headers},
+                                         method="POST")
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read() or b"null")
 
     def upload(self, path: Path) -> str:
         """Store a DICOM file through the REST API; returns Orthanc's instance id."""
         request = urllib.request.Request(f"{self.url}/instances", data=path.read_bytes(),
-                                         headers={"Content-Type": "application/dicom"}, method="POST")
+                                         headers={"Content-Type": "application/dicom", **self.headers},
+                                         method="POST")
         with urllib.request.urlopen(request, timeout=30) as response:
             return str(json.loads(response.read())["ID"])
 

@@ -1,0 +1,125 @@
+"""The read-only status page served on the health port (``GET /``) and the jobs' QA images.
+
+Plain HTML from the standard library: no JavaScript, no build step; a ``<meta http-equiv=refresh>``
+reloads it. It shows the bundle and back-end in use, the queue, recent jobs (state, attempts,
+timings, ET/TC/WT volumes from each job's ``report.json``, the QA overlay, the quarantine reason)
+and studies by UID only: patient name and ID appear only with ``[status_page] show_patient``.
+Every value is HTML-escaped; error texts pass through the log scrubber first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from glioedge.runtime.daemon.operator import JobRow
+
+__all__ = ["patient_of", "qa_image", "render_page"]
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.2em;color:#222}
+h1{font-size:1.3em;margin:0 0 .3em} table{border-collapse:collapse;margin:.6em 0;width:100%}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top;font-size:.9em}
+th{background:#eee} .done{color:#070} .failed,.quarantined{color:#b00} .queued,.running,
+.delivering{color:#a60} .note{color:#555;font-size:.85em} img.qa{max-width:380px;display:block}
+dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em} dt{font-weight:bold}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _when(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _volumes(row: JobRow) -> str:
+    vols = row.volumes
+    if not vols:
+        return "-"
+    return " / ".join(f"{k} {float(vols[k]):.1f}" for k in ("ET", "TC", "WT") if k in vols) + " mL"
+
+
+def patient_of(row: JobRow, files: Sequence[str]) -> str:
+    """``"NAME (ID)"`` from the first readable input header ('-' when none is readable)."""
+    import pydicom
+
+    for name in files[:3]:
+        try:
+            ds = pydicom.dcmread(name, stop_before_pixels=True,
+                                 specific_tags=["PatientName", "PatientID"])
+        except Exception:  # a vanished or broken file: show nothing
+            continue
+        return f"{ds.get('PatientName', '')} ({ds.get('PatientID', '')})"
+    return "-"
+
+
+def render_page(rows: Sequence[JobRow], info: Mapping[str, Any], *, refresh: int,
+                patient: Callable[[JobRow], str] | None = None) -> str:
+    """The whole page.
+
+    Args:
+        rows: Recent jobs, newest first.
+        info: ``bundle_id``, ``backend``, ``counts`` (jobs per state), ``waiting`` (studies still
+            arriving), ``health`` (ok/degraded/stalled), ``problems``.
+        refresh: Seconds between reloads.
+        patient: Returns the patient's name and ID for a row (only when the config allows it).
+    """
+    counts = dict(info.get("counts") or {})
+    head = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<meta http-equiv='refresh' content='{int(refresh)}'>",
+        "<title>glioedge status</title>", f"<style>{_CSS}</style></head><body>",
+        "<h1>glioedge: studies next to the scanner</h1>",
+        "<p class='note'>Research software: not for diagnostic use. "
+        f"Page generated {_e(_when(float(info.get('now', 0.0))))}; it reloads every {int(refresh)} s.</p>",
+        "<dl id='summary'>",
+        f"<dt>Health</dt><dd id='health'>{_e(info.get('health', '?'))}</dd>",
+        f"<dt>Bundle</dt><dd id='bundle'>{_e(info.get('bundle_id') or '-')}</dd>",
+        f"<dt>Back-end</dt><dd id='backend'>{_e(info.get('backend') or '-')}</dd>",
+        f"<dt>Queue</dt><dd id='queue'>{counts.get('queued', 0)} queued, {counts.get('running', 0)} "
+        f"running, {counts.get('delivering', 0)} delivering; {int(info.get('waiting', 0))} "
+        "studies still arriving</dd>",
+        "<dt>Totals</dt><dd>" + ", ".join(f"{_e(k)} {int(v)}" for k, v in sorted(counts.items()))
+        + "</dd>",
+    ]
+    for name, problem in sorted(dict(info.get("problems") or {}).items()):
+        head.append(f"<dt class='failed'>Problem: {_e(name)}</dt><dd class='failed'>{_e(problem)}</dd>")
+    head.append("</dl>")
+    cols = ["Job", "Study UID", *(["Patient"] if patient else []), "State", "Attempts",
+            "Created", "Updated", "Run (s)", "Volumes ET / TC / WT", "Reason / last error", "QA overlay"]
+    table = ["<table id='jobs'><thead><tr>" + "".join(f"<th>{c}</th>" for c in cols)
+             + "</tr></thead><tbody>"]
+    for r in rows:
+        qa = (f"<img class='qa' alt='QA overlay of job {r.id}' src='/qa/{r.id}.png'>"
+              if r.output_dir and (Path(r.output_dir) / "qa.png").is_file() else "-")
+        cells = [str(r.id), _e(r.study_uid or "(unreadable file)"),
+                 *([_e(patient(r))] if patient else []),
+                 f"<span class='{_e(r.state)}'>{_e(r.state)}</span>", str(r.attempts),
+                 _e(_when(r.created)), _e(_when(r.updated)),
+                 "-" if r.total_s is None else f"{r.total_s:.1f}", _e(_volumes(r)),
+                 _e(r.error) or "-", qa]
+        table.append(f"<tr id='job-{r.id}' data-state='{_e(r.state)}'>"
+                     + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    if not rows:
+        table.append(f"<tr><td colspan='{len(cols)}'>no jobs yet</td></tr>")
+    table.append("</tbody></table>")
+    foot = ["<p class='note'>Read-only. Commands: <code>glioedge jobs</code>, <code>glioedge retry "
+            "JOB</code>, <code>glioedge purge --older-than 30d</code>; <a href='/healthz'>/healthz</a>, "
+            "<a href='/metrics'>/metrics</a>.</p></body></html>"]
+    return "\n".join(head + table + foot) + "\n"
+
+
+def qa_image(rows: Sequence[JobRow], job_id: int) -> bytes | None:
+    """The QA PNG of a listed job (None when the job is not listed or has none)."""
+    row = next((r for r in rows if r.id == job_id), None)
+    if row is None or not row.output_dir:
+        return None
+    try:
+        return (Path(row.output_dir) / "qa.png").read_bytes()
+    except OSError:
+        return None
