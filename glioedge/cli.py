@@ -72,6 +72,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spacing", default=None, help="target spacing in mm (default 1,1,1)")
     p.add_argument("--lambda-bt", type=float, default=d.kd.lambda_bt, help="Barlow Twins weight")
     p.add_argument("--logit-kd", action="store_true", help="add logit distillation (KL, temperature)")
+    p.add_argument("--teacher", type=Path, default=None, metavar="CHECKPOINT",
+                   help="two-stage KD: a trained four-modality network (a KD checkpoint's teacher, or "
+                   "a --student-only run on t1,t2,flair,t1ce), loaded and frozen")
+    p.add_argument("--teacher-dropout", type=float, default=d.kd.teacher_modality_dropout,
+                   help="per-sample probability of zeroing the teacher's T1/T2 inputs")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--workers", type=int, default=d.num_workers, help="data-loading processes")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -100,7 +105,9 @@ def train_config_from_args(args: argparse.Namespace) -> object:
         augment=not args.no_augment,
         num_workers=args.workers,
         seed=args.seed,
-        kd=replace(d.kd, lambda_bt=args.lambda_bt, logit_kd=args.logit_kd),
+        kd=replace(d.kd, lambda_bt=args.lambda_bt, logit_kd=args.logit_kd,
+                   teacher_modality_dropout=args.teacher_dropout),
+        teacher_checkpoint=str(args.teacher) if args.teacher is not None else None,
     )
 
 
