@@ -91,7 +91,7 @@ def run_arm(arm: str, seed: int, base: Any, data: Path, runs: Path) -> dict[str,
     if done.is_file():
         return json.loads(done.read_text())
     cfg = replace(arm_config(arm, base), seed=seed)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if arm == "two-stage":  # stage 1: the four-modality network alone, same budget and recipe
         teacher_cfg = replace(base, seed=seed, student_only=True,
                               student_modalities=base.teacher_modalities)
@@ -101,12 +101,13 @@ def run_arm(arm: str, seed: int, base: Any, data: Path, runs: Path) -> dict[str,
     _link_preprocessed(out, runs / ("pre-2ch" if cfg.student_only else "pre-4ch"))
     res = train_from_folder(data, out, cfg)
     seconds = time.perf_counter() - t0
+    cpu_seconds = time.process_time() - c0  # one thread: robust to the machine's other load
     curve = [
         {"epoch": r["epoch"] + 1, "student": {g: r["val"]["student"][g]["dice"]["mean"] for g in REGIONS}}
         for r in res.history if "val" in r
     ]
     result = {
-        "arm": arm, "seed": seed, "seconds": seconds, "curve": curve,
+        "arm": arm, "seed": seed, "seconds": seconds, "cpu_seconds": cpu_seconds, "curve": curve,
         "student": res.final_metrics["student"],
         "teacher": res.final_metrics.get("teacher"),
     }
@@ -134,6 +135,8 @@ def summarise(results: dict[str, list[dict]]) -> tuple[list[dict], dict[str, Any
             if who == "student":
                 row["min/run"] = f"{statistics.mean(r['seconds'] for r in per_seed) / 60:.1f}"
                 row["seconds_values"] = [r["seconds"] for r in per_seed]
+                cpu = [r["cpu_seconds"] for r in per_seed if "cpu_seconds" in r]
+                row["cpu min/run"] = f"{statistics.mean(cpu) / 60:.1f}" if cpu else "n/a"
             rows.append(row)
         if arm != "student-only" and base:
             deltas = {}
@@ -267,7 +270,8 @@ def main() -> None:
     print(f"\nKD ablation: cohort {args.cohort} ({args.cases} cases, 25 % held out), "
           f"{len(seeds)} seeds, preset {args.preset}, patch {args.patch}³, "
           f"{args.epochs}×{args.iters} steps; held-out Dice / HD95 (mm), mean ± sd over seeds\n")
-    print_table(rows, ["arm", *(f"{g} dice" for g in REGIONS), *(f"{g} hd95" for g in REGIONS), "min/run"])
+    print_table(rows, ["arm", *(f"{g} dice" for g in REGIONS), *(f"{g} hd95" for g in REGIONS), "min/run",
+                       "cpu min/run"])
     print("\npaired Δ Dice vs student-only (mean ± sd over seeds; seeds better; beyond spread):")
     for arm, d in paired.items():
         print(f"  {arm:16s} " + "  ".join(
