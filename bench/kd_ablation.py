@@ -124,7 +124,7 @@ def summarise(results: dict[str, list[dict]]) -> tuple[list[dict], dict[str, Any
             if who == "teacher" and (arm == "student-only" or per_seed[0].get("teacher") is None):
                 continue
             row: dict[str, Any] = {"arm": arm if who == "student" else f"{arm} — teacher",
-                                   "n": len(per_seed)}
+                                   "network": who, "n": len(per_seed)}
             for g in REGIONS:
                 for metric in ("dice", "hd95"):
                     vals = [r[who][g][metric]["mean"] for r in per_seed]
@@ -158,15 +158,35 @@ def summarise(results: dict[str, list[dict]]) -> tuple[list[dict], dict[str, Any
     return rows, paired
 
 
-def plot(rows: list[dict], results: dict[str, list[dict]], path: Path, curve_path: Path) -> None:
+def markdown(rows: list[dict], paired: dict[str, Any]) -> str:
+    """The table of docs/kd_evidence.md: Dice/HD95 mean ± sd, paired Δ Dice, minutes per run."""
+    lines = ["| arm | network | WT Dice | TC Dice | ET Dice | WT HD95 | TC HD95 | ET HD95 | "
+             "Δ WT | Δ TC | Δ ET | min/run (wall, CPU) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        arm = r["arm"].replace(" — teacher", "")
+        d = paired.get(arm) if r["network"] == "student" else None
+        deltas = [f"{d[g]['mean']:+.3f} ± {d[g]['sd']:.3f} ({d[g]['better_in_seeds']}/"
+                  f"{len(d[g]['per_seed'])}){' **beyond**' if d[g]['beyond_spread'] else ''}"
+                  if d else "" for g in REGIONS]
+        time_cell = f"{r['min/run']}, {r['cpu min/run']}" if r["network"] == "student" else ""
+        lines.append("| " + " | ".join([
+            arm, r["network"], *(r[f"{g} dice"] for g in REGIONS), *(r[f"{g} hd95"] for g in REGIONS),
+            *deltas, time_cell]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(
+    rows: list[dict], results: dict[str, list[dict]], path: Path, curve_path: Path, iters: int
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    students = [r for r in rows if "teacher" not in r["arm"]]
-    fig, ax = plt.subplots(figsize=(12, 4.5))
+    students = [r for r in rows if r["network"] == "student"]
+    fig, ax = plt.subplots(figsize=(12, 5))
     width = 0.8 / len(students)
     x = np.arange(len(REGIONS))
     for i, r in enumerate(students):
@@ -177,7 +197,7 @@ def plot(rows: list[dict], results: dict[str, list[dict]], path: Path, curve_pat
     lo = min(min(r[f"{g}_dice_values"]) for r in students for g in REGIONS)
     ax.set(xticks=x, xticklabels=REGIONS, ylabel="student Dice (held-out, mean ± sd over seeds)",
            ylim=(max(0.0, lo - 0.1), 1.0), title="KD ablation: FLAIR+T1CE student")
-    ax.legend(fontsize=7, ncol=3, loc="lower right")
+    ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.08))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -186,10 +206,10 @@ def plot(rows: list[dict], results: dict[str, list[dict]], path: Path, curve_pat
     for arm, style in (("student-only", "-"), ("KD", "--")):
         for r in results.get(arm, []):
             for g, colour in zip(REGIONS, ("tab:blue", "tab:orange", "tab:green"), strict=True):
-                ax.plot([c["epoch"] for c in r["curve"]], [c["student"][g] for c in r["curve"]],
+                ax.plot([c["epoch"] * iters for c in r["curve"]], [c["student"][g] for c in r["curve"]],
                         style, color=colour, alpha=0.7,
                         label=f"{arm} {g}" if r["seed"] == results[arm][0]["seed"] else None)
-    ax.set(xlabel="epoch", ylabel="validation Dice (student)", ylim=(0, 1),
+    ax.set(xlabel="training step", ylabel="validation Dice (student)", ylim=(0, 1),
            title="student validation curves, every seed")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -284,7 +304,8 @@ def main() -> None:
                            "base_config": base.to_dict(), "rows": rows,
                            "paired_vs_student_only": paired, "per_seed": results,
                            "wall_seconds": total, "kd_default": asdict(base.kd)})
-    plot(rows, results, RESULTS / f"{args.name}.png", RESULTS / f"{args.name}_curve.png")
+    (RESULTS / f"{args.name}.md").write_text(markdown(rows, paired))
+    plot(rows, results, RESULTS / f"{args.name}.png", RESULTS / f"{args.name}_curve.png", args.iters)
     print(f"wrote {RESULTS / (args.name + '.png')} and {RESULTS / (args.name + '_curve.png')}")
 
 

@@ -4,11 +4,16 @@
 (e.g. ``0,1,0,1`` = FLAIR, T1CE, FLAIR, T1CE: four inputs, no new information) trained 12×20 steps
 alone; validation Dice every 4 epochs. Tells channel count / fan-in apart from T1/T2 content.
 
+``stepcost``: CPU seconds per training step (one thread, so other load hardly matters) of each
+arm's network set at the ablation's size: student alone, teacher alone (stage 1 of two-stage),
+joint KD, and KD with a frozen teacher (stage 2).
+
 ``clipping``: the total and per-part gradient norms of the first 40 joint KD steps, and how many
 steps the joint gradient clipping (norm 12) touched.
 
     python bench/kd_teacher_probes.py channels 0,1,0,1
     python bench/kd_teacher_probes.py clipping
+    python bench/kd_teacher_probes.py stepcost
 """
 
 from __future__ import annotations
@@ -88,9 +93,35 @@ def clipping() -> None:
     print("steps clipped (norm > 12):", sum(t > CFG.optim.grad_clip for t, _ in log), "of", len(log))
 
 
+def stepcost() -> None:
+    import tempfile
+
+    four = CFG.teacher_modalities
+    batch4 = {"image": torch.randn(2, 4, 24, 24, 24), "label": torch.randint(0, 4, (2, 1, 24, 24, 24))}
+    batch2 = {"image": batch4["image"][:, 2:].contiguous(), "label": batch4["label"]}
+    teacher = Trainer(CFG.replace(student_only=True, student_modalities=four), resolve_plan(CFG), {})
+    ckpt_dir = teacher.save(Path(tempfile.mkdtemp()) / "t")
+    arms = {
+        "student alone": (CFG.replace(student_only=True), batch2),
+        "teacher alone (two-stage, stage 1)": (CFG.replace(student_only=True, student_modalities=four),
+                                               batch4),
+        "joint KD (single-stage)": (CFG, batch4),
+        "KD, frozen teacher (two-stage, stage 2)": (CFG.replace(teacher_checkpoint=str(ckpt_dir)), batch4),
+    }
+    for name, (cfg, batch) in arms.items():
+        tr = Trainer(cfg, resolve_plan(cfg), {})
+        tr.train_step(batch)
+        c0 = time.process_time()
+        for _ in range(10):
+            tr.train_step(batch)
+        print(f"{name:42s} {(time.process_time() - c0) / 10:.3f} CPU s/step", flush=True)
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     if sys.argv[1] == "channels":
         channels(sys.argv[2])
+    elif sys.argv[1] == "stepcost":
+        stepcost()
     else:
         clipping()
