@@ -21,6 +21,8 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shape", type=str, default=None, help="voxels i,j,k (default generator's)")
     p.add_argument("--spacing", type=str, default=None, help="mm i,j,k (default generator's)")
+    p.add_argument("--cohort", default="current",
+                   help="appearance preset: current (default) or brats-like (see docs/kd_evidence.md)")
     p.set_defaults(func=_run_synth)
 
 
@@ -36,14 +38,15 @@ def _triple(text: str | None, cast: type) -> tuple | None:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from glioedge.data.synthetic import SyntheticConfig, generate_cohort
+    from glioedge.data.synthetic import cohort_config, generate_cohort
 
     kwargs = {}
     if args.shape:
         kwargs["shape"] = _triple(args.shape, int)
     if args.spacing:
         kwargs["spacing"] = _triple(args.spacing, float)
-    paths = generate_cohort(args.out, args.cases, seed=args.seed, config=SyntheticConfig(**kwargs))
+    paths = generate_cohort(args.out, args.cases, seed=args.seed,
+                            config=cohort_config(args.cohort, **kwargs))
     log.info("wrote %d synthetic cases to %s", len(paths), args.out)
     return 0
 

@@ -170,3 +170,19 @@ def test_brats_like_cases_have_several_tumours_and_vary() -> None:
     plain = [make_case(s, cohort_config("current", shape=(64, 64, 44), spacing=(3.0,) * 3)) for s in (0, 1)]
     r = [_mean(c, Modality.FLAIR, 1) / _mean(c, Modality.FLAIR, 2) for c in plain]
     assert abs(r[0] - r[1]) < 0.05  # the original preset stays on its table
+
+
+def test_synth_cli_writes_the_brats_like_preset(tmp_path: Path) -> None:
+    from glioedge.cli import main
+
+    out = tmp_path / "cohort"
+    assert main(["synth", "--out", str(out), "--cases", "1", "--shape", "48,48,32", "--spacing", "4",
+                 "--cohort", "brats-like"]) == 0
+    case = load_case(discover_cases(out)[0])
+    ref = make_case(
+        int(np.random.SeedSequence([0, 0]).generate_state(1)[0]),
+        cohort_config("brats-like", shape=(48, 48, 32), spacing=(4.0, 4.0, 4.0)),
+    )
+    assert np.array_equal(case.label, ref.label)
+    assert np.allclose(case.images[Modality.T1CE], ref.images[Modality.T1CE], atol=0.5)
+    assert main(["synth", "--out", str(tmp_path / "x"), "--cases", "1", "--cohort", "nope"]) == 2
