@@ -5,8 +5,9 @@ For each seed every arm trains on the same synthetic cohort (``--cohort``, defau
 evaluated on the same held-out cases:
 
 * ``student-only``       the FLAIR+T1CE student alone (the baseline)
-* ``KD``                 single-stage KD as ``glioedge train`` does by default
-* ``KD no teacher dropout`` the same without the teacher's modality dropout (the old recipe)
+* ``KD``                 single-stage KD (λ_bt 0.01, bottleneck, teacher detached) with teacher
+                          modality dropout 0.5 (``--teacher-dropout``), as every KD arm below
+* ``KD no teacher dropout`` the same without the teacher's modality dropout
 * ``KD λ=…``             the Barlow Twins weight swept over two decades
 * ``KD BT 3 scales``     Barlow Twins on the bottleneck and the two lowest decoder stages
 * ``KD mutual``          the teacher's side of BT not detached (mutual learning)
@@ -230,8 +231,8 @@ def main() -> None:
     ap.add_argument("--patch", type=int, default=24)
     ap.add_argument("--spacing", type=float, default=3.0, help="cohort grid and training spacing, mm")
     ap.add_argument("--lambda-bt", type=float, default=None, help="override the default λ_bt")
-    ap.add_argument("--teacher-dropout", type=float, default=None,
-                    help="override kd.teacher_modality_dropout")
+    ap.add_argument("--teacher-dropout", type=float, default=0.5,
+                    help="kd.teacher_modality_dropout of the KD arms (the documented runs: 0.5)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--name", default="kd_ablation")
     ap.add_argument("--quick", action="store_true", help="tiny budget, to check the script runs")

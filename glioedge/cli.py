@@ -79,7 +79,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="two-stage KD: a trained four-modality network (a KD checkpoint's teacher, or "
                    "a --student-only run on t1,t2,flair,t1ce), loaded and frozen")
     p.add_argument("--teacher-dropout", type=float, default=d.kd.teacher_modality_dropout,
-                   help="per-sample probability of zeroing the teacher's T1/T2 inputs")
+                   help="per-sample probability of zeroing the teacher's T1/T2 inputs (0.5 for a "
+                   "teacher trained alone: docs/kd_evidence.md)")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--workers", type=int, default=d.num_workers, help="data-loading processes")
     p.add_argument("--seed", type=int, default=d.seed)

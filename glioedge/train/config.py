@@ -28,9 +28,10 @@ class KDConfig:
             learn only their segmentation), so the student is not pulled towards an untrained
             teacher.
         teacher_modality_dropout: probability, per training sample, that the teacher's channels
-            the student lacks (T1, T2) are zeroed. Without it the teacher learns the core from
-            T2/T1 and leaves enhancing tumour (visible only in T1CE) unlearnt for hundreds of steps
-            (modality competition, see docs/kd_evidence.md).
+            the student lacks (T1, T2) are zeroed. Without it a teacher learns the core from T2/T1
+            and leaves enhancing tumour (visible only in T1CE) unlearnt for hundreds of steps
+            (modality competition, docs/kd_evidence.md §1); 0.5 fixes that for a teacher trained
+            alone (two-stage). Off by default: in joint training it did not help the student.
     """
 
     lambda_bt: float = 0.01
@@ -42,7 +43,7 @@ class KDConfig:
     temperature: float = 2.0
     bt_scales: int = 1
     warmup_epochs: int = 0
-    teacher_modality_dropout: float = 0.5
+    teacher_modality_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.bt_scales < 1:
