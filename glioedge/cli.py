@@ -35,6 +35,8 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shape", type=str, default=None, help="voxels i,j,k (default generator's)")
     p.add_argument("--spacing", type=str, default=None, help="mm i,j,k (default generator's)")
+    p.add_argument("--cohort", default="current",
+                   help="appearance preset: current (default) or brats-like (see docs/kd_evidence.md)")
     p.set_defaults(func=_run_synth)
 
 
@@ -60,14 +62,15 @@ def _triple(text: str | None, cast: type, option: str) -> tuple | None:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from glioedge.data.synthetic import SyntheticConfig, generate_cohort
+    from glioedge.data.synthetic import cohort_config, generate_cohort
 
     kwargs = {}
     if args.shape:
         kwargs["shape"] = _triple(args.shape, int, "--shape")
     if args.spacing:
         kwargs["spacing"] = _triple(args.spacing, float, "--spacing")
-    paths = generate_cohort(args.out, args.cases, seed=args.seed, config=SyntheticConfig(**kwargs))
+    paths = generate_cohort(args.out, args.cases, seed=args.seed,
+                            config=cohort_config(args.cohort, **kwargs))
     log.info("wrote %d synthetic cases to %s", len(paths), args.out)
     return 0
 
@@ -96,6 +99,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spacing", default=None, help="target spacing in mm (default 1,1,1)")
     p.add_argument("--lambda-bt", type=float, default=d.kd.lambda_bt, help="Barlow Twins weight")
     p.add_argument("--logit-kd", action="store_true", help="add logit distillation (KL, temperature)")
+    p.add_argument("--teacher", type=Path, default=None, metavar="CHECKPOINT",
+                   help="two-stage KD: a trained four-modality network (a KD checkpoint's teacher, or "
+                   "a --student-only run on t1,t2,flair,t1ce), loaded and frozen")
+    p.add_argument("--teacher-dropout", type=float, default=d.kd.teacher_modality_dropout,
+                   help="per-sample probability of zeroing the teacher's T1/T2 inputs (0.5 for a "
+                   "teacher trained alone: docs/kd_evidence.md)")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--workers", type=int, default=d.num_workers, help="data-loading processes")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -124,7 +133,9 @@ def train_config_from_args(args: argparse.Namespace) -> object:
         augment=not args.no_augment,
         num_workers=args.workers,
         seed=args.seed,
-        kd=replace(d.kd, lambda_bt=args.lambda_bt, logit_kd=args.logit_kd),
+        kd=replace(d.kd, lambda_bt=args.lambda_bt, logit_kd=args.logit_kd,
+                   teacher_modality_dropout=args.teacher_dropout),
+        teacher_checkpoint=str(args.teacher) if args.teacher is not None else None,
     )
 
 

@@ -40,7 +40,16 @@ from glioedge.data.geometry import make_affine, sitk_from_array
 from glioedge.data.labels import LabelConvention, to_file_labels
 from glioedge.data.modalities import Modality
 
-__all__ = ["CONTRAST", "SyntheticConfig", "generate_cohort", "make_case", "write_brats_case"]
+__all__ = [
+    "BRATS_LIKE_CONTRAST",
+    "COHORT_PRESETS",
+    "CONTRAST",
+    "SyntheticConfig",
+    "cohort_config",
+    "generate_cohort",
+    "make_case",
+    "write_brats_case",
+]
 
 # tissue indices used internally for contrast
 _CSF, _GM, _WM, _ED, _NCR, _ET = range(6)
@@ -50,6 +59,14 @@ CONTRAST: dict[Modality, tuple[float, ...]] = {
     Modality.T2: (1.00, 0.65, 0.45, 0.75, 1.00, 0.65),
     Modality.FLAIR: (0.15, 0.55, 0.45, 0.85, 0.85, 0.75),
     Modality.T1CE: (0.25, 0.60, 0.80, 0.55, 0.55, 1.30),
+}
+#: The ``brats-like`` preset (see the module docstring): NCR and ED differ clearly in T1/T2 and
+#: only weakly in FLAIR (−11 %) and T1CE (−15 %); ET stays T1CE-bright, as it is by definition.
+BRATS_LIKE_CONTRAST: dict[Modality, tuple[float, ...]] = {
+    Modality.T1: (0.25, 0.60, 0.85, 0.55, 0.25, 0.60),
+    Modality.T2: (1.00, 0.65, 0.45, 0.70, 1.00, 0.65),
+    Modality.FLAIR: (0.15, 0.55, 0.45, 0.85, 0.76, 0.75),
+    Modality.T1CE: (0.25, 0.60, 0.80, 0.55, 0.47, 1.30),
 }
 _BRAIN_SEMI_AXES_MM = np.array([66.0, 80.0, 56.0])
 
@@ -65,6 +82,11 @@ class SyntheticConfig:
         noise: Rician noise sigma, relative to the WM signal.
         bias: amplitude of the multiplicative bias field (log scale).
         texture: amplitude of the smooth per-tissue texture (relative).
+        contrast: signal per tissue for each modality (default :data:`CONTRAST`).
+        contrast_jitter: per-case, per-modality, per-tissue multiplicative jitter (relative sd),
+            like scanner and patient variability; 0 keeps every case on the table.
+        tumour_scale: inclusive range of each tumour's size factor; ``None`` keeps the original
+            rule (first tumour 1.0, others 0.7).
     """
 
     shape: tuple[int, int, int] = (96, 96, 64)
@@ -73,6 +95,44 @@ class SyntheticConfig:
     noise: float = 0.03
     bias: float = 0.15
     texture: float = 0.04
+    contrast: dict[Modality, tuple[float, ...]] | None = None
+    contrast_jitter: float = 0.0
+    tumour_scale: tuple[float, float] | None = None
+
+    def table(self) -> dict[Modality, tuple[float, ...]]:
+        """The contrast table this config uses."""
+        return dict(self.contrast) if self.contrast is not None else dict(CONTRAST)
+
+
+#: Named cohort settings (``glioedge synth --cohort``, the benches). ``current`` is the original
+#: generator, unchanged; ``brats-like`` is the setting where distillation has something to do.
+COHORT_PRESETS: dict[str, SyntheticConfig] = {
+    "current": SyntheticConfig(),
+    "brats-like": SyntheticConfig(
+        n_tumours=(2, 3),
+        noise=0.06,
+        bias=0.2,
+        texture=0.08,
+        contrast=BRATS_LIKE_CONTRAST,
+        contrast_jitter=0.04,
+        tumour_scale=(0.55, 1.0),
+    ),
+}
+
+
+def cohort_config(name: str, **overrides: object) -> SyntheticConfig:
+    """The :data:`COHORT_PRESETS` entry ``name``, with grid/appearance fields overridden.
+
+    Raises:
+        ConfigError: unknown preset name.
+    """
+    from dataclasses import replace
+
+    from glioedge.errors import ConfigError
+
+    if name not in COHORT_PRESETS:
+        raise ConfigError(f"unknown cohort preset {name!r}; choose one of {sorted(COHORT_PRESETS)}")
+    return replace(COHORT_PRESETS[name], **overrides)
 
 
 class _Field:
@@ -135,15 +195,29 @@ def _draw_anatomy(rng: np.random.Generator, config: SyntheticConfig) -> dict:
     """Draw every random parameter in a fixed order (so anatomy does not depend on the grid)."""
     n = config.n_tumours
     count = int(rng.integers(n[0], n[1] + 1)) if isinstance(n, tuple | list) else int(n)
-    return {
+    def scale(t: int) -> float:
+        if config.tumour_scale is None:
+            return 1.0 if t == 0 else 0.7
+        return float(rng.uniform(*config.tumour_scale))
+
+    anat = {
         "brain_scale": rng.uniform(0.92, 1.05, size=3),
         "brain_field": _Field(rng, 6, (60.0, 140.0)),
         "gyri_field": _Field(rng, 10, (12.0, 25.0)),
         "vent_scale": rng.uniform(0.8, 1.25),
-        "tumours": [_tumour(rng, 1.0 if t == 0 else 0.7) for t in range(count)],
+        "tumours": [_tumour(rng, scale(t)) for t in range(count)],
         "texture": [_Field(rng, 8, (8.0, 30.0)) for _ in range(6)],
         "bias": {m: _Field(rng, 4, (150.0, 300.0)) for m in Modality},
     }
+    # drawn last, and only when asked for, so the original preset's anatomy is unchanged
+    table = config.table()
+    anat["contrast"] = {
+        m: np.asarray(table[m], dtype=np.float32)
+        * (1.0 + np.float32(config.contrast_jitter) * rng.standard_normal(6).astype(np.float32))
+        if config.contrast_jitter > 0 else np.asarray(table[m], dtype=np.float32)
+        for m in (Modality.T1, Modality.T2, Modality.FLAIR, Modality.T1CE)
+    }
+    return anat
 
 
 def _labels_and_tissue(p: np.ndarray, anat: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -213,10 +287,10 @@ def make_case(
     noise_rng = np.random.default_rng([seed, *config.shape])  # grid-dependent noise only
     images: dict[Modality, np.ndarray] = {}
     for mod in (Modality.T1, Modality.T2, Modality.FLAIR, Modality.T1CE):
-        lut = np.asarray(CONTRAST[mod], dtype=np.float32)
+        lut = anat["contrast"][mod]
         signal = lut[tissue] * (1.0 + np.float32(config.texture) * texture)
         signal *= np.exp(np.float32(config.bias) * anat["bias"][mod](p))
-        sigma = np.float32(config.noise * CONTRAST[mod][_WM])
+        sigma = np.float32(config.noise * config.table()[mod][_WM])
         n1 = noise_rng.standard_normal(signal.shape, dtype=np.float32) * sigma
         n2 = noise_rng.standard_normal(signal.shape, dtype=np.float32) * sigma
         img = np.sqrt((signal + n1) ** 2 + n2**2) * np.float32(1000.0)

@@ -22,6 +22,17 @@ class KDConfig:
         logit_kd: add Hinton logit distillation (KL with temperature); off by default.
         logit_kd_weight: its weight.
         temperature: its temperature.
+        bt_scales: feature scales that Barlow Twins aligns: 1 = the bottleneck only; n > 1 adds
+            the outputs of the n − 1 lowest-resolution decoder stages (one projector pair each;
+            the BT losses are averaged over scales).
+        warmup_epochs: epochs at the start in which the distillation terms are off (both networks
+            learn only their segmentation), so the student is not pulled towards an untrained
+            teacher.
+        teacher_modality_dropout: probability, per training sample, that the teacher's channels
+            the student lacks (T1, T2) are zeroed. Without it a teacher learns the core from T2/T1
+            and leaves enhancing tumour (visible only in T1CE) unlearnt for hundreds of steps
+            (modality competition, docs/kd_evidence.md §1); 0.5 fixes that for a teacher trained
+            alone (two-stage). Off by default: in joint training it did not help the student.
     """
 
     lambda_bt: float = 0.01
@@ -31,6 +42,20 @@ class KDConfig:
     logit_kd: bool = False
     logit_kd_weight: float = 1.0
     temperature: float = 2.0
+    bt_scales: int = 1
+    warmup_epochs: int = 0
+    teacher_modality_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.bt_scales < 1:
+            raise ConfigError(f"kd config: bt_scales must be ≥ 1, got {self.bt_scales}")
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"kd config: warmup_epochs must be ≥ 0, got {self.warmup_epochs}")
+        if not 0.0 <= self.teacher_modality_dropout <= 1.0:
+            raise ConfigError(
+                "kd config: teacher_modality_dropout must be in [0, 1], "
+                f"got {self.teacher_modality_dropout}"
+            )
 
 
 @dataclass(frozen=True)
@@ -65,6 +90,12 @@ class TrainConfig:
             different seeds are compared on the same held-out cases).
         amp: mixed precision (used on CUDA only).
         val_step: sliding-window step for validation.
+        teacher_checkpoint: two-stage KD: a trained four-modality network (the teacher of a KD
+            checkpoint, or a student-only checkpoint trained on the teacher's modalities) that is
+            loaded and frozen; only the student and the projectors learn.
+        modality_dropout_keep: the channels modality dropout never zeroes (the student's by
+            default); a network trained alone on more channels (a two-stage teacher) drops the
+            others with probability ``kd.teacher_modality_dropout``.
     """
 
     preset: str = "small"
@@ -85,6 +116,8 @@ class TrainConfig:
     split_seed: int = 0
     amp: bool = True
     val_step: float = WINDOW_STEP
+    teacher_checkpoint: str | None = None
+    modality_dropout_keep: tuple[str, ...] = ("flair", "t1ce")
     kd: KDConfig = field(default_factory=KDConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
@@ -94,6 +127,8 @@ class TrainConfig:
                 raise ConfigError(f"train config: {name} must be ≥ 1, got {getattr(self, name)}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"train config: val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.teacher_checkpoint is not None and self.student_only:
+            raise ConfigError("train config: a teacher checkpoint needs KD mode, not student_only")
         missing = set(self.student_modalities) - set(self.teacher_modalities)
         if missing and not self.student_only:
             raise ConfigError(
@@ -110,12 +145,17 @@ class TrainConfig:
         """Where each student modality sits in :attr:`input_modalities`."""
         return [self.input_modalities.index(m) for m in self.student_modalities]
 
+    def dropout_channel_indices(self) -> list[int]:
+        """Input channels that modality dropout may zero (those outside ``modality_dropout_keep``)."""
+        return [i for i, m in enumerate(self.input_modalities) if m not in self.modality_dropout_keep]
+
     def replace(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for key in ("patch_size", "student_modalities", "teacher_modalities", "target_spacing"):
+        for key in ("patch_size", "student_modalities", "teacher_modalities", "target_spacing",
+                    "modality_dropout_keep"):
             if d[key] is not None:
                 d[key] = list(d[key])
         return d
@@ -129,7 +169,8 @@ class TrainConfig:
         """
         reject_unknown_keys(cls, d, "train config")
         d = dict(d)
-        for key in ("patch_size", "student_modalities", "teacher_modalities", "target_spacing"):
+        for key in ("patch_size", "student_modalities", "teacher_modalities", "target_spacing",
+                    "modality_dropout_keep"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
         if "kd" in d:

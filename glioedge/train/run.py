@@ -155,7 +155,8 @@ def train_from_folder(
             record["val"] = last_val
         if info.is_main:
             history.append(record)
-            history.plot()
+            if "val" in record or is_last:  # matplotlib costs ~0.3 s: only when there is news
+                history.plot()
             trainer.save(latest, metrics={"val": last_val, "train": terms})
             log.info("epoch %d: %s", trainer.epoch, _fmt(record))
     final = out_dir / "checkpoints" / "final"

@@ -61,6 +61,8 @@ class Trainer:
         self.provenance = provenance or {}
         seed_everything(config.seed)
         self.model = KDModel(plan, config).to(self.device)
+        if self.model.frozen_teacher:
+            self._load_frozen_teacher(Path(config.teacher_checkpoint))
         self.objective = KDObjective(plan, config).to(self.device)
         self.forward_model: nn.Module = self.model
         if self.dist.enabled:
@@ -72,6 +74,52 @@ class Trainer:
         self.use_amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.epoch = 0  # epochs completed
+        self.step_in_epoch = 0  # with ``epoch``, seeds modality dropout (so resume stays exact)
+        self.dropout_seed = config.seed  # a resumed run continues the checkpoint's stream
+
+    def _load_frozen_teacher(self, path: Path) -> None:
+        """Two-stage KD: load a trained four-modality network as the teacher and freeze it.
+
+        Accepts the teacher of a KD checkpoint, or the network of a student-only checkpoint
+        trained on exactly the teacher's modalities.
+
+        Raises:
+            ModelError: the checkpoint is missing or its network does not fit this teacher.
+        """
+        from glioedge.errors import ModelError
+
+        meta = ckpt.read_meta(path)
+        if meta.plan.with_patch(self.plan.patch_size) != self.plan:
+            raise ModelError(
+                f"{path}: teacher checkpoint plan {meta.plan.name} {list(meta.plan.features_per_stage)}"
+                f" differs from this run's {self.plan.name} {list(self.plan.features_per_stage)}"
+            )
+        want = list(self.config.teacher_modalities)
+        if not meta.student_only and list(meta.teacher_modalities) == want:
+            part = "teacher"
+        elif meta.student_only and list(meta.student_modalities) == want:
+            part = "student"
+        else:
+            have = meta.student_modalities if meta.student_only else meta.teacher_modalities
+            raise ModelError(
+                f"{path}: no network on the teacher's modalities {want} (it has one on {list(have)});"
+                " train one with --student-only --student-modalities " + ",".join(want)
+            )
+        ckpt.load_module_weights(path, part, self.model.teacher)
+        self.model.freeze_teacher()
+        log.info("frozen teacher: %s of %s", part, path)
+
+    def _dropout_mask(self, batch_size: int) -> torch.Tensor | None:
+        """Which samples of this step lose their teacher-only channels (deterministic per step)."""
+        p = self.config.kd.teacher_modality_dropout
+        if p <= 0 or self.model.dropout_channels.numel() == 0:
+            return None
+        g = torch.Generator().manual_seed(
+            (self.dropout_seed * 1_000_003 + self.epoch) * 100_003
+            + self.step_in_epoch
+            + 7919 * self.dist.rank
+        )
+        return torch.rand(batch_size, generator=g) < p
 
     # ----------------------------------------------------------------------------- stepping
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -80,9 +128,12 @@ class Trainer:
         image = batch["image"].to(self.device, non_blocking=True)
         label = batch["label"].to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
+        drop = self._dropout_mask(image.shape[0])
+        self.step_in_epoch += 1
+        kd_on = self.epoch >= self.config.kd.warmup_epochs
         with torch.autocast(self.device.type, enabled=self.use_amp):
-            out = self.forward_model(image)
-            parts = self.objective(out, label)
+            out = self.forward_model(image, drop)
+            parts = self.objective(out, label, kd_on=kd_on)
         self.scaler.scale(parts.total).backward()
         self.scaler.unscale_(self.optimizer)
         nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
@@ -96,6 +147,7 @@ class Trainer:
         lr = poly_lr(cfg.optim.lr, self.epoch, cfg.epochs, cfg.optim.poly_exponent)
         set_lr(self.optimizer, lr)
         sums: dict[str, float] = {}
+        self.step_in_epoch = 0
         iterator = iter(batches)
         progress = _progress(cfg.iters_per_epoch, f"epoch {self.epoch + 1}/{cfg.epochs}", self.dist)
         for _ in range(cfg.iters_per_epoch):
@@ -108,6 +160,7 @@ class Trainer:
         if progress is not None:
             progress.close()
         self.epoch += 1
+        self.step_in_epoch = 0
         means = {k: v / cfg.iters_per_epoch for k, v in sums.items()}
         means = average_terms(means, self.dist)
         means["lr"] = lr
@@ -152,6 +205,7 @@ class Trainer:
             ckpt.load_module_weights(path, name, module)
         ckpt.load_optimizer_state(path, self.optimizer)
         self.epoch = meta.epoch
+        self.dropout_seed = int(meta.config.get("seed", self.dropout_seed))
         return meta
 
 

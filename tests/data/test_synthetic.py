@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from glioedge.data.brats import Case, discover_cases, load_case
 from glioedge.data.labels import LabelConvention
 from glioedge.data.modalities import Modality
-from glioedge.data.synthetic import SyntheticConfig, generate_cohort, make_case, write_brats_case
+from glioedge.data.synthetic import (
+    BRATS_LIKE_CONTRAST,
+    SyntheticConfig,
+    cohort_config,
+    generate_cohort,
+    make_case,
+    write_brats_case,
+)
+from glioedge.errors import ConfigError
 from tests.data.conftest import SMALL
 
 #: documented tolerance: FLAIR and T1CE means of NCR and ED differ by < 10 %.
@@ -94,3 +104,85 @@ def test_generate_cohort(tmp_path: Path) -> None:
     paths = generate_cohort(tmp_path, 2, seed=1, config=SMALL)
     assert [p.name for p in paths] == ["Synth_00000", "Synth_00001"]
     assert len(discover_cases(tmp_path)) == 2
+
+
+# ------------------------------------------------------------------ the ``brats-like`` preset
+BRATS_LIKE_3MM = cohort_config("brats-like", shape=(64, 64, 44), spacing=(3.0, 3.0, 3.0))
+
+
+def _effect(case: Case, mod: Modality, a: int, b: int) -> float:
+    """|mean(a) − mean(b)| in units of the within-class sd of b (how visible a is against b)."""
+    img = case.images[mod]
+    return abs(_mean(case, mod, a) - _mean(case, mod, b)) / float(img[case.label == b].std())
+
+
+def test_current_preset_is_the_original_generator() -> None:
+    assert cohort_config("current") == SyntheticConfig()
+    # label maps pinned to the generator as it was before presets existed (same rng draw order)
+    h = hashlib.sha256()
+    for seed in (0, 5):
+        h.update(make_case(seed, SyntheticConfig(shape=(48, 48, 32), spacing=(4.0,) * 3)).label.tobytes())
+    assert h.hexdigest() == "28a837d7366df79a0495a44ae9d4ebb2890609f476efd55b2014744599111d01"
+    with pytest.raises(ConfigError, match="brats-like"):
+        cohort_config("nope")
+
+
+def test_brats_like_table_ncr_ed_obvious_in_t1_t2_weak_in_flair_t1ce() -> None:
+    t = BRATS_LIKE_CONTRAST
+    ncr, ed, et = 4, 3, 5  # table columns: CSF, GM, WM, ED, NCR, ET
+    assert t[Modality.T2][ncr] / t[Modality.T2][ed] > 1.3
+    assert t[Modality.T1][ncr] / t[Modality.T1][ed] < 0.5
+    for mod in (Modality.FLAIR, Modality.T1CE):  # present (5-20 % lower) but weak
+        assert 0.80 <= t[mod][ncr] / t[mod][ed] <= 0.95, mod
+    assert t[Modality.T1CE][et] > 2.0 * t[Modality.T1CE][ed]
+
+
+def test_brats_like_cases_follow_the_table() -> None:
+    ncr, ed, et = 1, 2, 3
+    flair_t1ce_effects, t1_t2_effects = [], []
+    for seed in range(4):
+        c = make_case(seed, BRATS_LIKE_3MM)
+        assert _mean(c, Modality.T2, ncr) > 1.25 * _mean(c, Modality.T2, ed)
+        assert _mean(c, Modality.T1, ncr) < 0.6 * _mean(c, Modality.T1, ed)
+        for mod in (Modality.FLAIR, Modality.T1CE):
+            ratio = _mean(c, mod, ncr) / _mean(c, mod, ed)
+            assert 0.70 < ratio < 0.97, (seed, mod, ratio)  # NCR darker than ED, but only a little
+            flair_t1ce_effects.append(_effect(c, mod, ncr, ed))
+        t1_t2_effects += [_effect(c, Modality.T1, ncr, ed), _effect(c, Modality.T2, ncr, ed)]
+        assert _mean(c, Modality.T1CE, et) > 1.8 * _mean(c, Modality.T1CE, ed)
+    # the distinction a FLAIR+T1CE student must learn is several times fainter than in T1/T2
+    assert np.median(t1_t2_effects) > 2.5 * np.median(flair_t1ce_effects)
+    assert np.median(flair_t1ce_effects) > 0.5  # ... yet present
+
+
+def test_brats_like_cases_have_several_tumours_and_vary() -> None:
+    from scipy import ndimage
+
+    cores, ratios = [], []
+    for seed in range(6):
+        c = make_case(seed, BRATS_LIKE_3MM)
+        _, n = ndimage.label(np.isin(c.label, (1, 3)))
+        cores.append(n)
+        ratios.append(_mean(c, Modality.FLAIR, 1) / _mean(c, Modality.FLAIR, 2))
+        assert set(np.unique(c.label).tolist()) == {0, 1, 2, 3}
+    assert sum(n >= 2 for n in cores) >= 4, cores  # separate tumour cores in most cases
+    assert np.std(ratios) > 0.01  # contrast varies from case to case (jitter), like scanners do
+    plain = [make_case(s, cohort_config("current", shape=(64, 64, 44), spacing=(3.0,) * 3)) for s in (0, 1)]
+    r = [_mean(c, Modality.FLAIR, 1) / _mean(c, Modality.FLAIR, 2) for c in plain]
+    assert abs(r[0] - r[1]) < 0.05  # the original preset stays on its table
+
+
+def test_synth_cli_writes_the_brats_like_preset(tmp_path: Path) -> None:
+    from glioedge.cli import main
+
+    out = tmp_path / "cohort"
+    assert main(["synth", "--out", str(out), "--cases", "1", "--shape", "48,48,32", "--spacing", "4",
+                 "--cohort", "brats-like"]) == 0
+    case = load_case(discover_cases(out)[0])
+    ref = make_case(
+        int(np.random.SeedSequence([0, 0]).generate_state(1)[0]),
+        cohort_config("brats-like", shape=(48, 48, 32), spacing=(4.0, 4.0, 4.0)),
+    )
+    assert np.array_equal(case.label, ref.label)
+    assert np.allclose(case.images[Modality.T1CE], ref.images[Modality.T1CE], atol=0.5)
+    assert main(["synth", "--out", str(tmp_path / "x"), "--cases", "1", "--cohort", "nope"]) == 2

@@ -1,0 +1,20 @@
+#!/bin/sh
+# The whole KD ablation of docs/kd_evidence.md, one run at a time, niced, one thread each
+# (~60 min on 2 shared cores). Finished runs are cached under bench/results/, so rerunning resumes.
+set -e
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+PY="${PYTHON:-.venv/bin/python}"
+B="nice -n 10 $PY bench/kd_ablation.py"
+# A: 240 steps, the main arms
+$B --arms "student-only,KD,KD no teacher dropout,two-stage"
+# B: the variants at 240 steps, one arm over all seeds at a time
+for arm in "KD λ=0.001" "KD λ=0.1" "KD BT 3 scales" "KD mutual" "KD warm-up" "KD + logit"; do
+  $B --arms "student-only,$arm"
+done
+# C: 480 steps, student-only against KD and the best-looking 240-step variants
+$B --name kd_ablation_long --epochs 24 --val-every 4 --arms "student-only,KD,KD λ=0.001,KD warm-up,two-stage"
+# summaries (JSON, PNG, markdown) of everything finished
+$B --finished-only
+$B --name kd_ablation_long --epochs 24 --val-every 4 --finished-only \
+  --arms "student-only,KD,KD λ=0.001,KD warm-up,two-stage"
