@@ -54,8 +54,13 @@ def test_torch_backend_blends_on_the_device_like_the_numpy_path() -> None:
     net = _net()
     backend = TorchBackend(net, "cpu")
     image = np.random.default_rng(2).normal(size=(2, 12, 10, 9)).astype(np.float32)
-    got = backend.sliding_window(image, (8, 8, 8), num_classes=3, batch_size=2, mirror_axes=(0,))
+    seen: dict[str, list[tuple[int, int]]] = {"torch": [], "numpy": []}
+    # the same keywords as run_inference passes to either path, progress callback included
+    got = backend.sliding_window(image, (8, 8, 8), num_classes=3, batch_size=2, mirror_axes=(0,),
+                                 on_progress=lambda d, n: seen["torch"].append((d, n)))
     expected = sliding_window_predict(image, backend.predict, (8, 8, 8), num_classes=3,
-                                      batch_size=2, mirror_axes=(0,))
+                                      batch_size=2, mirror_axes=(0,),
+                                      on_progress=lambda d, n: seen["numpy"].append((d, n)))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert seen["torch"] == seen["numpy"] and seen["torch"][-1][0] == seen["torch"][-1][1] > 0
     assert backend.name == "torch-cpu" and not backend.fp16  # FP16 autocast is CUDA-only

@@ -4,6 +4,7 @@ FP32 under autocast, and Barlow Twins invariant to how a batch is split over ran
 from __future__ import annotations
 
 import datetime
+import os
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,9 @@ def _grads(model: nn.Module) -> dict[str, np.ndarray]:
 
 
 def _rank_worker(rank: int, world: int, store: str, out: str) -> None:
+    # Both ranks are on this machine: pair over loopback, whatever the host name resolves to.
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         za, zb = _features()

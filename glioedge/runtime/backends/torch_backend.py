@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 from glioedge._optional import require
 from glioedge.bundle import Bundle, sha256_file
 from glioedge.errors import ConfigError, ModelError
+from glioedge.vocabulary import WINDOW_STEP
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +102,9 @@ class TorchBackend:
             return self._net_out(to_device(batch, self._device)).cpu().numpy()
 
     def sliding_window(self, image: np.ndarray, patch_size: Sequence[int], *, num_classes: int,
-                       step_size: float = 0.5, batch_size: int = 2,
-                       mirror_axes: tuple[int, ...] = ()) -> np.ndarray:
+                       step_size: float = WINDOW_STEP, batch_size: int = 2,
+                       mirror_axes: tuple[int, ...] = (),
+                       on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Blended logits ``(K, *spatial)`` of a whole image, accumulated on the device.
 
         Raises:
@@ -116,6 +118,7 @@ class TorchBackend:
             logits = sliding_window_predict_torch(
                 image, self._net_out, patch_size, num_classes=num_classes, device=self._device,
                 step_size=step_size, batch_size=batch_size, mirror_axes=mirror_axes,
+                on_progress=on_progress,
             )
             return logits.cpu().numpy()
 

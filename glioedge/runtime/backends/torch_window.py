@@ -27,6 +27,7 @@ from glioedge.data.sliding_window import (
     window_slices,
 )
 from glioedge.errors import BackendError, ConfigError, InputError
+from glioedge.vocabulary import WINDOW_STEP
 
 __all__ = ["sliding_window_predict_torch", "to_device"]
 
@@ -49,11 +50,12 @@ def sliding_window_predict_torch(
     *,
     num_classes: int,
     device: torch.device | str = "cpu",
-    step_size: float = 0.5,
+    step_size: float = WINDOW_STEP,
     batch_size: int = 2,
     use_gaussian: bool = True,
     mirror_axes: tuple[int, ...] = (),
     accumulate_dtype: torch.dtype = torch.float32,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Blend window predictions on ``device``; arguments and result as the numpy version's, but
     ``predict_fn`` takes and returns device tensors and the result is a ``(K, *spatial)``
@@ -110,6 +112,8 @@ def sliding_window_predict_torch(
         for b, sl in enumerate(chunk):
             logits[(slice(None), *sl)] += total[b]
             weight_sum[sl] += weight
+        if on_progress is not None:
+            on_progress(first + len(chunk), len(slices))
 
     logits /= weight_sum
     return logits[(slice(None), *revert[1:])].float().contiguous()
