@@ -27,7 +27,10 @@ def test_dry_run_passes_and_writes_every_part(tmp_path: Path) -> None:
     assert all(p["rc"] == 0 and p["status"] in ("done", "skipped") for p in summary.values())
     variants = [r["variant"] for r in summary["student"]["rows"]]
     assert variants[:2] == ["fp32-tf32", "fp32-tf32"] and len(variants) >= 3
-    assert all(0.0 <= r["argmax_agreement"] <= 1.0 for r in summary["student"]["rows"])
+    rows = summary["student"]["rows"]
+    # On the CPU the FP32 rows are the reference itself, and bfloat16 autocast stays close to it.
+    assert all(r["max_abs_dlogit"] == 0.0 and r["argmax_agreement"] == 1.0 for r in rows[:2])
+    assert all(r["argmax_agreement"] >= 0.9 for r in rows[2:] if "argmax_agreement" in r)
     assert summary["kd_step"]["kd_over_student"] > 0
     assert {r["mode"] for r in summary["kd_step"]["rows"]} == {"student-only", "kd"}
     (seg,) = summary["segmenter"]["rows"][:1]
