@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,16 @@ def write_study(root: Path, seed: int = STUDY_SEED) -> Path:
 def synthetic_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """See the module docstring."""
     return write_study(tmp_path_factory.mktemp("runtime-study") / "study")
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """``watch``/``receive`` install their own log handlers on stderr; a later test's captured
+    stderr is another stream, so put the root and ``glioedge`` handlers back afterwards."""
+    loggers = [logging.getLogger(), logging.getLogger("glioedge")]
+    saved = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
+    yield
+    for lg, handlers, level, propagate in saved:
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate = propagate

@@ -7,9 +7,8 @@ the message is one line naming what was wrong.
 
 from __future__ import annotations
 
-import logging
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,16 +28,8 @@ class Case:
 
 
 @pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """``watch``/``receive`` install their own log handlers on stderr; a later test's captured
-    stderr is another stream, so put the handlers back after each row."""
-    loggers = [logging.getLogger(), logging.getLogger("glioedge")]
-    saved = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
-    yield
-    for lg, handlers, level, propagate in saved:
-        lg.handlers[:] = handlers
-        lg.setLevel(level)
-        lg.propagate = propagate
+def _restore_logging(restore_logging: None) -> None:
+    """Every row: ``watch``/``receive`` install their own log handlers (see the conftest)."""
 
 
 def _run(argv: list[str]) -> int:

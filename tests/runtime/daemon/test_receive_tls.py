@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import logging
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -123,19 +121,9 @@ def test_receive_over_mutual_tls(tmp_path: Path, synthetic_study: Path) -> None:
         receiver.stop()
 
 
-@pytest.fixture
-def _restore_logging() -> Iterator[None]:
-    """``receive`` installs its own log handler on stderr; put the test's handlers back."""
-    loggers = [logging.getLogger(), logging.getLogger("glioedge")]
-    saved = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
-    yield
-    for lg, handlers, level, propagate in saved:
-        lg.handlers[:] = handlers
-        lg.setLevel(level)
-        lg.propagate = propagate
 
 
-@pytest.mark.usefixtures("_restore_logging")
+@pytest.mark.usefixtures("restore_logging")
 def test_tls_configuration_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from tests.runtime.daemon.conftest import free_port
 

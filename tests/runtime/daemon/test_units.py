@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -172,19 +174,26 @@ def test_safe_uid_never_builds_a_path(uid: str) -> None:
     assert safe_uid("1.2.840.10008.1") == "1.2.840.10008.1"
 
 
-def test_json_logs_refuse_phi_keys() -> None:
-    stream = io.StringIO()
+@contextlib.contextmanager
+def _json_logger(name: str, stream: io.StringIO) -> Iterator[logging.Logger]:
+    """A logger writing the daemon's JSON lines, through its PHI filter, into ``stream``."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(PhiFilter())
-    logger = logging.getLogger("glioedge.test.phi")
+    logger = logging.getLogger(name)
     logger.addHandler(handler)
     logger.propagate = False
     try:
-        logger.warning("study seen", extra={"study_uid": "1.2.3", "patient_name": "DOE^JANE",
-                                            "PatientID": "12345", "birth_date": "19700101"})
+        yield logger
     finally:
         logger.removeHandler(handler)
+
+
+def test_json_logs_refuse_phi_keys() -> None:
+    stream = io.StringIO()
+    with _json_logger("glioedge.test.phi", stream) as logger:
+        logger.warning("study seen", extra={"study_uid": "1.2.3", "patient_name": "DOE^JANE",
+                                            "PatientID": "12345", "birth_date": "19700101"})
     record = json.loads(stream.getvalue())
     assert record["study_uid"] == "1.2.3"
     assert record["patient_name"] == record["PatientID"] == record["birth_date"] == "[refused]"
@@ -240,21 +249,13 @@ def test_json_logs_scrub_patient_values_and_inbox_paths_wherever_they_appear() -
     remember_phi(ds)
     register_private_folder("/srv/glioedge-inbox")
     stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(PhiFilter())
-    logger = logging.getLogger("glioedge.test.values")
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
+    with _json_logger("glioedge.test.values", stream) as logger:
         logger.warning("cannot read /srv/glioedge-inbox/Roe Richarda/IM1 of %s", "ROE^RICHARDA",
                        extra={"error": {"file": "x9931 X9931 born 19550505"}})
         try:
             raise ValueError("Richarda's file")
         except ValueError:
             logger.exception("failed")
-    finally:
-        logger.removeHandler(handler)
     text = stream.getvalue()
     for leak in ("ROE", "RICHARDA", "Roe", "Richarda", "X9931", "19550505", "/srv/glioedge-inbox/"):
         assert leak not in text, leak
