@@ -27,9 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path, PurePosixPath
@@ -38,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from glioedge import __version__
 from glioedge.config_keys import reject_unknown_keys
 from glioedge.errors import ConfigError, ModelError, VerificationError
+from glioedge.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from glioedge.bundle_signing import SignaturePolicy
@@ -299,14 +298,7 @@ def _safe_relpath(rel: str, source: Path) -> str:
 
 def write_manifest(root: Path, manifest: Manifest) -> Path:
     """Write ``manifest.json`` atomically (temp file + rename) and return its path."""
-    root = Path(root)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".json", dir=root)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(manifest.to_dict(), indent=2) + "\n")
-    path = root / MANIFEST_FILE
-    Path(tmp).chmod(0o644)
-    Path(tmp).replace(path)
-    return path
+    return atomic_write_text(Path(root) / MANIFEST_FILE, json.dumps(manifest.to_dict(), indent=2) + "\n")
 
 
 def read_manifest(root: Path) -> Manifest:

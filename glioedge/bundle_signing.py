@@ -21,8 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 
 from glioedge._optional import require
 from glioedge.errors import ConfigError, VerificationError
+from glioedge.fileio import atomic_write_bytes
 
 __all__ = [
     "SIGNATURE_FILE",
@@ -108,21 +107,6 @@ def load_public_key(path: Path | str) -> Any:
     return key
 
 
-def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).chmod(mode)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def generate_keypair(private_path: Path | str) -> tuple[Path, Path]:
     """Write a new Ed25519 private key (mode 0600) and its public key (``<name>.pub``).
 
@@ -137,9 +121,9 @@ def generate_keypair(private_path: Path | str) -> tuple[Path, Path]:
     s = _serialization()
     key = _ed25519().Ed25519PrivateKey.generate()
     private_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(private_path, key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8,
+    atomic_write_bytes(private_path, key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8,
                                                   s.NoEncryption()), mode=0o600)
-    _atomic_write(public_path, key.public_key().public_bytes(
+    atomic_write_bytes(public_path, key.public_key().public_bytes(
         s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))
     return private_path, public_path
 
@@ -155,7 +139,7 @@ def sign_manifest(root: Path | str, manifest: Mapping[str, Any], private_key: An
         "signature": base64.b64encode(private_key.sign(canonical_manifest(manifest))).decode(),
         "blocks": _block_digests(manifest),
     }
-    return _atomic_write(Path(root) / SIGNATURE_FILE,
+    return atomic_write_bytes(Path(root) / SIGNATURE_FILE,
                          (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
 
 

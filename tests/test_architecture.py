@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "glioedge"
 
 #: Foundation modules every part may import (they import nothing above themselves).
-BASE = frozenset({"glioedge", "errors", "vocabulary", "_optional", "config_keys", "bundle",
+BASE = frozenset({"glioedge", "errors", "vocabulary", "_optional", "config_keys", "fileio", "bundle",
                   "bundle_signing"})
 #: Top-level component → the components it may import (besides itself). A component not named
 #: here (a new module at the top of the package) is "neutral": runtime and export may import it,
@@ -36,9 +36,11 @@ ALLOWED: dict[str, frozenset[str]] = {
     "vocabulary": frozenset(),
     "_optional": frozenset({"errors"}),
     "config_keys": frozenset({"errors"}),
-    "bundle": frozenset({"glioedge", "errors", "vocabulary", "_optional", "config_keys", "bundle_signing"}),
-    "bundle_signing": frozenset({"errors", "_optional"}),
-    "dicom_io": frozenset({"errors", "vocabulary"}),
+    "fileio": frozenset(),
+    "bundle": frozenset({"glioedge", "errors", "vocabulary", "_optional", "config_keys", "fileio",
+                         "bundle_signing"}),
+    "bundle_signing": frozenset({"errors", "_optional", "fileio"}),
+    "dicom_io": frozenset({"errors", "vocabulary", "fileio"}),
     "data": BASE,
     "train": BASE | {"data"},
     "runtime": BASE | {"dicom_io", "data"},

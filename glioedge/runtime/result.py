@@ -12,45 +12,22 @@ immutable afterwards (a frozen dataclass).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from pydicom.dataset import Dataset
 
 from glioedge import __version__
 from glioedge.dicom_io import Volume
+from glioedge.fileio import atomic_write
 
-__all__ = ["FILES", "Result", "atomic_write"]
+__all__ = ["FILES", "Result"]
 
 #: Output file names inside the result folder.
 FILES = {"seg": "seg.dcm", "report": "report.json", "qa_png": "qa.png", "sr": "sr.dcm"}
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Write a file through a temporary file in the same folder, fsync, then ``os.replace``.
-
-    Raises:
-        OSError: the folder is not writable or the disk is full (the temporary file is removed).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).chmod(0o644)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _dataset_bytes(ds: Dataset) -> bytes:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from glioedge.fileio import atomic_write_text
+
 
 def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
@@ -17,12 +19,6 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 class History:
@@ -42,7 +38,7 @@ class History:
     def append(self, record: dict[str, Any]) -> None:
         self.records.append(record)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.json_path, json.dumps(self.records, indent=1))
+        atomic_write_text(self.json_path, json.dumps(self.records, indent=1))
         flat = [_flatten(r) for r in self.records]
         columns = sorted({k for r in flat for k in r}, key=lambda k: (k != "epoch", k))
         csv_tmp = self.out_dir / ".history.csv.tmp"

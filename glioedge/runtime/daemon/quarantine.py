@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from glioedge.fileio import atomic_write_text
 from glioedge.runtime.daemon.names import safe_uid
 
 logger = logging.getLogger(__name__)
@@ -62,17 +62,10 @@ def quarantine(root: str | Path, uid: str, files: Sequence[str | Path], reason: 
         "uid": uid, "reason": reason, "time": dt.datetime.now(dt.timezone.utc).isoformat(),
         "files": copied, **(details or {}),
     }
-    _atomic_text(folder / "reason.json", json.dumps(record, indent=2))
-    _atomic_text(folder / "reason.txt", f"{reason}\n")
+    atomic_write_text(folder / "reason.json", json.dumps(record, indent=2))
+    atomic_write_text(folder / "reason.txt", f"{reason}\n")
     logger.warning("study quarantined", extra={"event": "quarantine", "study_uid": uid,
                                                "reason": reason, "folder": str(folder)})
     return folder
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)

@@ -10,7 +10,6 @@ usual transfer syntaxes (uncompressed, deflated, JPEG family, JPEG 2000, JPEG-LS
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import threading
 from pathlib import Path
@@ -20,6 +19,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 
 from glioedge._optional import require
 from glioedge.errors import ConfigError
+from glioedge.fileio import atomic_write
 from glioedge.runtime.daemon.config import ReceiveConfig
 from glioedge.runtime.daemon.names import safe_uid
 
@@ -42,18 +42,8 @@ def write_instance(inbox: Path, ds: Dataset, file_meta: FileMetaDataset) -> Path
         OSError: the inbox is not writable or full.
     """
     path = instance_path(inbox, ds)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ds.file_meta = file_meta
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with tmp.open("wb") as fh:
-            ds.save_as(fh, enforce_file_format=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: ds.save_as(fh, enforce_file_format=True))
     return path
 
 
