@@ -69,11 +69,11 @@ function framePlane(dataset, frame) {
   const shared = first(dataset.SharedFunctionalGroupsSequence) ?? {};
   const perFrame = dataset.PerFrameFunctionalGroupsSequence
     ? first([].concat(dataset.PerFrameFunctionalGroupsSequence)[frame - 1]) ?? {} : {};
-  const pick = (group, seq, tag) => first(perFrame[seq])?.[tag] ?? first(shared[seq])?.[tag];
-  const ipp = dataset.ImagePositionPatient ?? pick(perFrame, 'PlanePositionSequence', 'ImagePositionPatient');
-  const iop = dataset.ImageOrientationPatient ?? pick(perFrame, 'PlaneOrientationSequence', 'ImageOrientationPatient');
-  const spacing = dataset.PixelSpacing ?? pick(perFrame, 'PixelMeasuresSequence', 'PixelSpacing');
-  const thickness = dataset.SliceThickness ?? pick(perFrame, 'PixelMeasuresSequence', 'SliceThickness');
+  const pick = (seq, tag) => first(perFrame[seq])?.[tag] ?? first(shared[seq])?.[tag];
+  const ipp = dataset.ImagePositionPatient ?? pick('PlanePositionSequence', 'ImagePositionPatient');
+  const iop = dataset.ImageOrientationPatient ?? pick('PlaneOrientationSequence', 'ImageOrientationPatient');
+  const spacing = dataset.PixelSpacing ?? pick('PixelMeasuresSequence', 'PixelSpacing');
+  const thickness = dataset.SliceThickness ?? pick('PixelMeasuresSequence', 'SliceThickness');
   return { ipp: numbers(ipp), iop: numbers(iop), spacing: numbers(spacing), thickness: Number(thickness) };
 }
 
