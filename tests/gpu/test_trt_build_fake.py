@@ -435,3 +435,21 @@ def test_an_unwritable_engine_cache_is_a_backend_error_naming_the_setting(
     blocker.write_text("a file where the cache folder would be")
     with pytest.raises(BackendError, match=r"engine_cache"):
         trt_build.ensure_engine(_bundle(tmp_path / "b"), blocker / "engines")
+
+
+def test_load_nvinfer_finds_the_pip_wheels_tensorrt_libs(tmp_path: Path) -> None:
+    # Any real shared object stands in for libnvinfer: the point is which file gets loaded.
+    lib = _layout(tmp_path, "tensorrt_libs", "libnvinfer.so.10", source=Path(_json.__file__))
+    _layout(tmp_path / "other", "tensorrt_libs", "libnvinfer_plugin.so.10")  # not the core library
+    assert trt_build.load_nvinfer([tmp_path / "other", tmp_path]) == str(lib)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    expected = None
+    for name in trt_build.NVINFER_NAMES:  # a system-wide TensorRT, where one is installed
+        try:
+            ctypes.CDLL(name)
+        except OSError:
+            continue
+        expected = name
+        break
+    assert trt_build.load_nvinfer([empty]) == expected
