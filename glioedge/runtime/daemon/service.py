@@ -120,14 +120,16 @@ class Daemon:
             clean_staging(outbox)
             logger.info("daemon starting", extra={"event": "start", "outbox": w.outbox,
                                                   "recovered_jobs": recovered, "once": once})
+            self.metrics.starting = True  # /healthz "starting" while the model loads (a first
+            if self.config.health.port or self.health is not None:  # TensorRT build: minutes)
+                self._start_health(state)
             self.rules = self._rules()
             ready = jobs.start()
             self.ready = dict(ready)
             self.required = tuple(ready.get("modalities") or self.required)
             dests = destinations(self.config.delivery)
             worker = Worker(self.config, store, jobs, self.metrics, dests)
-            if self.config.health.port or self.health is not None:
-                self._start_health(state)
+            self.metrics.starting = False
             inbox = Inbox(w.inbox, exclude=[outbox, state, w.quarantine_dir],
                           use_watchdog=w.watchdog and not once)
             try:
@@ -142,6 +144,8 @@ class Daemon:
                 return 1
             return code
         finally:
+            if self.health is not None:  # also when the model failed to load
+                self.health.stop()
             jobs.close()
             store.close()
             for fd in locks:
