@@ -46,7 +46,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     # metrics: the one torch-free metric implementation (train, benches, evaluate); ground floor only.
     "metrics": BASE,
     # evaluation: `glioedge evaluate` (reads NIfTI folders and DICOM-SEGs, compares, reports).
-    "evaluation": BASE | {"metrics", "data", "dicom_io"},
+    "evaluation": BASE | {"metrics", "data", "dicom_io", "progress"},
     "train": BASE | {"data", "metrics"},
     "runtime": BASE | {"dicom_io", "data"},
     "export": BASE | {"train", "data", "dicom_io"},
