@@ -145,3 +145,41 @@ def test_the_site_seg_is_really_foreign(studies: dict, tmp_path: Path) -> None:
     codes = {s.SegmentedPropertyTypeCodeSequence[0].CodeValue for s in ds.SegmentSequence}
     assert labels.isdisjoint({"NCR", "ED", "ET"}) and codes.isdisjoint({"6574001", "79654002", "C113842"})
     assert isinstance(ds.SegmentSequence, Sequence)
+
+
+def test_a_prediction_on_another_series_is_compared_in_physical_space(tmp_path: Path) -> None:
+    """Reference SEG on a sagittal 3-D T1CE, prediction SEG on an axial 2-D FLAIR of the same
+    study (same Frame of Reference, other grid): both are the same analytic tumour, so they agree
+    up to the sampling of the coarser grid; the reference keeps every one of its voxels."""
+    study = StudyInfo(study_instance_uid=deterministic_uid("eval-xseries", 1),
+                      frame_of_reference_uid=deterministic_uid("eval-xseries-for", 1))
+    series = {}
+    for name, shape, spacing, orientation, number in (
+            ("t1ce", (36, 44, 40), (2.5, 2.5, 2.5), "sagittal", 7),
+            ("flair", (56, 60, 14), (1.8, 1.8, 5.0), "axial", 3)):
+        affine = grid_affine(shape, spacing, orientation, centre=(20.0, -5.0, 10.0))
+        datasets = synthetic_series(phantom_image(shape, affine, name), affine, modality=name,
+                                    study=study, series_number=number)
+        volume = load_series(datasets)
+        series[name] = (datasets, phantom_labels(shape, volume.affine)[1])
+    (tmp_path / "truth").mkdir()
+    (tmp_path / "pred").mkdir()
+    t1ce, truth = series["t1ce"]
+    flair, pred = series["flair"]
+    site = write_seg(truth, t1ce, series_instance_uid=deterministic_uid("x-site", 1),
+                     sop_instance_uid=deterministic_uid("x-site", 2))
+    _site_seg(site).save_as(tmp_path / "truth" / "seg.dcm")
+    write_seg(pred, flair, bundle_id="b").save_as(tmp_path / "pred" / "seg.dcm")
+    mapping = tmp_path / "m.json"
+    mapping.write_text(json.dumps(SITE_MAP))
+    assert main(_argv(tmp_path, "--segment-map", str(mapping))) == 0
+    with (tmp_path / "out" / "cases.csv").open(newline="") as fh:
+        rows = {r["region"]: r for r in csv.DictReader(fh)}
+    assert int(rows["WT"]["voxels_ref"]) == int((truth > 0).sum())
+    assert int(rows["ET"]["voxels_ref"]) == int((truth == 3).sum())
+    # Measured: WT 0.95, TC 0.91, ET 0.81 (the ET rim is 5 mm thick, one FLAIR slice).
+    assert float(rows["WT"]["dice"]) > 0.9
+    assert float(rows["TC"]["dice"]) > 0.85
+    assert float(rows["ET"]["dice"]) > 0.7
+    # Volumes agree within the sampling of a 5 mm slice grid.
+    assert abs(float(rows["WT"]["volume_rel_diff"])) < 0.05
