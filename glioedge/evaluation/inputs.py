@@ -6,7 +6,8 @@ Two kinds of folder (both sides must be the same kind):
   without ``.nii(.gz)`` and without a trailing ``-seg``/``_seg`` (or ``pred``, ``label``...):
   ``BraTS2021_00000/BraTS2021_00000_seg.nii.gz`` pairs with ``BraTS2021_00000.nii.gz`` and
   ``BraTS-GLI-00000-000-seg.nii.gz`` with ``BraTS-GLI-00000-000.nii.gz``. Image files (``t1``,
-  ``t2``, ``flair``, ``t1ce``, ``t1c``, ``t1n``, ``t2w``, ``t2f``, nnU-Net's ``_0000``) are skipped.
+  ``t2``, ``flair``, ``t1ce``, ``t1c``, ``t1n``, ``t2w``, ``t2f``; anything in nnU-Net's
+  ``imagesTr``/``imagesTs``) are skipped, so an nnU-Net dataset's ``labelsTr`` pairs as it is.
 - **DICOM** studies: the DICOM-SEG instances below the folder (other instances are ignored),
   paired by their Study Instance UID; both must share the Frame of Reference.
 
@@ -31,7 +32,9 @@ __all__ = ["CasePair", "find_cases"]
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 _NIFTI = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 _LABEL_SUFFIX = re.compile(r"[-_.](seg|pred|prediction|label|labels|mask)$", re.IGNORECASE)
-_IMAGE_SUFFIX = re.compile(r"[-_.](t1|t2|flair|t1ce|t1c|t1n|t2w|t2f|\d{4})$", re.IGNORECASE)
+_IMAGE_SUFFIX = re.compile(r"[-_.](t1|t2|flair|t1ce|t1c|t1n|t2w|t2f)$", re.IGNORECASE)
+#: nnU-Net raw datasets keep the images (``case_0000.nii.gz``) in these folders, labels elsewhere.
+_IMAGE_FOLDERS = frozenset({"imagestr", "imagests", "imagesval"})
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ def _nifti_cases(folder: Path, what: str) -> dict[str, Path]:
         if not path.is_file() or not _NIFTI.search(path.name):
             continue
         stem = _NIFTI.sub("", path.name)
-        if _IMAGE_SUFFIX.search(stem):
+        if _IMAGE_SUFFIX.search(stem) or path.parent.name.lower() in _IMAGE_FOLDERS:
             continue
         case_id = _LABEL_SUFFIX.sub("", stem)
         if case_id in cases:

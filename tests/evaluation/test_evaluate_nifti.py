@@ -162,3 +162,16 @@ def test_bad_input_exits_2_with_a_specific_message(layout: str, says: str, tmp_p
     assert code == 2
     assert says in caplog.text
     assert not (tmp_path / "out" / "cases.csv").exists()
+
+
+def test_an_nnunet_dataset_pairs_by_its_label_names(tmp_path: Path) -> None:
+    # nnU-Net raw layout: images (case_0000.nii.gz …) in imagesTr, labels named by the case id.
+    ref = np.zeros((8, 8, 8), np.uint8)
+    ref[2:5, 2:5, 2:5] = 3
+    _write(tmp_path / "truth" / "labelsTr" / "BRATS_0001.nii.gz", ref, (1, 1, 1))
+    _write(tmp_path / "truth" / "imagesTr" / "BRATS_0001_0000.nii.gz", ref * 50, (1, 1, 1))
+    _write(tmp_path / "pred" / "BRATS_0001.nii.gz", ref, (1, 1, 1))
+    out = tmp_path / "out"
+    assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"),
+                 "--out", str(out), "--no-figure"]) == 0
+    assert _num(_rows(out / "cases.csv")[("BRATS_0001", "ET")]["dice"]) == 1.0
