@@ -35,6 +35,7 @@ from glioedge.errors import InputError
 from glioedge.metrics.lesions import LesionMatch, components, match_lesions
 from glioedge.metrics.surface import (
     HD95_EMPTY,
+    bounding_box,
     check_spacing,
     dice,
     hd95,
@@ -188,6 +189,11 @@ def region_metrics(
     if p.shape != r.shape:
         raise InputError(f"prediction and reference masks differ in shape: {p.shape} vs {r.shape}")
     sp = check_spacing(spacing, p.ndim)
+    size = p.size
+    union = p | r
+    if union.any():  # every metric but the specificity lives in the bounding box (+1 voxel of zeros)
+        box = bounding_box(union, margin=1)
+        p, r = p[box], r[box]
     if official:
         global_sp, global_tol = (1.0,) * p.ndim, 0.5
         lesion_sp, lesion_tol = sp[::-1], min(sp)
@@ -202,7 +208,7 @@ def region_metrics(
     return RegionMetrics(
         dice=g_dice, hd95=g_hd95, nsd=g_nsd,
         sensitivity=_ratio(n_tp, n_r),
-        specificity=_ratio(p.size - n_p - n_r + n_tp, p.size - n_r),
+        specificity=_ratio(size - n_p - n_r + n_tp, size - n_r),
         voxels_pred=n_p, voxels_ref=n_r,
         volume_pred_ml=n_p * ml, volume_ref_ml=n_r * ml,
         volume_diff_ml=(n_p - n_r) * ml, volume_rel_diff=_ratio(n_p - n_r, n_r),

@@ -31,6 +31,7 @@ from glioedge.errors import InputError
 __all__ = [
     "HD95_EMPTY",
     "as_bool_pair",
+    "bounding_box",
     "check_spacing",
     "dice",
     "hd95",
@@ -91,7 +92,7 @@ def dice(pred: np.ndarray, ref: np.ndarray) -> float:
     return 2.0 * int(np.count_nonzero(p & r)) / (n_p + n_r)
 
 
-def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
+def bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
     """Slices of the bounding box of ``mask`` grown by ``margin`` voxels, clipped to the array."""
     box = []
     for axis in range(mask.ndim):
@@ -124,7 +125,7 @@ def surface_distances(
     sp = check_spacing(spacing, p.ndim)
     if not p.any() or not r.any():
         raise InputError("surface distances need two non-empty masks")
-    box = _bounding_box(p | r, margin=1)
+    box = bounding_box(p | r, margin=1)
     p, r = p[box], r[box]
     footprint = generate_binary_structure(p.ndim, 1)
     p_border = p & ~binary_erosion(p, structure=footprint, iterations=1)
