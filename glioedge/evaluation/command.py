@@ -39,15 +39,20 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nsd-tolerance", type=float, default=1.0, metavar="MM",
                    help="normalised surface Dice tolerance in mm (default 1; glioedge conventions)")
     p.add_argument("--no-figure", action="store_true", help="skip evaluation.png (no matplotlib needed)")
+    p.add_argument("--require", action="append", default=[], metavar="RULE",
+                   help="an acceptance check on the summary, e.g. WT:dice>=0.85, ET:hd95:median<=10, "
+                   "TC:dice:ci95_low>=0.7 (repeatable); exit 1 when one fails (results are written)")
     p.set_defaults(func=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Run the evaluation; 0 on success (errors raise and become exit code 2)."""
-    from glioedge.errors import ConfigError
+    """Run the evaluation: 0 on success; a failed ``--require`` check raises CheckFailedError (exit
+    1) after every output is written; bad input raises and becomes exit code 2."""
+    from glioedge.errors import CheckFailedError, ConfigError
+    from glioedge.evaluation.checks import parse_check
     from glioedge.evaluation.grid import common_grid
     from glioedge.evaluation.inputs import find_cases
-    from glioedge.evaluation.report import CaseResult, write_reports
+    from glioedge.evaluation.report import SUMMARY_METRICS, CaseResult, write_reports
     from glioedge.evaluation.segment_map import load_segment_map
     from glioedge.metrics import EVAL_REGIONS, evaluate_case
     from glioedge.progress import Progress, use_progress
@@ -58,6 +63,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from glioedge.evaluation.figure import check_figure_dependency
 
         check_figure_dependency()
+    checks = [parse_check(rule, list(EVAL_REGIONS), SUMMARY_METRICS) for rule in args.require]
     mapping = load_segment_map(args.segment_map) if args.segment_map else None
     conventions = {"official": bool(args.official), "labels": args.labels,
                    "nsd_tolerance_mm": None if args.official else float(args.nsd_tolerance),
@@ -77,7 +83,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                       truth.shape, regions))
             progress.steps(n, len(pairs), unit="cases")
         progress.stage("writing")
-        stats = write_reports(args.out, results, conventions)
+        stats = write_reports(args.out, results, conventions, checks)
         if not args.no_figure:
             from glioedge.evaluation.figure import write_figure
 
@@ -88,4 +94,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         logger.info("%s Dice mean %.3f (95%% CI %.3f-%.3f), median %.3f", region, d["mean"], d["ci95_low"],
                     d["ci95_high"], d["median"])
     logger.info("results in %s", args.out)
+    failed = [c for c in stats["checks"] if not c["passed"]]
+    for c in stats["checks"]:
+        logger.info("check %s: %.4g, %s", c["rule"], c["value"], "held" if c["passed"] else "FAILED")
+    if failed:
+        raise CheckFailedError("acceptance check(s) failed: " + "; ".join(
+            f"{c['rule']} measured {c['value']:.4g}" for c in failed) + f" (details in {args.out})")
     return 0

@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from glioedge.evaluation.checks import evaluate_checks
 from glioedge.fileio import atomic_write_text
 from glioedge.metrics import RegionMetrics, describe
 
-__all__ = ["CaseResult", "bland_altman", "summary", "write_reports"]
+__all__ = ["SUMMARY_METRICS", "CaseResult", "bland_altman", "summary", "write_reports"]
 
 #: Metrics summarised over cases (the lesion list and raw voxel counts are per case only).
 SUMMARY_METRICS: tuple[str, ...] = (
@@ -112,18 +113,25 @@ def _summary_csv(stats: Mapping[str, Any]) -> str:
     return buf.getvalue()
 
 
-def write_reports(out: Path, results: Sequence[CaseResult], conventions: Mapping[str, Any]) -> dict[str, Any]:
+def write_reports(out: Path, results: Sequence[CaseResult], conventions: Mapping[str, Any],
+                  checks: Sequence[Any] = ()) -> dict[str, Any]:
     """Write ``cases.csv``, ``cases.json``, ``summary.json`` and ``summary.csv`` into ``out``.
+
+    Args:
+        checks: acceptance rules (:class:`~glioedge.evaluation.checks.Check`); their outcome is
+            recorded in the summary under ``checks``.
 
     Returns:
         The summary (as written to ``summary.json``, before the JSON encoding of NaN/inf).
     """
+
     out.mkdir(parents=True, exist_ok=True)
     cases = [{"case": r.case_id, "prediction": r.pred_source, "reference": r.truth_source,
               "spacing_mm": list(r.spacing_mm), "shape": list(r.shape),
               "regions": {name: {**m.scalars(), "lesions": list(m.lesions)} for name, m in r.regions.items()}}
              for r in results]
     stats = summary(results, conventions)
+    stats["checks"] = evaluate_checks(checks, stats["regions"])
     atomic_write_text(out / "cases.csv", _cases_csv(results))
     atomic_write_text(out / "cases.json", json.dumps(_json_value({"conventions": dict(conventions),
                                                                   "cases": cases}), indent=1) + "\n")

@@ -175,3 +175,25 @@ def test_an_nnunet_dataset_pairs_by_its_label_names(tmp_path: Path) -> None:
     assert main(["evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"),
                  "--out", str(out), "--no-figure"]) == 0
     assert _num(_rows(out / "cases.csv")[("BRATS_0001", "ET")]["dice"]) == 1.0
+
+
+def test_acceptance_checks_exit_1_when_one_fails_after_writing_everything(
+        folders: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pred, truth = folders
+    out = tmp_path / "out"
+    base = ["evaluate", "--pred", str(pred), "--truth", str(truth), "--out", str(out), "--no-figure"]
+    assert main([*base, "--require", "WT:dice>=0.5", "--require", "ET:hd95:median<=400"]) == 0
+    checks = json.loads((out / "summary.json").read_text())["checks"]
+    assert [c["passed"] for c in checks] == [True, True]
+    with caplog.at_level(logging.ERROR, logger="glioedge"):
+        assert main([*base, "--require", "WT:dice>=0.5", "--require", "TC:dice:ci95_low>=0.999"]) == 1
+    assert "TC:dice:ci95_low>=0.999 measured" in caplog.text
+    checks = json.loads((out / "summary.json").read_text())["checks"]
+    assert [c["passed"] for c in checks] == [True, False]
+    assert (out / "cases.csv").exists()
+    for bad, says in (("WT:dice>0.5", "expected REGION:METRIC"), ("XX:dice>=0.5", "unknown region"),
+                      ("WT:dise>=0.5", "unknown metric"), ("WT:dice:mode>=0.5", "unknown statistic")):
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="glioedge"):
+            assert main([*base, "--require", bad]) == 2
+        assert says in caplog.text
