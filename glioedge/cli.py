@@ -2,9 +2,8 @@
 
 Exit codes, the same for every sub-command (:func:`exit_code` is the one mapping):
 0 success; 1 a check ran and did not hold (export parity, bundle verification, a failed or
-quarantined job under ``watch --once``, a failed ``evaluate --require`` check); 2 bad input or
-configuration (argparse's own usage errors are 2 as well). Errors are logged as one line naming
-what was wrong, never a traceback.
+quarantined job under ``watch --once``); 2 bad input or configuration (argparse's own usage errors
+are 2 as well). Errors are logged as one line naming what was wrong, never a traceback.
 """
 
 from __future__ import annotations
