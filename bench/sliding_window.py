@@ -28,7 +28,7 @@ from glioedge.data.sliding_window import (
     gaussian_importance_map,
     sliding_window_predict,
 )
-from glioedge.train.metrics import hd95
+from glioedge.metrics import hd95
 
 SHAPE = (240, 240, 155)
 PATCH = (128, 128, 128)

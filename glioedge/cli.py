@@ -191,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     # These modules import only the standard library and glioedge's torch-free parts at module
     # level (heavy packages are imported when a command runs), so every command is always listed.
+    from glioedge.evaluation.command import add_evaluate_parser
     from glioedge.export.commands import add_bundle_parser, add_export_parser
     from glioedge.runtime.commands import add_segment_parser
     from glioedge.runtime.daemon.commands import (
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_receive_parser(sub)
     _add_doctor(sub)
     add_operator_parsers(sub)
+    add_evaluate_parser(sub)
     return parser
 
 

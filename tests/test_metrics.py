@@ -1,4 +1,4 @@
-"""Tests of glioedge.train.metrics: Dice/HD95 conventions, hand-derived values, medpy agreement."""
+"""Tests of glioedge.metrics: Dice/HD95 conventions, hand-derived values, medpy agreement."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from glioedge.errors import InputError
-from glioedge.train.metrics import (
+from glioedge.metrics import (
     HD95_EMPTY,
     dice,
     evaluate_case,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import highdicom as hd
@@ -19,17 +20,21 @@ _CLASS_BY_CODE = {(spec.property_type.scheme, spec.property_type.value): number
 _CLASS_BY_LABEL = {spec.label.upper(): number for number, spec in SEGMENTS.items()}
 
 
-def read_seg(source: str | Path | Dataset, reference: Volume | None = None) -> Volume:
+def read_seg(source: str | Path | Dataset, reference: Volume | None = None, *,
+             segment_classes: Mapping[str, int] | None = None) -> Volume:
     """Decode a SEG into internal classes (0 bg, 1 NCR, 2 ED, 3 ET).
 
-    Segments are recognised by their segmented property type (the codes glioedge writes), or
-    else by their label (``NCR``, ``ED``, ``ET``).
+    Segments are recognised by ``segment_classes`` first (a site's own names or codes), then by
+    their segmented property type (the codes glioedge writes), then by their label (``NCR``,
+    ``ED``, ``ET``).
 
     Args:
         source: A SEG file or dataset.
         reference: If given, the result is placed on this grid (nearest neighbour in physical
             space, exact when the SEG was written on it); otherwise the grid spans the SEG's
             frames only (omitted empty frames at the ends are not known).
+        segment_classes: Segment label (any case) or ``"SCHEME:VALUE"`` of its segmented
+            property type → internal class; class 0 drops the segment.
 
     Returns:
         A uint8 label-map volume carrying the SEG's study, series, instance and frame of reference.
@@ -45,14 +50,19 @@ def read_seg(source: str | Path | Dataset, reference: Volume | None = None) -> V
         raise InputError(f"{source if not isinstance(source, Dataset) else 'dataset'} is not a "
                          f"readable DICOM Segmentation: {exc}") from exc
     lut = np.zeros(max(seg.segment_numbers, default=0) + 1, dtype=np.uint8)
+    local = {key.upper(): value for key, value in (segment_classes or {}).items()}
     for number in seg.segment_numbers:
         description = seg.get_segment_description(number)
         prop = description.segmented_property_type
         label = str(description.segment_label).upper()
-        cls = _CLASS_BY_CODE.get((prop.scheme_designator, prop.value), _CLASS_BY_LABEL.get(label))
+        cls = local.get(label, local.get(f"{prop.scheme_designator}:{prop.value}".upper()))
         if cls is None:
+            cls = _CLASS_BY_CODE.get((prop.scheme_designator, prop.value), _CLASS_BY_LABEL.get(label))
+        if cls is None:
+            hint = " nor in the segment mapping" if segment_classes else ""
             raise InputError(f"SEG {ds.SOPInstanceUID}: segment {number} ({label!r}, "
-                             f"{prop.meaning}) is not NCR, ED or ET")
+                             f"{prop.scheme_designator}:{prop.value} {prop.meaning}) is not NCR, ED "
+                             f"or ET{hint}")
         lut[number] = cls
     try:
         volume = seg.get_volume(combine_segments=True, relabel=False, dtype=np.uint16)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from glioedge.data.sliding_window import sliding_window_predict
-from glioedge.train.metrics import evaluate_case, summarise
+from glioedge.metrics import evaluate_case, summarise
 from glioedge.vocabulary import WINDOW_STEP
 
 

@@ -89,6 +89,12 @@ BAD_INPUT = [
     Case("purge: no age given", lambda p: ["purge", "--state", str(p["tmp"])], 2, "--older-than"),
     Case("purge: bad age", lambda p: ["purge", "--state", str(p["tmp"]), "--older-than", "soon"], 2,
          "'soon'"),
+    Case("evaluate: no reference folder", lambda p: ["evaluate", "--pred", str(p["tmp"]), "--truth",
+                                                     str(p["tmp"] / "absent"), "--out", str(p["tmp"] / "o")],
+         2, "absent"),
+    Case("evaluate: bad --nsd-tolerance", lambda p: ["evaluate", "--pred", str(p["tmp"]), "--truth",
+                                                     str(p["tmp"]), "--out", str(p["tmp"] / "o"),
+                                                     "--nsd-tolerance", "-1"], 2, "--nsd-tolerance"),
 ]
 
 
