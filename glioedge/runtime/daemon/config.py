@@ -335,6 +335,11 @@ class DaemonConfig:
             parse_age(self.retention.older_than, "retention.older_than")
         if not 1 <= self.status_page.jobs <= 1000 or not 1 <= self.status_page.refresh <= 3600:
             raise ConfigError("status_page.jobs must be 1..1000 and status_page.refresh 1..3600 s")
+        seg = self.segmenter
+        if seg.get("require_signature") and not seg.get("trusted_keys"):
+            raise ConfigError("[segmenter] require_signature = true without trusted_keys accepts a "
+                              "bundle re-signed with any key: set [segmenter] trusted_keys = "
+                              "[\"/etc/glioedge/release.pub\"]")
         if self.log.format not in ("json", "text"):
             raise ConfigError(f"log.format = {self.log.format!r}: expected 'json' or 'text'")
 
