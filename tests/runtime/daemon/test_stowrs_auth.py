@@ -134,3 +134,38 @@ def test_bearer_token_from_the_environment(stow_server: _StowServer, output_dir:
     message = str(info.value)
     assert "authentication refused (HTTP 401 Unauthorized)" in message and "bearer token" in message
     assert "not-the-token" not in message and TOKEN not in message
+
+
+def test_the_inference_child_environment_holds_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real spawn path (``JobProcess.start``) with a child that reports the environment it got:
+    the STOW-RS secrets (by whatever name ``*_env`` gives them) and other secrets of the daemon's
+    environment are not there; what Python and the back-ends need is."""
+    import sys
+
+    from glioedge.runtime.daemon.jobproc import JobProcess
+
+    monkeypatch.setenv("SITE_STOW_PASSWORD", SECRET)
+    monkeypatch.setenv("CUDA_SITE_TOKEN", TOKEN)  # an allowlisted prefix, named as a secret below
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-" + SECRET)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    config = load_config(None, {"delivery.stowrs_username": "u",
+                                "delivery.stowrs_password_env": "SITE_STOW_PASSWORD",
+                                "delivery.stowrs": ["https://pacs.example/dicom-web"]})
+    reporter = ("import json, os, sys; print(json.dumps({'status': 'ready', 'env': dict(os.environ)}),"
+                " flush=True); sys.stdin.read()")
+
+    monkeypatch.setattr(JobProcess, "command", [sys.executable, "-c", reporter])
+
+    for name, config_ in (("password", config),
+                          ("token", load_config(None, {"delivery.stowrs_token_env": "CUDA_SITE_TOKEN"}))):
+        child = JobProcess(config_)
+        try:
+            env = child.start()["env"]
+        finally:
+            child.close()
+        values = "\n".join(env.values())
+        assert SECRET not in values, name
+        assert "AWS_SECRET_ACCESS_KEY" not in env and "SITE_STOW_PASSWORD" not in env
+        assert env.get("PATH") and env.get("OMP_NUM_THREADS") == "1"
+        if name == "token":
+            assert "CUDA_SITE_TOKEN" not in env  # named as a secret: dropped despite its prefix
