@@ -169,10 +169,18 @@ class ReceiveConfig:
 
     Attributes:
         aet: Our AE title.
-        host: Address to listen on; ``0.0.0.0`` to accept scanners on the network.
+        host: Address to listen on; ``0.0.0.0`` to accept scanners on the network (then
+            ``allowed_calling_aets`` or ``allowed_peers`` must be set).
         port: TCP port (104 and 11112 are usual).
         inbox: Folder to write instances into (default: ``[watch] inbox``).
-        allowed_calling_aets: Accept only these calling AE titles; empty accepts any.
+        allowed_calling_aets: Accept only these calling AE titles; empty accepts any (allowed
+            only on a loopback address).
+        allowed_peers: Accept connections only from these addresses or networks (``10.1.2.3``,
+            ``10.1.2.0/24``); empty accepts any. Checked before a byte of DICOM is read.
+        sop_classes: SOP Class UIDs accepted by C-STORE (default MR Image Storage and Enhanced
+            MR Image Storage: what the daemon processes); others are not negotiated.
+        min_free_mb: Free space (MiB) the inbox's file system keeps: below it, C-STORE answers
+            "out of resources" (0xA700) instead of filling the disk.
         tls_cert: PEM certificate (chain) of the SCP: with ``tls_key``, associations are DICOM
             over TLS (TLS 1.2 or newer) and plain ones are refused.
         tls_key: PEM private key of ``tls_cert``.
@@ -185,6 +193,9 @@ class ReceiveConfig:
     port: int = 11112
     inbox: str = ""
     allowed_calling_aets: tuple[str, ...] = ()
+    allowed_peers: tuple[str, ...] = ()
+    sop_classes: tuple[str, ...] = ("1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1")
+    min_free_mb: float = 512.0
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
@@ -318,6 +329,7 @@ class DaemonConfig:
         for node in d.cstore:
             parse_cstore(node)
         r = self.receive
+        validate_receive_filters(r)
         if bool(r.tls_cert) != bool(r.tls_key) or (r.tls_ca and not r.tls_cert):
             raise ConfigError("receive: TLS needs both tls_cert and tls_key (tls_ca only with them)")
         if bool(d.cstore_tls_cert) != bool(d.cstore_tls_key) or (d.cstore_tls_cert and not d.cstore_tls_ca):
@@ -366,6 +378,36 @@ class DaemonConfig:
                     f"{key} {resolved} {'is' if inbox == resolved else 'contains'} the inbox "
                     f"{inbox}: the daemon would skip every input as its own output; use a folder "
                     "beside the inbox or inside it")
+
+
+def validate_receive_filters(r: ReceiveConfig) -> None:
+    """Check ``[receive]``'s filters: peers are addresses or networks, SOP classes are UIDs, the
+    disk floor is a size, and a non-loopback address has a caller filter.
+
+    Raises:
+        ConfigError: naming the key and what is accepted.
+    """
+    import ipaddress
+
+    for peer in r.allowed_peers:
+        try:
+            ipaddress.ip_network(peer, strict=False)
+        except ValueError:
+            raise ConfigError(f"receive.allowed_peers {peer!r}: expected an IP address or network "
+                              "such as 10.1.2.3 or 10.1.2.0/24") from None
+    if not r.sop_classes or not all(re.fullmatch(r"[0-9]+(\.[0-9]+)+", u) for u in r.sop_classes):
+        raise ConfigError(f"receive.sop_classes = {list(r.sop_classes)}: expected SOP Class UIDs, "
+                          "e.g. 1.2.840.10008.5.1.4.1.1.4 (MR Image Storage)")
+    if not 0 <= r.min_free_mb < float("inf"):
+        raise ConfigError(f"receive.min_free_mb = {r.min_free_mb}: expected MiB >= 0")
+    try:
+        loopback = ipaddress.ip_address(r.host).is_loopback
+    except ValueError:
+        loopback = r.host == "localhost"
+    if not loopback and not (r.allowed_calling_aets or r.allowed_peers):
+        raise ConfigError(f"receive.host = {r.host!r} accepts DICOM from the network: set "
+                          "receive.allowed_calling_aets (--allowed-aet) and/or receive.allowed_peers "
+                          "(--allowed-peer) to the scanners that may send")
 
 
 def _section(name: str, section_type: type, table: Any) -> Any:
