@@ -157,10 +157,21 @@ class DeliveryConfig:
 
 @dataclasses.dataclass(frozen=True)
 class HealthConfig:
-    """The HTTP health and metrics endpoint; ``port = 0`` disables it."""
+    """The HTTP health and metrics endpoint; ``port = 0`` disables it.
+
+    Attributes:
+        host: Address to bind (loopback by default).
+        port: TCP port; 0 disables the endpoint.
+        allowed_hosts: ``Host`` header names accepted besides ``localhost``, the loopback
+            addresses and ``host`` itself (e.g. the box's DNS name and address when bound to
+            ``0.0.0.0``); any other is answered 421 (DNS rebinding).
+        max_connections: Connections served at once; more are answered 503 at once.
+    """
 
     host: str = "127.0.0.1"
     port: int = 0
+    allowed_hosts: tuple[str, ...] = ()
+    max_connections: int = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,6 +335,8 @@ class DaemonConfig:
         for key, aet in (("delivery.calling_aet", d.calling_aet), ("receive.aet", self.receive.aet)):
             if not 0 < len(aet.strip()) <= 16 or "\\" in aet:
                 raise ConfigError(f"{key} = {aet!r}: expected an AE title of 1 to 16 characters")
+        if not 1 <= self.health.max_connections <= 256:
+            raise ConfigError(f"health.max_connections = {self.health.max_connections}: expected 1..256")
         if self.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"log.level = {self.log.level!r}: expected DEBUG, INFO, WARNING or ERROR")
         for node in d.cstore:
