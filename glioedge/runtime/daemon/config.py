@@ -94,12 +94,17 @@ class DeliveryConfig:
         cstore_tls_cert: Our client certificate (with ``cstore_tls_key``) for a PACS that
             requires mutual TLS.
         cstore_tls_key: PEM private key of ``cstore_tls_cert``.
+        cstore_tls_nodes: The ``cstore`` nodes (``AET@HOST:PORT`` as written there) reached over
+            TLS; the others are plain. Empty with ``cstore_tls_ca`` set: every node uses TLS.
         stowrs_username: HTTP basic authentication for STOW-RS: the user ...
         stowrs_password: ... and the password, or better ``stowrs_password_env``, the name of
             an environment variable holding it (kept out of the file).
         stowrs_token: A bearer token for STOW-RS, or better ``stowrs_token_env`` (the name of an
             environment variable holding it). Secrets are never logged nor passed to the
             inference process.
+        stowrs_allow_plaintext_credentials: Send the STOW-RS password or token to an
+            ``http://`` URL, in clear text on the network (default off: refused at start-up;
+            use ``https://``).
         calling_aet: Our AE title when we associate with a PACS.
         timeout: Network timeout of one send, in seconds.
         max_attempts: Sends of one SEG to one destination before the delivery is marked failed.
@@ -120,11 +125,20 @@ class DeliveryConfig:
     cstore_tls_ca: str = ""
     cstore_tls_cert: str = ""
     cstore_tls_key: str = ""
+    cstore_tls_nodes: tuple[str, ...] = ()
     stowrs_username: str = ""
     stowrs_password: str = dataclasses.field(default="", repr=False)
     stowrs_password_env: str = ""
     stowrs_token: str = dataclasses.field(default="", repr=False)
     stowrs_token_env: str = ""
+    stowrs_allow_plaintext_credentials: bool = False
+
+    def uses_tls(self, node: str) -> bool:
+        """Whether C-STORE to ``node`` goes over TLS (``cstore_tls_nodes``, else all with a CA)."""
+        if not self.cstore_tls_ca:
+            return False
+        return not self.cstore_tls_nodes or parse_cstore(node) in {
+            parse_cstore(n) for n in self.cstore_tls_nodes}
 
     def stowrs_auth(self) -> tuple[str, Any] | None:
         """``("basic", (user, password))``, ``("bearer", token)`` or None, secrets read from the
@@ -356,6 +370,20 @@ class DaemonConfig:
         for url in d.stowrs:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"delivery.stowrs {url!r}: expected an http(s):// URL")
+        credentials = (d.stowrs_username or d.stowrs_token or d.stowrs_token_env)
+        plain = [u for u in d.stowrs if u.startswith("http://")]
+        if credentials and plain and not d.stowrs_allow_plaintext_credentials:
+            raise ConfigError(f"delivery.stowrs {plain[0]!r} is plain http:// and STOW-RS "
+                              "credentials are set: they would cross the network in clear text; "
+                              "use https://, or accept the risk with "
+                              "delivery.stowrs_allow_plaintext_credentials = true")
+        nodes = {parse_cstore(n) for n in d.cstore}
+        for node in d.cstore_tls_nodes:
+            if parse_cstore(node) not in nodes:
+                raise ConfigError(f"delivery.cstore_tls_nodes {node!r} is not one of delivery.cstore")
+        if d.cstore_tls_nodes and not d.cstore_tls_ca:
+            raise ConfigError("delivery.cstore_tls_nodes needs delivery.cstore_tls_ca (the CA that "
+                              "signed those PACS' certificates)")
         if self.retention.older_than:
             parse_age(self.retention.older_than, "retention.older_than")
         if not 1 <= self.status_page.jobs <= 1000 or not 1 <= self.status_page.refresh <= 3600:
