@@ -73,12 +73,18 @@ class WatchConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Which bundle, back-end and device run the segmentation, and the modality rule file."""
+    """Which bundle, back-end and device run the segmentation, and the modality rule file.
+
+    ``pass_env`` names further environment variables the inference process receives (e.g.
+    ``FREESURFER_HOME`` for a ``brain_mask_command``); it otherwise gets only an allowlist
+    (:data:`glioedge.runtime.daemon.jobproc.CHILD_ENV_NAMES`), never a delivery secret.
+    """
 
     bundle: str = ""
     backend: str = "auto"
     device: str = ""
     rules: str = ""
+    pass_env: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

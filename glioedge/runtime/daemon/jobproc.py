@@ -60,12 +60,14 @@ CHILD_ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "TRT_", "TENSORRT_", "ORT_", "G
 
 
 def child_environment(config: DaemonConfig, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The inference child's environment: the allowlisted variables of ``environ`` (default: ours),
-    never one that ``[delivery]`` names as holding a secret, whatever its name."""
+    """The inference child's environment: the allowlisted variables of ``environ`` (default: ours)
+    and those of ``[model] pass_env``, never one that ``[delivery]`` names as holding a secret."""
     source = dict(os.environ if environ is None else environ)
     secret = {config.delivery.stowrs_password_env, config.delivery.stowrs_token_env} - {""}
+    extra = set(config.model.pass_env)
     return {k: v for k, v in source.items()
-            if (k in CHILD_ENV_NAMES or k.startswith(CHILD_ENV_PREFIXES)) and k not in secret}
+            if (k in CHILD_ENV_NAMES or k in extra or k.startswith(CHILD_ENV_PREFIXES))
+            and k not in secret}
 
 
 def read_study(files: Sequence[str]) -> list[Dataset]:

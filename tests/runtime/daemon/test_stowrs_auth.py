@@ -167,7 +167,8 @@ def test_the_inference_child_environment_holds_no_secret(monkeypatch: pytest.Mon
     monkeypatch.setenv("CUDA_SITE_TOKEN", TOKEN)  # an allowlisted prefix, named as a secret below
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-" + SECRET)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    config = load_config(None, {"delivery.stowrs_username": "u",
+    monkeypatch.setenv("FREESURFER_HOME", "/opt/freesurfer")  # passed on by [model] pass_env
+    config = load_config(None, {"model.pass_env": ["FREESURFER_HOME"], "delivery.stowrs_username": "u",
                                 "delivery.stowrs_password_env": "SITE_STOW_PASSWORD",
                                 "delivery.stowrs": ["https://pacs.example/dicom-web"]})
     reporter = ("import json, os, sys; print(json.dumps({'status': 'ready', 'env': dict(os.environ)}),"
@@ -186,5 +187,6 @@ def test_the_inference_child_environment_holds_no_secret(monkeypatch: pytest.Mon
         assert SECRET not in values, name
         assert "AWS_SECRET_ACCESS_KEY" not in env and "SITE_STOW_PASSWORD" not in env
         assert env.get("PATH") and env.get("OMP_NUM_THREADS") == "1"
+        assert (env.get("FREESURFER_HOME") == "/opt/freesurfer") == (name == "password")
         if name == "token":
             assert "CUDA_SITE_TOKEN" not in env  # named as a secret: dropped despite its prefix
