@@ -219,11 +219,26 @@ def verify_signature(root: Path | str, manifest: Mapping[str, Any],
 
 @dataclass(frozen=True)
 class SignaturePolicy:
-    """What a runtime accepts: ``require_signature`` refuses unsigned bundles; ``trusted_keys``
-    (public-key PEM paths) refuses bundles not signed by one of them (and implies the former)."""
+    """What a runtime accepts: ``trusted_keys`` (public-key PEM paths) refuses bundles not signed
+    by one of them, unsigned ones included; ``require_signature`` says so explicitly and is a
+    configuration error without ``trusted_keys``."""
 
     require_signature: bool = False
     trusted_keys: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Refuse ``require_signature`` without ``trusted_keys``.
+
+        Raises:
+            ConfigError: a signature is required but no key is trusted; checked against the key
+                it carries, a signature proves only that someone signed (anyone can re-sign an
+                altered bundle with a key of their own).
+        """
+        if self.require_signature and not self.trusted_keys:
+            raise ConfigError("require_signature without trusted_keys accepts a bundle re-signed "
+                              "with any key: name the release public key(s) (trusted_keys; "
+                              "--trusted-key PUB for glioedge segment, --public-key PUB for "
+                              "glioedge bundle verify)")
 
     @property
     def active(self) -> bool:

@@ -3,7 +3,8 @@
 Series that share the reference's frame of reference are resampled with the scanner geometry
 alone. A different frame of reference means the patient coordinates are not comparable (another
 session, another scanner): that is an error unless rigid registration is asked for, which is then
-run (Mattes mutual information, Euler 3-D, two resolution levels), applied and logged.
+run (Mattes mutual information, Euler 3-D, two resolution levels), checked (a result whose
+normalised mutual information is implausibly low is refused, not fused), applied and logged.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ logger = logging.getLogger(__name__)
 
 _INTERPOLATORS = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor,
                   "bspline": sitk.sitkBSpline}
+#: Normalised mutual information (Studholme: (H(F) + H(M)) / H(F, M); 1 for unrelated images,
+#: 2 for identical ones) below which a rigid registration is refused rather than fused. On the
+#: synthetic heads an aligned T1/FLAIR pair scores 1.47-1.53; noise, slice-scrambled and
+#: foreign images 1.00-1.06 (32 bins over the overlap).
+MIN_REGISTRATION_NMI = 1.08
 
 
 @dataclasses.dataclass
@@ -30,7 +36,8 @@ class FusionResult:
     """Volumes on the reference grid, and the rigid transforms applied (JSON-serialisable).
 
     ``transforms[name]`` holds ``{"type": "Euler3DTransform", "parameters": [...],
-    "fixed_parameters": [...], "metric": float}`` for every registered series; the transform maps
+    "fixed_parameters": [...], "metric": float, "nmi": float}`` for every registered series (``nmi``:
+    normalised mutual information after registration); the transform maps
     reference (fixed) physical points to the series' (moving) physical points.
     """
 
@@ -86,6 +93,26 @@ def register_rigid(moving: Volume, fixed: Volume, seed: int = 7) -> tuple[sitk.T
     return transform, float(method.GetMetricValue())
 
 
+def normalised_mutual_information(fixed: Volume, moving: Volume, transform: sitk.Transform,
+                                  bins: int = 32) -> float:
+    """NMI of ``fixed`` and ``moving`` mapped through ``transform``, over their overlap."""
+    image = sitk.Resample(sitk.Cast(moving.to_sitk(), sitk.sitkFloat32), fixed.to_sitk(), transform,
+                          sitk.sitkLinear, float("nan"))
+    moved = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
+    inside = np.isfinite(moved)
+    if inside.sum() < 2:
+        return 1.0
+    joint, _, _ = np.histogram2d(np.asarray(fixed.array, np.float64)[inside], moved[inside], bins=bins)
+    p = joint / joint.sum()
+
+    def entropy(q: np.ndarray) -> float:
+        q = q[q > 0]
+        return float(-(q * np.log(q)).sum())
+
+    h_joint = entropy(p)
+    return (entropy(p.sum(1)) + entropy(p.sum(0))) / h_joint if h_joint > 0 else 1.0
+
+
 def fuse(volumes: Mapping[str, Volume], reference: str = "t1ce", *, register: bool = False,
          interpolator: str = "linear") -> FusionResult:
     """Put every volume on the grid of ``volumes[reference]``.
@@ -101,7 +128,8 @@ def fuse(volumes: Mapping[str, Volume], reference: str = "t1ce", *, register: bo
         The resampled volumes (the reference unchanged) and the transforms applied.
 
     Raises:
-        InputError: ``reference`` is missing, or frames of reference differ without ``register``.
+        InputError: ``reference`` is missing, frames of reference differ without ``register``,
+            or a registration's similarity is implausible (below :data:`MIN_REGISTRATION_NMI`).
     """
     if reference not in volumes:
         raise InputError(f"reference {reference!r} is not among the volumes {sorted(volumes)}")
@@ -121,13 +149,20 @@ def fuse(volumes: Mapping[str, Volume], reference: str = "t1ce", *, register: bo
         transform = None
         if name in mismatched:
             transform, metric = register_rigid(volume, ref)
+            nmi = normalised_mutual_information(ref, volume, transform)
+            if not nmi >= MIN_REGISTRATION_NMI:
+                raise InputError(
+                    f"rigid registration of {name} ({volume.series_instance_uid}) onto {reference} "
+                    f"({ref.series_instance_uid}) is implausible: normalised mutual information "
+                    f"{nmi:.3f} < {MIN_REGISTRATION_NMI} (1.0 = unrelated images); the series may "
+                    "not show the same head, or the registration failed: not fused")
             euler = sitk.Euler3DTransform(sitk.CompositeTransform(transform).GetNthTransform(0)) \
                 if isinstance(transform, sitk.CompositeTransform) else transform
             params = [float(p) for p in euler.GetParameters()]
             result.transforms[name] = {
                 "type": "Euler3DTransform", "parameters": params,
                 "fixed_parameters": [float(p) for p in euler.GetFixedParameters()],
-                "metric": metric,
+                "metric": metric, "nmi": nmi,
             }
             logger.info("registered %s onto %s rigidly: rotation %s rad, translation %s mm, "
                         "metric %.4f", name, reference, np.round(params[:3], 4).tolist(),

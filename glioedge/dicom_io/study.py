@@ -27,6 +27,7 @@ from glioedge.dicom_io.modality import (
     load_rules,
     series_dict,
 )
+from glioedge.dicom_io.patient import check_same_patient
 from glioedge.dicom_io.series import load_series
 from glioedge.dicom_io.volume import Volume
 from glioedge.errors import InputError
@@ -166,7 +167,9 @@ def load_study(
     Raises:
         InputError: no study, several studies of which not exactly one has the required series
             (others are ignored), a required modality missing or ambiguous, a series
-            with bad geometry, or frames of reference that differ (without ``register``).
+            with bad geometry, frames of reference that differ (without ``register``), series
+            whose PatientID / PatientName / PatientBirthDate disagree, or an implausible
+            registration.
         ConfigError: an invalid rule file.
     """
     if reference not in required:
@@ -182,6 +185,7 @@ def load_study(
         rules = load_rules(rules)
     study = _the_study(studies, where, required, rules)
     selection = identify_modalities(study, required, optional, rules)
+    check_same_patient(selection.chosen)
     volumes = {m: load_series(s) for m, s in selection.chosen.items()}
     fused = fuse(volumes, reference, register=register)
     intake = intake_record(study, selection)

@@ -82,7 +82,8 @@ def add_bundle_parser(subparsers: Any) -> argparse.ArgumentParser:
     v.add_argument("bundle", type=Path, help="bundle directory")
     v.add_argument("--public-key", action="append", default=[], metavar="PUB", type=Path,
                    help="require a signature by this Ed25519 public key (PEM; repeatable: any one)")
-    v.add_argument("--require-signature", action="store_true", help="fail on an unsigned bundle")
+    v.add_argument("--require-signature", action="store_true",
+                   help="fail on a bundle not signed by a --public-key (required with it)")
     v.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
     v.set_defaults(func=run_bundle_verify)
     s = sub.add_parser("sign", help="sign a verified bundle's manifest with an Ed25519 key "
@@ -181,7 +182,8 @@ def run_bundle_verify(args: argparse.Namespace) -> int:
         VerificationError: a file is missing or altered, the signature does not hold, or it is
             not by one of ``--public-key`` (exit 1).
         ModelError: no bundle there, or an unreadable manifest (exit 2).
-        ConfigError: a ``--public-key`` file is not an Ed25519 public key (exit 2).
+        ConfigError: a ``--public-key`` file is not an Ed25519 public key, or
+            ``--require-signature`` without ``--public-key`` (exit 2).
     """
     from glioedge.bundle import Bundle
     from glioedge.bundle_signing import SignaturePolicy

@@ -52,7 +52,7 @@ def add_segment_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--trusted-key", action="append", default=[], metavar="PUB",
                    help="accept only a bundle signed by this Ed25519 public key (PEM; repeatable)")
     p.add_argument("--require-signature", action="store_true",
-                   help="refuse an unsigned bundle (glioedge bundle sign)")
+                   help="refuse a bundle not signed by a --trusted-key (required with it)")
     p.add_argument("--register", action="store_true",
                    help="rigidly register series in another frame of reference onto the T1CE "
                    "(else such a study is refused); recorded in the SEG and the report")

@@ -79,7 +79,8 @@ class SegmenterConfig:
         sr: also write a TID 1500 SR (``sr.dcm``) with the volumes.
         register: rigidly register series whose frame of reference differs from the
             reference's onto it (else such a study is refused); recorded in the SEG and report.
-        require_signature: refuse a bundle without a valid ``manifest.sig``.
+        require_signature: refuse a bundle without a valid ``manifest.sig`` (needs
+            ``trusted_keys``: a configuration error without them).
         trusted_keys: Ed25519 public-key PEM files; when given, refuse a bundle not signed by
             one of them. (A signature that is present is always checked.)
     """
@@ -120,6 +121,12 @@ class SegmenterConfig:
         if isinstance(self.trusted_keys, (str, Path)):
             raise ConfigError(f"trusted_keys must be a list of public-key files, got {self.trusted_keys!r}")
         object.__setattr__(self, "trusted_keys", tuple(str(k) for k in self.trusted_keys))
+        if self.require_signature and not self.trusted_keys:
+            # a signature checked against the key it carries proves nothing: anyone can re-sign
+            raise ConfigError(
+                "require_signature is set without trusted_keys: any key could re-sign an altered "
+                "bundle; list the release public key(s) in trusted_keys (glioedge segment "
+                "--trusted-key PUB; daemon: [segmenter] trusted_keys = [\"/etc/glioedge/release.pub\"])")
         if not 0 < float(self.step_size) <= 1:
             raise ConfigError(f"step_size must be in (0, 1], got {self.step_size}")
         if int(self.batch_size) < 1:

@@ -150,11 +150,13 @@ def test_tampered_signature_file_is_refused(signed: Path, keys: dict[str, Path])
 
 def test_unsigned_bundles_and_the_policy(tiny_bundle: Path, keys: dict[str, Path]) -> None:
     assert Bundle.load(tiny_bundle, policy=SignaturePolicy()).signer is None  # allowed by default
-    with pytest.raises(VerificationError, match="requires signed bundles"):
-        Bundle.load(tiny_bundle, policy=SignaturePolicy(require_signature=True))
+    with pytest.raises(VerificationError, match="not signed"):
+        Bundle.load(tiny_bundle, policy=SignaturePolicy(require_signature=True,
+                                                        trusted_keys=(str(keys["release_pub"]),)))
     with pytest.raises(VerificationError, match="not signed"):
         Bundle.load(tiny_bundle, policy=SignaturePolicy(trusted_keys=(str(keys["release_pub"]),)))
-    assert main(["bundle", "verify", str(tiny_bundle), "--require-signature"]) == 1
+    assert main(["bundle", "verify", str(tiny_bundle), "--require-signature",
+                 "--public-key", str(keys["release_pub"])]) == 1
     with pytest.raises(ConfigError, match="not a readable PEM public key"):
         Bundle.load(tiny_bundle, policy=SignaturePolicy(trusted_keys=(str(keys["release"]),)))
 
@@ -179,11 +181,41 @@ def test_runtime_refuses_what_its_configuration_does_not_trust(
     assert "trusted_keys" not in cfg.uid_dict()  # trust does not change the SEG
 
 
-def test_adding_an_engine_drops_the_stale_signature(signed: Path) -> None:
+def test_adding_an_engine_drops_the_stale_signature(signed: Path, keys: dict[str, Path]) -> None:
     bundle = Bundle.load(signed)
     name = engine_filename((9, 0), "10.13.0")
     (signed / name).write_bytes(b"engine bytes")
     bundle.add_engine(EngineEntry(name, (9, 0), "10.13.0", "fp16", "model.onnx", (1, 2, 4), (32, 32, 32)))
     assert not (signed / SIGNATURE_FILE).exists()  # it signed the previous manifest
-    with pytest.raises(VerificationError, match="requires signed bundles"):
-        Bundle.load(signed, policy=SignaturePolicy(require_signature=True))
+    with pytest.raises(VerificationError, match="not signed"):
+        Bundle.load(signed, policy=SignaturePolicy(trusted_keys=(str(keys["release_pub"]),)))
+
+
+def test_require_signature_without_a_trusted_key_is_a_configuration_error(
+    signed: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An attacker alters a signed bundle and re-signs it with a key of their own: checked against
+    the key that ``manifest.sig`` carries, the signature holds; so requiring a signature without
+    naming the trusted key must not be a configuration that runs."""
+    path = signed / "manifest.json"
+    data = json.loads(path.read_text())
+    data["provenance"]["epoch"] = 1000  # tampered
+    path.write_text(json.dumps(data, indent=2))
+    sign_manifest(signed, Bundle.load(signed).manifest.to_dict(), load_private_key(keys["other"]))
+    assert Bundle.load(signed, policy=SignaturePolicy()).signer is not None  # self-consistent again
+    with pytest.raises(ConfigError, match="trusted_keys"):
+        SignaturePolicy(require_signature=True)
+    from glioedge.runtime.daemon.config import DaemonConfig
+    from glioedge.runtime.segmenter import SegmenterConfig
+
+    with pytest.raises(ConfigError, match="trusted_keys"):
+        SegmenterConfig(require_signature=True)  # the Python API
+    with pytest.raises(ConfigError, match=r"\[segmenter\] trusted_keys"):
+        DaemonConfig.from_dict({"segmenter": {"require_signature": True}})  # the daemon's file
+    assert main(["segment", str(signed), "--bundle", str(signed), "--out", str(signed / "o"),
+                 "--require-signature"]) == 2
+    assert main(["bundle", "verify", str(signed), "--require-signature"]) == 2
+    # with the release key named, the foreign re-signature is refused
+    with pytest.raises(VerificationError, match="not a trusted key"):
+        Bundle.load(signed, policy=SignaturePolicy(True, (str(keys["release_pub"]),)))
+    assert SegmenterConfig(require_signature=True, trusted_keys=(str(keys["release_pub"]),))

@@ -141,11 +141,11 @@ def paths(trained_checkpoint: Path, trained_bundle: Path, synthetic_study: Path,
 
 WITH_MODEL = [
     Case("bundle verify: ok", lambda p: ["bundle", "verify", str(p["bundle"])], 0),
-    Case("bundle verify: unsigned, signature required", lambda p: [
-        "bundle", "verify", str(p["bundle"]), "--require-signature"], 1, "not signed"),
-    Case("segment: unsigned bundle, signature required", lambda p: [
+    Case("bundle verify: signature required, no key named", lambda p: [
+        "bundle", "verify", str(p["bundle"]), "--require-signature"], 2, "--public-key"),
+    Case("segment: signature required, no key named", lambda p: [
         "segment", str(p["study"]), "--bundle", str(p["bundle"]), "--out", str(p["tmp"] / "o"),
-        "--require-signature"], 1, "not signed"),
+        "--require-signature"], 2, "--trusted-key"),
     Case("bundle verify: altered file", lambda p: ["bundle", "verify", str(p["tampered"])], 1, "SHA-256"),
     Case("segment: ok", lambda p: ["segment", str(p["study"]), "--bundle", str(p["bundle"]), "--out",
                                    str(p["tmp"] / "seg_ok")], 0),

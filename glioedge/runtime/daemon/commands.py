@@ -83,6 +83,13 @@ def add_receive_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--port", type=int, help="TCP port (default 11112)")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 for the network)")
     p.add_argument("--config", type=Path, help="TOML configuration file")
+    p.add_argument("--allowed-aet", action="append", metavar="AET",
+                   help="accept only this calling AE title (repeatable; needed off loopback "
+                   "unless --allowed-peer)")
+    p.add_argument("--allowed-peer", action="append", metavar="ADDR",
+                   help="accept connections only from this address or network (repeatable)")
+    p.add_argument("--min-free-mb", type=float,
+                   help="refuse instances (0xA700) below this free space in MiB (default 512)")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: accept DICOM over TLS only")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     p.add_argument("--tls-ca", type=Path, help="PEM CA: require client certificates it signed")
@@ -284,6 +291,8 @@ def run_receive(args: argparse.Namespace) -> int:
         "receive.tls_cert": None if args.tls_cert is None else str(args.tls_cert),
         "receive.tls_key": None if args.tls_key is None else str(args.tls_key),
         "receive.tls_ca": None if args.tls_ca is None else str(args.tls_ca),
+        "receive.allowed_calling_aets": args.allowed_aet, "receive.allowed_peers": args.allowed_peer,
+        "receive.min_free_mb": args.min_free_mb,
         "log.format": args.log_format, "log.level": args.log_level,
     })
     configure(config.log.level, config.log.format)

@@ -73,7 +73,12 @@ class WatchConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Which bundle, back-end and device run the segmentation, and the modality rule file."""
+    """Which bundle, back-end and device run the segmentation, and the modality rule file.
+
+    ``pass_env`` names further environment variables the inference process receives (e.g.
+    ``FREESURFER_HOME`` for a ``brain_mask_command``); it otherwise gets only an allowlist
+    (:data:`glioedge.runtime.daemon.jobproc.CHILD_ENV_NAMES`), never a delivery secret.
+    """
 
     bundle: str = ""
     backend: str = "auto"
@@ -82,6 +87,7 @@ class ModelConfig:
     #: Folder for TensorRT engines built on first use ("": ~/.cache/glioedge/engines; set it
     #: where the service may write, e.g. under systemd's ProtectHome=).
     engine_cache: str = ""
+    pass_env: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,12 +103,17 @@ class DeliveryConfig:
         cstore_tls_cert: Our client certificate (with ``cstore_tls_key``) for a PACS that
             requires mutual TLS.
         cstore_tls_key: PEM private key of ``cstore_tls_cert``.
+        cstore_tls_nodes: The ``cstore`` nodes (``AET@HOST:PORT`` as written there) reached over
+            TLS; the others are plain. Empty with ``cstore_tls_ca`` set: every node uses TLS.
         stowrs_username: HTTP basic authentication for STOW-RS: the user ...
         stowrs_password: ... and the password, or better ``stowrs_password_env``, the name of
             an environment variable holding it (kept out of the file).
         stowrs_token: A bearer token for STOW-RS, or better ``stowrs_token_env`` (the name of an
             environment variable holding it). Secrets are never logged nor passed to the
             inference process.
+        stowrs_allow_plaintext_credentials: Send the STOW-RS password or token to an
+            ``http://`` URL, in clear text on the network (default off: refused at start-up;
+            use ``https://``).
         calling_aet: Our AE title when we associate with a PACS.
         timeout: Network timeout of one send, in seconds.
         max_attempts: Sends of one SEG to one destination before the delivery is marked failed.
@@ -123,11 +134,20 @@ class DeliveryConfig:
     cstore_tls_ca: str = ""
     cstore_tls_cert: str = ""
     cstore_tls_key: str = ""
+    cstore_tls_nodes: tuple[str, ...] = ()
     stowrs_username: str = ""
     stowrs_password: str = dataclasses.field(default="", repr=False)
     stowrs_password_env: str = ""
     stowrs_token: str = dataclasses.field(default="", repr=False)
     stowrs_token_env: str = ""
+    stowrs_allow_plaintext_credentials: bool = False
+
+    def uses_tls(self, node: str) -> bool:
+        """Whether C-STORE to ``node`` goes over TLS (``cstore_tls_nodes``, else all with a CA)."""
+        if not self.cstore_tls_ca:
+            return False
+        return not self.cstore_tls_nodes or parse_cstore(node) in {
+            parse_cstore(n) for n in self.cstore_tls_nodes}
 
     def stowrs_auth(self) -> tuple[str, Any] | None:
         """``("basic", (user, password))``, ``("bearer", token)`` or None, secrets read from the
@@ -160,10 +180,21 @@ class DeliveryConfig:
 
 @dataclasses.dataclass(frozen=True)
 class HealthConfig:
-    """The HTTP health and metrics endpoint; ``port = 0`` disables it."""
+    """The HTTP health and metrics endpoint; ``port = 0`` disables it.
+
+    Attributes:
+        host: Address to bind (loopback by default).
+        port: TCP port; 0 disables the endpoint.
+        allowed_hosts: ``Host`` header names accepted besides ``localhost``, the loopback
+            addresses and ``host`` itself (e.g. the box's DNS name and address when bound to
+            ``0.0.0.0``); any other is answered 421 (DNS rebinding).
+        max_connections: Connections served at once; more are answered 503 at once.
+    """
 
     host: str = "127.0.0.1"
     port: int = 0
+    allowed_hosts: tuple[str, ...] = ()
+    max_connections: int = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,10 +203,18 @@ class ReceiveConfig:
 
     Attributes:
         aet: Our AE title.
-        host: Address to listen on; ``0.0.0.0`` to accept scanners on the network.
+        host: Address to listen on; ``0.0.0.0`` to accept scanners on the network (then
+            ``allowed_calling_aets`` or ``allowed_peers`` must be set).
         port: TCP port (104 and 11112 are usual).
         inbox: Folder to write instances into (default: ``[watch] inbox``).
-        allowed_calling_aets: Accept only these calling AE titles; empty accepts any.
+        allowed_calling_aets: Accept only these calling AE titles; empty accepts any (allowed
+            only on a loopback address).
+        allowed_peers: Accept connections only from these addresses or networks (``10.1.2.3``,
+            ``10.1.2.0/24``); empty accepts any. Checked before a byte of DICOM is read.
+        sop_classes: SOP Class UIDs accepted by C-STORE (default MR Image Storage and Enhanced
+            MR Image Storage: what the daemon processes); others are not negotiated.
+        min_free_mb: Free space (MiB) the inbox's file system keeps: below it, C-STORE answers
+            "out of resources" (0xA700) instead of filling the disk.
         tls_cert: PEM certificate (chain) of the SCP: with ``tls_key``, associations are DICOM
             over TLS (TLS 1.2 or newer) and plain ones are refused.
         tls_key: PEM private key of ``tls_cert``.
@@ -188,6 +227,9 @@ class ReceiveConfig:
     port: int = 11112
     inbox: str = ""
     allowed_calling_aets: tuple[str, ...] = ()
+    allowed_peers: tuple[str, ...] = ()
+    sop_classes: tuple[str, ...] = ("1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1")
+    min_free_mb: float = 512.0
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
@@ -316,11 +358,14 @@ class DaemonConfig:
         for key, aet in (("delivery.calling_aet", d.calling_aet), ("receive.aet", self.receive.aet)):
             if not 0 < len(aet.strip()) <= 16 or "\\" in aet:
                 raise ConfigError(f"{key} = {aet!r}: expected an AE title of 1 to 16 characters")
+        if not 1 <= self.health.max_connections <= 256:
+            raise ConfigError(f"health.max_connections = {self.health.max_connections}: expected 1..256")
         if self.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"log.level = {self.log.level!r}: expected DEBUG, INFO, WARNING or ERROR")
         for node in d.cstore:
             parse_cstore(node)
         r = self.receive
+        validate_receive_filters(r)
         if bool(r.tls_cert) != bool(r.tls_key) or (r.tls_ca and not r.tls_cert):
             raise ConfigError("receive: TLS needs both tls_cert and tls_key (tls_ca only with them)")
         if bool(d.cstore_tls_cert) != bool(d.cstore_tls_key) or (d.cstore_tls_cert and not d.cstore_tls_ca):
@@ -334,10 +379,29 @@ class DaemonConfig:
         for url in d.stowrs:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"delivery.stowrs {url!r}: expected an http(s):// URL")
+        credentials = (d.stowrs_username or d.stowrs_token or d.stowrs_token_env)
+        plain = [u for u in d.stowrs if u.startswith("http://")]
+        if credentials and plain and not d.stowrs_allow_plaintext_credentials:
+            raise ConfigError(f"delivery.stowrs {plain[0]!r} is plain http:// and STOW-RS "
+                              "credentials are set: they would cross the network in clear text; "
+                              "use https://, or accept the risk with "
+                              "delivery.stowrs_allow_plaintext_credentials = true")
+        nodes = {parse_cstore(n) for n in d.cstore}
+        for node in d.cstore_tls_nodes:
+            if parse_cstore(node) not in nodes:
+                raise ConfigError(f"delivery.cstore_tls_nodes {node!r} is not one of delivery.cstore")
+        if d.cstore_tls_nodes and not d.cstore_tls_ca:
+            raise ConfigError("delivery.cstore_tls_nodes needs delivery.cstore_tls_ca (the CA that "
+                              "signed those PACS' certificates)")
         if self.retention.older_than:
             parse_age(self.retention.older_than, "retention.older_than")
         if not 1 <= self.status_page.jobs <= 1000 or not 1 <= self.status_page.refresh <= 3600:
             raise ConfigError("status_page.jobs must be 1..1000 and status_page.refresh 1..3600 s")
+        seg = self.segmenter
+        if seg.get("require_signature") and not seg.get("trusted_keys"):
+            raise ConfigError("[segmenter] require_signature = true without trusted_keys accepts a "
+                              "bundle re-signed with any key: set [segmenter] trusted_keys = "
+                              "[\"/etc/glioedge/release.pub\"]")
         if self.log.format not in ("json", "text"):
             raise ConfigError(f"log.format = {self.log.format!r}: expected 'json' or 'text'")
 
@@ -364,6 +428,36 @@ class DaemonConfig:
                     f"{key} {resolved} {'is' if inbox == resolved else 'contains'} the inbox "
                     f"{inbox}: the daemon would skip every input as its own output; use a folder "
                     "beside the inbox or inside it")
+
+
+def validate_receive_filters(r: ReceiveConfig) -> None:
+    """Check ``[receive]``'s filters: peers are addresses or networks, SOP classes are UIDs, the
+    disk floor is a size, and a non-loopback address has a caller filter.
+
+    Raises:
+        ConfigError: naming the key and what is accepted.
+    """
+    import ipaddress
+
+    for peer in r.allowed_peers:
+        try:
+            ipaddress.ip_network(peer, strict=False)
+        except ValueError:
+            raise ConfigError(f"receive.allowed_peers {peer!r}: expected an IP address or network "
+                              "such as 10.1.2.3 or 10.1.2.0/24") from None
+    if not r.sop_classes or not all(re.fullmatch(r"[0-9]+(\.[0-9]+)+", u) for u in r.sop_classes):
+        raise ConfigError(f"receive.sop_classes = {list(r.sop_classes)}: expected SOP Class UIDs, "
+                          "e.g. 1.2.840.10008.5.1.4.1.1.4 (MR Image Storage)")
+    if not 0 <= r.min_free_mb < float("inf"):
+        raise ConfigError(f"receive.min_free_mb = {r.min_free_mb}: expected MiB >= 0")
+    try:
+        loopback = ipaddress.ip_address(r.host).is_loopback
+    except ValueError:
+        loopback = r.host == "localhost"
+    if not loopback and not (r.allowed_calling_aets or r.allowed_peers):
+        raise ConfigError(f"receive.host = {r.host!r} accepts DICOM from the network: set "
+                          "receive.allowed_calling_aets (--allowed-aet) and/or receive.allowed_peers "
+                          "(--allowed-peer) to the scanners that may send")
 
 
 def _section(name: str, section_type: type, table: Any) -> Any:

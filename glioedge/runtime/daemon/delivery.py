@@ -229,7 +229,8 @@ def destinations(config: DeliveryConfig) -> dict[str, Destination]:
     """Every configured destination by its name (the key of its delivery rows)."""
     out: list[Destination] = [FolderDestination(f) for f in config.folders]
     tls = (config.cstore_tls_ca, config.cstore_tls_cert, config.cstore_tls_key)
-    out += [CStoreDestination(n, config.calling_aet, config.timeout, tls) for n in config.cstore]
+    out += [CStoreDestination(n, config.calling_aet, config.timeout, tls if config.uses_tls(n) else None)
+            for n in config.cstore]
     auth = config.stowrs_auth() if config.stowrs else None
     out += [StowRsDestination(u, config.timeout, auth) for u in config.stowrs]
     return {d.name: d for d in out}

@@ -9,12 +9,13 @@ histograms, counters, and GPU memory when ``nvidia-smi`` answers.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -139,6 +140,67 @@ def gpu_memory(max_age: float = 10.0) -> dict[str, tuple[int, int]]:
     return value
 
 
+#: Seconds a connection may sit idle (a slow or silent client) before its handler gives up.
+REQUEST_TIMEOUT = 10.0
+MISDIRECTED = (421, "text/plain", "misdirected request: this Host name is not served here (the "
+               "box's name or address must be in [health] allowed_hosts)\n")
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
+         b"Connection: close\r\n\r\n")
+
+
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, but at most ``max_connections`` at once: a connection beyond
+    them is answered 503 at once and closed, so a flood of connections (or idle sockets) cannot
+    grow the daemon's threads without bound."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type, max_connections: int) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.settimeout(1.0)
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def host_names(bound: str, extra: Iterable[str] = ()) -> frozenset[str]:
+    """The ``Host`` header names accepted (lower case, without port): the loopback names, the
+    bound address when it is a specific one, and ``extra`` (``[health] allowed_hosts``)."""
+    names = {"localhost", "127.0.0.1", "::1", *(h.strip().lower() for h in extra if h.strip())}
+    try:
+        if not ipaddress.ip_address(bound).is_unspecified:
+            names.add(str(ipaddress.ip_address(bound)))
+    except ValueError:
+        names.add(bound.lower())
+    return frozenset(names)
+
+
+def host_of(header: str) -> str:
+    """``example:9100`` → ``example``; ``[::1]:9100`` → ``::1`` (lower case)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
 class HealthServer:
     """``/healthz`` and ``/metrics`` served from a daemon thread.
 
@@ -151,20 +213,27 @@ class HealthServer:
         job_limit: ... unless one job is running for less than this many seconds.
         pages: Other read-only pages (the status page, QA images): called with the path and the
             ``/healthz`` body, returns ``(status, content type, body)`` or None (404).
+        allowed_hosts: ``Host`` names accepted besides loopback and the bound address; any
+            other answers 421 (a DNS-rebinding page in an operator's browser cannot read it).
+        max_connections: Connections served at once; more are answered 503 and closed.
     """
 
     def __init__(self, host: str, port: int, metrics: Metrics,
                  snapshot: Callable[[], tuple[dict[str, int], dict[tuple[str, str], int]]],
                  stall_after: float = 120.0, job_limit: float = 3600.0,
                  pages: Callable[[str, dict[str, Any]], tuple[int, str, bytes | str] | None]
-                 | None = None) -> None:
+                 | None = None, allowed_hosts: Iterable[str] = (), max_connections: int = 8) -> None:
         self.metrics = metrics
+        self.allowed_hosts = host_names(host, allowed_hosts)
         outer = self
 
         class _Handler(BaseHTTPRequestHandler):
+            timeout = REQUEST_TIMEOUT  # a silent client frees its slot
+
             def do_GET(self) -> None:
                 try:
-                    code, ctype, body = outer.respond(self.path)
+                    code, ctype, body = (outer.respond(self.path) if outer.host_allowed(self.headers)
+                                         else MISDIRECTED)
                 except Exception as exc:  # the endpoint must never take the daemon down
                     code, ctype, body = 500, "text/plain", f"error: {type(exc).__name__}\n"
                 data = body.encode() if isinstance(body, str) else body
@@ -177,14 +246,18 @@ class HealthServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # no per-request access log
 
-        self._server = ThreadingHTTPServer((host, port), _Handler)
-        self._server.daemon_threads = True
+        self._server = _BoundedHTTPServer((host, port), _Handler, max(1, int(max_connections)))
         self.snapshot = snapshot
         self.stall_after = stall_after
         self.job_limit = job_limit
         self.pages = pages
         self._thread = threading.Thread(target=self._server.serve_forever, name="glioedge-health",
                                         daemon=True)
+
+    def host_allowed(self, headers: Any) -> bool:
+        """Whether the request's ``Host`` names this server (DNS rebinding: a page of another
+        site, resolved to loopback by its own DNS, sends its own name)."""
+        return host_of(str(headers.get("Host", ""))) in self.allowed_hosts
 
     @property
     def port(self) -> int:

@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 
 from glioedge.dicom_io import group_datasets, identify_modalities, series_grid
 from glioedge.dicom_io.discovery import IMAGE_SOP_CLASSES
-from glioedge.dicom_io.headers import NOT_DICOM, IgnoredFile, read_header
+from glioedge.dicom_io.headers import NOT_DICOM, IgnoredFile, read_header, sop_class_name
 from glioedge.dicom_io.modality import ModalityRules
 from glioedge.errors import InputError
 from glioedge.runtime.daemon.logging import remember_phi
@@ -49,6 +49,9 @@ class FileEntry:
     is_image: bool = False
     error: str = ""
     header: Dataset | None = None
+    #: Why the daemon never processes this file (not DICOM, a DICOMDIR, a non-MR object); these
+    #: are logged once by :meth:`Inbox.scan` and removed by ``glioedge purge`` after the age.
+    ignored: str = ""
 
 
 @dataclasses.dataclass
@@ -118,6 +121,7 @@ class Inbox:
         self._entries: dict[str, FileEntry] = {}
         self._activity: dict[str, float] = {}
         self._scanned_once = False
+        self._reported_ignored: set[str] = set()
         self._wake = threading.Event()
         self._observer: Any = None
         if use_watchdog:
@@ -205,6 +209,7 @@ class Inbox:
             del self._entries[gone]
             self._activity.pop(gone, None)
         self._scanned_once = True
+        self._report_ignored()
         studies: dict[str, PendingStudy] = {}
         broken: list[BrokenFile] = []
         for key, entry in self._entries.items():
@@ -225,6 +230,24 @@ class Inbox:
             study.files = [study.files[i] for i in order]
             study.activities = [study.activities[i] for i in order]
         return sorted(studies.values(), key=lambda s: s.first_seen), broken
+
+    def _report_ignored(self) -> None:
+        """Log the files the daemon will never process, once each, counted by reason (no paths:
+        folder names below the inbox may carry patient names)."""
+        self._reported_ignored &= set(self._entries)
+        fresh: dict[str, int] = {}
+        for key, entry in self._entries.items():
+            if entry.ignored and key not in self._reported_ignored:
+                self._reported_ignored.add(key)
+                fresh[entry.ignored] = fresh.get(entry.ignored, 0) + 1
+        for reason, count in sorted(fresh.items()):
+            logger.warning("inbox files ignored: never processed (glioedge purge removes them after "
+                           "the retention age)", extra={"event": "inbox_ignored", "files": count,
+                                                        "reason": reason})
+
+    def ignored(self) -> dict[str, str]:
+        """The files of the last scan the daemon never processes (path → reason)."""
+        return {k: e.ignored for k, e in self._entries.items() if e.ignored}
 
     def entries(self) -> dict[str, FileEntry]:
         """The per-file cache (path → entry)."""
@@ -281,6 +304,8 @@ def _read_entry(path: Path, size: int, mtime: float, mtime_ns: int = 0) -> FileE
             # DICM preamble, but nothing says what it is: quarantined for the operator to look at
             # (it does not stop its study); a DICOMDIR or a non-MR object is simply not ours.
             entry.error = ds.reason
+        else:
+            entry.ignored = ds.reason
         return entry
     try:
         remember_phi(ds)  # before anything about this file can be logged
@@ -294,6 +319,9 @@ def _read_entry(path: Path, size: int, mtime: float, mtime_ns: int = 0) -> FileE
     if entry.is_image and not (entry.study_uid and entry.sop_uid):
         entry.error = "MR image without StudyInstanceUID or SOPInstanceUID (0020,000D / 0008,0018)"
     entry.header = ds if entry.is_image else None
+    if not entry.is_image:
+        name = sop_class_name(str(ds.get("SOPClassUID", ""))) or "no SOP class"
+        entry.ignored = f"not an MR image ({name})"
     return entry
 
 

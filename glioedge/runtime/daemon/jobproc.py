@@ -45,6 +45,31 @@ _ERRORS: dict[str, type[GlioedgeError]] = {"ModelError": ModelError, "BackendErr
                                            "ConfigError": ConfigError, "InputError": InputError}
 
 
+#: Environment variables the inference child may inherit (exact names, then prefixes): what
+#: Python, the locale, the temporary folder, CUDA/TensorRT/ONNX Runtime and the thread pools read.
+#: Nothing else: the delivery secrets (``stowrs_*_env``) and whatever else the daemon's
+#: environment holds never reach the process that parses untrusted DICOM and runs model files.
+CHILD_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
+    "PYTHONPATH", "PYTHONHOME", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONWARNINGS",
+    "PYTHONHASHSEED", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "XDG_CACHE_HOME", "SYSTEMROOT",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+})
+CHILD_ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "TRT_", "TENSORRT_", "ORT_", "GLIOEDGE_CHILD_",
+                      "COVERAGE_")
+
+
+def child_environment(config: DaemonConfig, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The inference child's environment: the allowlisted variables of ``environ`` (default: ours)
+    and those of ``[model] pass_env``, never one that ``[delivery]`` names as holding a secret."""
+    source = dict(os.environ if environ is None else environ)
+    secret = {config.delivery.stowrs_password_env, config.delivery.stowrs_token_env} - {""}
+    extra = set(config.model.pass_env)
+    return {k: v for k, v in source.items()
+            if (k in CHILD_ENV_NAMES or k in extra or k.startswith(CHILD_ENV_PREFIXES))
+            and k not in secret}
+
+
 def read_study(files: Sequence[str]) -> list[Dataset]:
     """Read a job's headers (no pixel data): intake decodes the pixels of the chosen series only,
     from these files, so the diffusion, perfusion and localisers of a study are never decoded.
@@ -96,7 +121,7 @@ class JobProcess:
         self.close()
         argv = [*self.command, json.dumps(self.config.to_dict(redact=True)), str(os.getpid())]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     bufsize=1)
+                                     bufsize=1, env=child_environment(self.config))
         reply = self._read()
         if reply is None or reply.get("status") != "ready":
             self.close()

@@ -150,6 +150,9 @@ class PurgeReport:
     quarantine_folders: int = 0
     jobs: int = 0
     kept_unprocessed_studies: int = 0
+    #: Files the daemon never processes (not DICOM, DICOMDIR, non-MR objects such as SR),
+    #: removed once older than the limit.
+    ignored_files: int = 0
 
 
 def _newest_mtime(path: Path) -> float:
@@ -163,9 +166,28 @@ def _newest_mtime(path: Path) -> float:
     return newest
 
 
-def _remove_empty_parents(path: Path, root: Path) -> None:
+def _parent_mtimes(paths: Iterable[str], root: Path) -> dict[Path, float]:
+    """The mtime of every folder between ``paths`` and ``root``, taken before purge touches any."""
+    root, out = root.resolve(), {}
+    for name in paths:
+        parent = Path(name).resolve().parent
+        while parent != root and root in parent.parents and parent not in out:
+            try:
+                out[parent] = parent.stat().st_mtime
+            except OSError:
+                out[parent] = float("inf")
+            parent = parent.parent
+    return out
+
+
+def _remove_empty_parents(path: Path, root: Path, quiet: dict[Path, float], cutoff: float) -> None:
+    """Remove the folders left empty above ``path``, but only those that were quiet (unchanged
+    since ``cutoff`` before purge began): a folder the receiver has just created or written into
+    is kept."""
     root, parent = root.resolve(), path.resolve().parent
     while parent != root and root in parent.parents:
+        if not quiet.get(parent, float("inf")) < cutoff:
+            return
         try:
             parent.rmdir()
         except OSError:
@@ -188,7 +210,9 @@ def purge(config: DaemonConfig, older_than_s: float, *, now: float | None = None
     * inbox: a study's files go only as a whole, only when its newest file is older than the
       limit and its present version was processed to a closed job (a study never processed is
       kept and counted in ``kept_unprocessed_studies``); an unreadable file once quarantined and
-      older than the limit goes too;
+      older than the limit goes too, and so does a file the daemon never processes (not DICOM,
+      a DICOMDIR, a non-MR object such as an SR: ``ignored_files``); a folder left empty goes
+      only when it was unchanged for the limit (one the receiver just created stays);
     * outbox and quarantine: ``<study uid>`` folders whose newest file is older than the limit;
     * job rows: closed (done, failed, quarantined) jobs last changed before the limit whose inputs
       are no longer in the inbox (else the daemon would take the study for a new one);
@@ -225,6 +249,8 @@ def purge(config: DaemonConfig, older_than_s: float, *, now: float | None = None
             entries = inbox.entries()
         finally:
             inbox.close()
+        ignored = inbox.ignored()
+        doomed: list[str] = []
         for study in studies:
             key = study.fingerprint(entries)
             newest = max(entries[f].mtime for f in study.files)
@@ -236,12 +262,16 @@ def purge(config: DaemonConfig, older_than_s: float, *, now: float | None = None
             if not removable:
                 present_keys.add(key)
                 continue
-            report.inbox_files += _unlink(study.files, Path(w.inbox), dry_run)
+            doomed.extend(study.files)
         for bad in broken:
             if bad.key in closed_keys and entries[bad.path].mtime < cutoff:
-                report.inbox_files += _unlink([bad.path], Path(w.inbox), dry_run)
+                doomed.append(bad.path)
             else:
                 present_keys.add(bad.key)
+        never = [f for f in sorted(ignored) if entries[f].mtime < cutoff and f not in busy_files]
+        quiet = _parent_mtimes([*doomed, *never], Path(w.inbox))
+        report.inbox_files += _unlink(doomed, Path(w.inbox), dry_run, quiet, cutoff)
+        report.ignored_files += _unlink(never, Path(w.inbox), dry_run, quiet, cutoff)
         for root, attr in ((outbox, "outbox_folders"), (quarantine_dir, "quarantine_folders")):
             for folder in _folders(root, skip=[w.state_dir, quarantine_dir] if root == outbox else []):
                 if folder.name in busy_studies or _newest_mtime(folder) >= cutoff:
@@ -261,7 +291,8 @@ def purge(config: DaemonConfig, older_than_s: float, *, now: float | None = None
     return report
 
 
-def _unlink(files: Iterable[str], root: Path, dry_run: bool) -> int:
+def _unlink(files: Iterable[str], root: Path, dry_run: bool, quiet: dict[Path, float],
+            cutoff: float) -> int:
     count = 0
     for name in files:
         path = Path(name)
@@ -270,7 +301,7 @@ def _unlink(files: Iterable[str], root: Path, dry_run: bool) -> int:
                 path.unlink()
             except FileNotFoundError:
                 continue
-            _remove_empty_parents(path, root)
+            _remove_empty_parents(path, root, quiet, cutoff)
         count += 1
     return count
 

@@ -58,6 +58,8 @@ class Daemon:
         self.ready: dict[str, Any] = {}
         #: Studies still arriving at the last scan (the status page's "queue").
         self.waiting = 0
+        #: The status page's patient column, filled by the loop (``[status_page] show_patient``).
+        self.patients: Any = None
 
     # ---- set-up -----------------------------------------------------------------------------
     @staticmethod
@@ -160,17 +162,20 @@ class Daemon:
             with lock:  # one shared read connection, serialised across request threads
                 return db.counts(), db.delivery_counts()
 
-        self.health = HealthServer(self.config.health.host, self.config.health.port, self.metrics,
-                                   snapshot, pages=self._pages(db, lock))
+        h = self.config.health
+        self.health = HealthServer(h.host, h.port, self.metrics, snapshot, pages=self._pages(db, lock),
+                                   allowed_hosts=h.allowed_hosts, max_connections=h.max_connections)
         self.health.start()
         logger.info("health endpoint up", extra={"event": "health", "port": self.health.port})
 
     def _pages(self, db: JobStore, lock: threading.Lock) -> Any:
         """The status page (``/``) and QA images (``/qa/<job>.png``) on the health port."""
         from glioedge.runtime.daemon.operator import job_rows
-        from glioedge.runtime.daemon.status_page import patient_of, qa_image, render_page
+        from glioedge.runtime.daemon.status_page import PatientColumn, qa_image, render_page
 
         options = self.config.status_page
+        if options.show_patient:
+            self.patients = PatientColumn()
 
         def pages(path: str, health: dict[str, Any]) -> tuple[int, str, bytes | str] | None:
             if path not in ("/", "/status") and not path.startswith("/qa/"):
@@ -178,7 +183,6 @@ class Daemon:
             with lock:
                 rows = job_rows(db, limit=options.jobs)
                 counts = db.counts()
-                files = {r.id: db.job(r.id).files for r in rows} if options.show_patient else {}
             if path.startswith("/qa/"):
                 name = path[len("/qa/"):].removesuffix(".png")
                 png = qa_image(rows, int(name)) if name.isdigit() and path.endswith(".png") else None
@@ -186,7 +190,7 @@ class Daemon:
             info = {"bundle_id": self.ready.get("bundle_id"), "backend": self.ready.get("backend"),
                     "counts": counts, "waiting": self.waiting, "health": health["status"],
                     "problems": health["problems"], "now": time.time()}
-            patient = (lambda r: patient_of(r, files.get(r.id, ()))) if options.show_patient else None
+            patient = self.patients.get if self.patients is not None else None
             return 200, "text/html; charset=utf-8", render_page(rows, info, refresh=options.refresh,
                                                                patient=patient)
 
@@ -206,8 +210,10 @@ class Daemon:
                 try:
                     waiting = self._scan(store, inbox)
                     self.waiting = waiting
+                    self.refresh_patients(store)
                     while not self.stop.is_set() and worker.run_next():
                         self.metrics.tick()
+                        self.refresh_patients(store)
                 except (OSError, sqlite3.Error) as exc:  # e.g. the state disk is full: retry later
                     logger.exception("daemon loop error; retrying", extra={"event": "loop",
                                                                            "error": str(exc)})
@@ -225,6 +231,12 @@ class Daemon:
             if deliverer is not None:
                 deliverer.join(timeout=self.config.delivery.timeout + 5)
         return 0
+
+    def refresh_patients(self, store: JobStore) -> None:
+        """Read the patient column of the listed jobs here, in the loop, not per page request."""
+        if self.patients is not None:
+            jobs = sorted(store.jobs(), key=lambda j: j.id, reverse=True)[: self.config.status_page.jobs]
+            self.patients.update((j.id, j.files) for j in jobs)
 
     def _deliver_forever(self, worker: Worker) -> None:
         store = JobStore(worker.store.path)

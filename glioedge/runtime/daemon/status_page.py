@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from glioedge.runtime.daemon.operator import JobRow
 
-__all__ = ["patient_of", "qa_image", "render_page"]
+__all__ = ["PatientColumn", "patient_of", "qa_image", "render_page"]
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.2em;color:#222}
@@ -44,7 +45,7 @@ def _volumes(row: JobRow) -> str:
     return " / ".join(f"{k} {float(vols[k]):.1f}" for k in ("ET", "TC", "WT") if k in vols) + " mL"
 
 
-def patient_of(row: JobRow, files: Sequence[str]) -> str:
+def patient_of(row: JobRow | None, files: Sequence[str]) -> str:
     """``"NAME (ID)"`` from the first readable input header ('-' when none is readable)."""
     import pydicom
 
@@ -56,6 +57,36 @@ def patient_of(row: JobRow, files: Sequence[str]) -> str:
             continue
         return f"{ds.get('PatientName', '')} ({ds.get('PatientID', '')})"
     return "-"
+
+
+class PatientColumn:
+    """The page's patient column (``[status_page] show_patient``), read from each job's inputs by
+    the daemon loop (:meth:`update`), never on an HTTP request thread: a request only looks up
+    what is known (``"…"`` until the loop has read it), so a burst of page loads reads no DICOM.
+    """
+
+    PENDING = "…"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[int, str] = {}
+
+    def update(self, jobs: Iterable[tuple[int, Sequence[str]]]) -> None:
+        """Read the patient of each listed ``(job id, input files)`` not known yet; forget the
+        jobs no longer listed (memory stays bounded by ``[status_page] jobs``)."""
+        jobs = list(jobs)
+        with self._lock:
+            known = {i: self._known[i] for i, _ in jobs if i in self._known}
+        for job_id, files in jobs:
+            if job_id not in known:
+                known[job_id] = patient_of(None, files)
+        with self._lock:
+            self._known = known
+
+    def get(self, row: JobRow) -> str:
+        """The row's ``"NAME (ID)"``, or ``"…"`` while the loop has not read it."""
+        with self._lock:
+            return self._known.get(row.id, self.PENDING)
 
 
 def render_page(rows: Sequence[JobRow], info: Mapping[str, Any], *, refresh: int,

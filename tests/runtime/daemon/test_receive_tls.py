@@ -172,3 +172,38 @@ def test_cstore_delivery_over_tls_to_a_tls_receiver(tmp_path: Path, synthetic_st
         assert pydicom.dcmread(instance_path(inbox, ds)).SOPInstanceUID == ds.SOPInstanceUID
     finally:
         receiver.stop()
+
+
+def test_cstore_tls_is_chosen_per_node(tmp_path: Path, synthetic_study: Path) -> None:
+    """One PACS over TLS, one plain (e.g. an old archive on the same VLAN): both receive, each
+    the way ``delivery.cstore_tls_nodes`` says; a node not listed is never sent TLS."""
+    import shutil
+
+    from glioedge.runtime.daemon.config import load_config
+    from glioedge.runtime.daemon.delivery import destinations
+
+    certs = _certificates(tmp_path / "pki")
+    secure = Receiver(ReceiveConfig(host=LOOPBACK, port=0, tls_cert=str(certs["server_cert"]),
+                                    tls_key=str(certs["server_key"])), tmp_path / "secure")
+    plain = Receiver(ReceiveConfig(host=LOOPBACK, port=0), tmp_path / "plain")
+    nodes = [f"GLIOEDGE@{LOOPBACK}:{secure.start()}", f"GLIOEDGE@{LOOPBACK}:{plain.start()}"]
+    out = tmp_path / "out" / "1.2.3"
+    out.mkdir(parents=True)
+    shutil.copy(sorted(synthetic_study.rglob("*.dcm"))[0], out / "seg.dcm")
+    ds = pydicom.dcmread(out / "seg.dcm", stop_before_pixels=True)
+    try:
+        config = load_config(None, {"delivery.cstore": nodes, "delivery.timeout": 5.0,
+                                    "delivery.cstore_tls_ca": str(certs["ca"]),
+                                    "delivery.cstore_tls_nodes": [nodes[0]]})
+        dests = list(destinations(config.delivery).values())
+        assert [d.tls is not None for d in dests] == [True, False]
+        for dest in dests:
+            dest.send(out)
+    finally:
+        secure.stop()
+        plain.stop()
+    for folder in ("secure", "plain"):
+        assert pydicom.dcmread(instance_path(tmp_path / folder, ds)).SOPInstanceUID == ds.SOPInstanceUID
+    with pytest.raises(ConfigError, match=r"not one of delivery\.cstore"):
+        load_config(None, {"delivery.cstore": nodes[:1], "delivery.cstore_tls_ca": str(certs["ca"]),
+                           "delivery.cstore_tls_nodes": ["OTHER@10.0.0.9:104"]})

@@ -44,6 +44,8 @@ def secured_orthanc(orthanc_factory: Callable[..., Orthanc]) -> Orthanc:
 
 
 def _destination(**delivery: object) -> object:
+    # the test servers listen on loopback over plain HTTP: the site's risk key, said explicitly
+    delivery.setdefault("stowrs_allow_plaintext_credentials", True)
     config = load_config(None, {f"delivery.{k}": v for k, v in delivery.items()})
     (dest,) = destinations(config.delivery).values()
     return dest
@@ -77,7 +79,7 @@ def test_password_env_unset_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -
 
 def test_secrets_stay_out_of_repr_and_the_inference_process_config() -> None:
     config = load_config(None, {"delivery.stowrs_username": "u", "delivery.stowrs_password": SECRET,
-                                "delivery.stowrs": ["http://127.0.0.1:9/dicom-web"]})
+                                "delivery.stowrs": ["https://127.0.0.1:9/dicom-web"]})
     assert SECRET not in repr(config) and SECRET not in repr(destinations(config.delivery))
     assert SECRET not in json.dumps(config.to_dict(redact=True))  # what jobproc passes on argv
     assert config.to_dict()["delivery"]["stowrs_password"] == SECRET
@@ -134,3 +136,57 @@ def test_bearer_token_from_the_environment(stow_server: _StowServer, output_dir:
     message = str(info.value)
     assert "authentication refused (HTTP 401 Unauthorized)" in message and "bearer token" in message
     assert "not-the-token" not in message and TOKEN not in message
+
+
+def test_credentials_over_plain_http_are_refused_unless_the_risk_is_accepted(
+        stow_server: _StowServer, output_dir: Path) -> None:
+    for secret in ({"stowrs_username": "glioedge", "stowrs_password": SECRET},
+                   {"stowrs_token": TOKEN}):
+        overrides = {"delivery.stowrs": [stow_server.url], **{f"delivery.{k}": v for k, v in secret.items()}}
+        with pytest.raises(ConfigError, match="stowrs_allow_plaintext_credentials") as info:
+            load_config(None, overrides)
+        assert SECRET not in str(info.value) and TOKEN not in str(info.value)
+        https = {**overrides, "delivery.stowrs": [stow_server.url.replace("http://", "https://")]}
+        assert load_config(None, https)
+    assert stow_server.seen == []  # nothing was sent in clear text
+    assert load_config(None, {"delivery.stowrs": [stow_server.url]})  # no credentials: allowed
+    _destination(stowrs=[stow_server.url], stowrs_token=TOKEN,
+                 stowrs_allow_plaintext_credentials=True).send(output_dir)
+    assert stow_server.seen == [f"Bearer {TOKEN}"]
+
+
+def test_the_inference_child_environment_holds_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real spawn path (``JobProcess.start``) with a child that reports the environment it got:
+    the STOW-RS secrets (by whatever name ``*_env`` gives them) and other secrets of the daemon's
+    environment are not there; what Python and the back-ends need is."""
+    import sys
+
+    from glioedge.runtime.daemon.jobproc import JobProcess
+
+    monkeypatch.setenv("SITE_STOW_PASSWORD", SECRET)
+    monkeypatch.setenv("CUDA_SITE_TOKEN", TOKEN)  # an allowlisted prefix, named as a secret below
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-" + SECRET)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("FREESURFER_HOME", "/opt/freesurfer")  # passed on by [model] pass_env
+    config = load_config(None, {"model.pass_env": ["FREESURFER_HOME"], "delivery.stowrs_username": "u",
+                                "delivery.stowrs_password_env": "SITE_STOW_PASSWORD",
+                                "delivery.stowrs": ["https://pacs.example/dicom-web"]})
+    reporter = ("import json, os, sys; print(json.dumps({'status': 'ready', 'env': dict(os.environ)}),"
+                " flush=True); sys.stdin.read()")
+
+    monkeypatch.setattr(JobProcess, "command", [sys.executable, "-c", reporter])
+
+    for name, config_ in (("password", config),
+                          ("token", load_config(None, {"delivery.stowrs_token_env": "CUDA_SITE_TOKEN"}))):
+        child = JobProcess(config_)
+        try:
+            env = child.start()["env"]
+        finally:
+            child.close()
+        values = "\n".join(env.values())
+        assert SECRET not in values, name
+        assert "AWS_SECRET_ACCESS_KEY" not in env and "SITE_STOW_PASSWORD" not in env
+        assert env.get("PATH") and env.get("OMP_NUM_THREADS") == "1"
+        assert (env.get("FREESURFER_HOME") == "/opt/freesurfer") == (name == "password")
+        if name == "token":
+            assert "CUDA_SITE_TOKEN" not in env  # named as a secret: dropped despite its prefix
