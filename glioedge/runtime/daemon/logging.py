@@ -25,6 +25,8 @@ import sys
 import threading
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, TextIO
 
 from pydicom.dataset import Dataset
@@ -176,9 +178,28 @@ class _Scrubber:
         return "".join(out)
 
 
+def hashed_path(path: str) -> str:
+    """The stable, non-identifying form of an inbox path in logs and operator output."""
+    return f"<inbox file {hashlib.sha256(path.encode()).hexdigest()[:12]}>"
+
+
+def hide_paths(text: str, files: Iterable[str]) -> str:
+    """``text`` with the job's input paths, and the folders that hold them, replaced by a stable
+    hashed form (``<inbox file 1a2b…>``, as in the logs): inbox folder names may carry patient
+    names, IDs and birth dates."""
+    names: set[str] = set()
+    for f in files:
+        path = Path(f)
+        names.add(str(path))
+        names.update(str(p) for p in path.parents if len(p.parts) > 1)
+    for name in sorted(names, key=len, reverse=True):
+        if name in text:
+            text = text.replace(name, hashed_path(name))
+    return text
+
+
 def _hashed_path(match: re.Match[str]) -> str:
-    digest = hashlib.sha256(match.group(0).encode()).hexdigest()[:12]
-    return f"<inbox file {digest}>"
+    return hashed_path(match.group(0))
 
 
 def _in_number(text: str, start: int, end: int) -> bool:
