@@ -129,14 +129,14 @@ def _when(t: float) -> str:
 
 def format_table(rows: Sequence[JobRow], error_width: int = 60) -> str:
     """A fixed-width text table (UTC times)."""
-    head = ("ID", "STUDY UID", "STATE", "VERSION", "ATT", "CREATED (UTC)", "UPDATED (UTC)", "RUN S",
+    head = ("ID", "STUDY UID", "STATE", "ATT", "VERSION", "CREATED (UTC)", "UPDATED (UTC)", "RUN S",
             "LAST ERROR")
     lines = [head]
     for r in rows:
         error = r.error.replace("\n", " ")
         if len(error) > error_width:
             error = error[: error_width - 1] + "…"
-        lines.append((str(r.id), r.study_uid or "-", r.state, r.version, str(r.attempts), _when(r.created),
+        lines.append((str(r.id), r.study_uid or "-", r.state, str(r.attempts), r.version, _when(r.created),
                       _when(r.updated), "-" if r.total_s is None else f"{r.total_s:.1f}", error or "-"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
