@@ -284,7 +284,7 @@ class Segmenter:
         seg = write_seg(
             core.labels.array, reference, others, segmentation_type=cfg.segmentation_type,
             omit_empty_frames=cfg.omit_empty_frames, series_number=cfg.series_number,
-            series_description=cfg.series_description, bundle_id=self.bundle_id,
+            series_description=_marked(cfg.series_description, study.intake), bundle_id=self.bundle_id,
             series_instance_uid=series_uid, sop_instance_uid=deterministic_uid(series_uid, "instance"),
         )
         recorded = {"brain_mask": core.brain_mask_mode}
@@ -423,6 +423,16 @@ def source_identity(datasets: Sequence[Dataset], volumes: Mapping[str, Volume] |
         h.update(array.tobytes())
         h.update(np.ascontiguousarray(vol.affine, dtype=np.float64).tobytes())
     return h.hexdigest()
+
+
+def _marked(description: str, intake: Mapping[str, Any]) -> str:
+    """The SEG's SeriesDescription, marked when intake found its inputs may be incomplete (so a
+    reader in the PACS sees it beside a later, complete version; LO: at most 64 characters)."""
+    from glioedge.dicom_io.completeness import INCOMPLETE_MARK
+
+    if (intake.get("completeness") or {}).get("complete", True):
+        return description
+    return description[: 64 - len(INCOMPLETE_MARK)] + INCOMPLETE_MARK
 
 
 def _record_algorithm_parameters(seg: Dataset, params: Mapping[str, Any]) -> None:
