@@ -268,8 +268,10 @@ def run_watch(args: argparse.Namespace) -> int:
         try:
             dump = store.dump()
             unfinished = [j for j in dump["jobs"] if j["state"] != "done"]
-            for j in unfinished:
-                j.pop("files", None)
+            from glioedge.runtime.daemon.logging import hide_paths
+
+            for j in unfinished:  # input paths (inbox folder names) in a stable hashed form
+                j["error"] = hide_paths(str(j.get("error", "")), j.pop("files", None) or ())
             json.dump({"counts": store.counts(), "unfinished": unfinished}, sys.stdout, indent=2,
                       default=str)
             sys.stdout.write("\n")
