@@ -68,6 +68,11 @@ def test_an_older_version_finishing_last_never_replaces_the_newer_one(tmp_path: 
     assert (v1_job.state, v2_job.state) == (JobState.SUPERSEDED, JobState.DONE)
     assert f"superseded by job {v2}" in v1_job.error
     assert store.current_versions() == {STUDY: v2}
+    from glioedge.runtime.daemon.operator import job_rows
+    from glioedge.runtime.daemon.status_page import render_page
+
+    page = render_page(job_rows(store), {"counts": store.counts()}, refresh=10)
+    assert page.count("data-version='current'") == 1 and "data-version='superseded'" in page
     store.close()
 
 
@@ -154,7 +159,7 @@ def test_quarantine_and_operator_output_carry_no_inbox_folder_names(tmp_path: Pa
     assert worker.process(store.claim(3)) is JobState.QUARANTINED
     store.finish(job, JobState.QUARANTINED, f"{files[1]}: cannot be read")  # an absolute path
     store.close()
-    written = [p for p in config.watch.quarantine_dir.rglob("*")]
+    written = list(config.watch.quarantine_dir.rglob("*"))
     text = " ".join(str(p) for p in written) + " ".join(
         p.read_text(errors="replace") for p in written if p.is_file() and p.suffix != ".dcm")
     for leak in ("DOE", "JOHN", "12345", "19700101"):
