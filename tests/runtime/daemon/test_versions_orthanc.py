@@ -16,7 +16,17 @@ import pytest
 from glioedge.dicom_io.completeness import INCOMPLETE_MARK
 from glioedge.runtime.daemon.commands import main
 from glioedge.runtime.daemon.jobs import JobState
-from tests.runtime.daemon.conftest import Orthanc, ThreadDaemon, clone_study, daemon_config, wait_until
+from tests.runtime.daemon.conftest import (
+    PHI_VALUES,
+    Orthanc,
+    ThreadDaemon,
+    clone_study,
+    daemon_config,
+    wait_until,
+)
+
+#: Inbox folders named after the patient, as viewer exports name them.
+FOLDER = "SYNTHETIC PHANTOM_GLIOEDGE-SYN-0001_19700101"
 
 
 def _drop_in(files: list[Path], source: Path, inbox: Path) -> None:
@@ -42,11 +52,11 @@ def test_two_parts_an_outage_and_a_late_retry_leave_only_the_complete_seg(
                            delivery={"cstore": [pacs.cstore], "max_attempts": 1})
     state = str(config.watch.state_dir)
     with ThreadDaemon(config) as daemon:
-        _drop_in(part1, source, tmp_path / "inbox" / "part1")
+        _drop_in(part1, source, tmp_path / "inbox" / f"{FOLDER}_1")
         # held until max_wait (the T1CE ends short of the FLAIR), processed, its send fails
         wait_until(lambda: daemon.counts()["failed"] == 1, 120, "the partial version's send to fail")
         pacs.start()  # the outage ends
-        _drop_in(part2, source, tmp_path / "inbox" / "part2")
+        _drop_in(part2, source, tmp_path / "inbox" / f"{FOLDER}_2")
         wait_until(lambda: daemon.counts()["done"] == 1, 120, "the complete version to be delivered")
         store = daemon.store()
         v1, v2 = store.jobs()
@@ -77,3 +87,12 @@ def test_two_parts_an_outage_and_a_late_retry_leave_only_the_complete_seg(
     assert main(["jobs", "--state", state]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(f"{v2.id} "))
     assert "current" in line.split()
+    # nothing the daemon wrote carries the patient's values from the folder names (the SEG
+    # itself carries the patient module, as a DICOM object for the PACS must)
+    for root in (config.watch.outbox, str(config.watch.quarantine_dir)):
+        for path in Path(root).rglob("*"):
+            text = str(path.relative_to(root))
+            if path.is_file() and path.suffix in (".json", ".txt"):
+                text += path.read_text()
+            for value in (*PHI_VALUES, "SYNTHETIC PHANTOM", "19700101"):
+                assert value not in text, (path, value)
