@@ -51,13 +51,13 @@ def release_done_inputs(store: JobStore, arriving: Iterable[str] = ()) -> int:
     Returns:
         How many files were deleted.
     """
-    arriving = set(arriving)
+    held = held_files(store) | set(arriving)  # done and superseded jobs hold nothing
     deleted = 0
     for state in (JobState.DONE, JobState.SUPERSEDED):
         for job in store.jobs(state):
             if not job.files:
                 continue
-            free = releasable(store, job, arriving)
+            free = [f for f in job.files if f not in held]
             for name in free:
                 try:
                     Path(name).unlink()
