@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -187,11 +188,23 @@ def hide_paths(text: str, files: Iterable[str]) -> str:
     """``text`` with the job's input paths, and the folders that hold them, replaced by a stable
     hashed form (``<inbox file 1a2b…>``, as in the logs): inbox folder names may carry patient
     names, IDs and birth dates."""
+    paths = [Path(f) for f in files]
+    if not paths:
+        return text
+    try:  # the study's folder: it and what lies below it are hidden, not the folders above
+        base = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    except ValueError:
+        base = None
     names: set[str] = set()
-    for f in files:
-        path = Path(f)
-        names.add(str(path))
-        names.update(str(p) for p in path.parents if len(p.parts) > 1)
+    for path in paths:
+        for p in (path, *path.parents):
+            if (base is not None and not p.is_relative_to(base)) or len(p.parts) < 2:
+                continue
+            names.add(str(p))
+            if base is not None and p != base:  # as messages name them relative to the study
+                rel = p.relative_to(base)
+                if len(rel.parts) >= 2:
+                    names.add(str(rel))
     for name in sorted(names, key=len, reverse=True):
         if name in text:
             text = text.replace(name, hashed_path(name))

@@ -176,3 +176,15 @@ def test_quarantine_and_operator_output_carry_no_inbox_folder_names(tmp_path: Pa
     assert "DOE_JOHN" not in capsys.readouterr().out
     assert main(["jobs", "--state", state, "--show-paths", "--json"]) == 0
     assert "DOE_JOHN_12345_19700101" in capsys.readouterr().out
+
+
+def test_hidden_paths_cover_the_study_folder_and_relative_forms_only() -> None:
+    from glioedge.runtime.daemon.logging import hide_paths
+
+    files = ["/srv/inbox/DOE_JOHN_1/t1ce/a.dcm", "/srv/inbox/DOE_JOHN_2/t1ce/b.dcm"]
+    text = ("DOE_JOHN_2/t1ce/b.dcm: truncated; /srv/inbox/DOE_JOHN_1/t1ce/a.dcm unreadable; "
+            "outbox /srv/outbox full; no FLAIR series in t1ce")
+    hidden = hide_paths(text, files)
+    assert "DOE_JOHN" not in hidden and hidden.count("<inbox file ") == 2
+    assert "/srv/outbox" in hidden and "in t1ce" in hidden  # other folders and words stay
+    assert hide_paths(text, files) == hidden
