@@ -172,7 +172,8 @@ def run_jobs(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit {args.limit}: expected 0 (all) or a positive number")
     store = open_store(config)
     try:
-        rows = job_rows(store, limit=args.limit or None, state=args.state_filter, show_paths=show_paths)
+        rows = job_rows(store, limit=args.limit or None, state=args.state_filter, show_paths=show_paths,
+                        inbox=config.watch.inbox or None)
     finally:
         store.close()
     if args.json:

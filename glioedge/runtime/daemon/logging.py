@@ -184,10 +184,12 @@ def hashed_path(path: str) -> str:
     return f"<inbox file {hashlib.sha256(path.encode()).hexdigest()[:12]}>"
 
 
-def hide_paths(text: str, files: Iterable[str]) -> str:
-    """``text`` with the job's input paths, and the folders that hold them, replaced by a stable
-    hashed form (``<inbox file 1a2b…>``, as in the logs): inbox folder names may carry patient
-    names, IDs and birth dates."""
+def hide_paths(text: str, files: Iterable[str], inbox: str | Path | None = None) -> str:
+    """``text`` with the job's input paths, and the folders that hold them up to the study's
+    folder, replaced by a stable hashed form (``<inbox file 1a2b…>``, as in the logs): inbox
+    folder names may carry patient names, IDs and birth dates. When the study's files lie in
+    several folders of the ``inbox`` (so that messages name them relative to the inbox, the
+    patient's folder first), those relative forms are hidden too."""
     paths = [Path(f) for f in files]
     if not paths:
         return text
@@ -195,13 +197,15 @@ def hide_paths(text: str, files: Iterable[str]) -> str:
         base = Path(os.path.commonpath([str(p.parent) for p in paths]))
     except ValueError:
         base = None
+    root = Path(inbox).absolute() if inbox else None
+    relative = base is not None and root is not None and root.is_relative_to(base)
     names: set[str] = set()
     for path in paths:
         for p in (path, *path.parents):
             if (base is not None and not p.is_relative_to(base)) or len(p.parts) < 2:
                 continue
             names.add(str(p))
-            if base is not None and p != base:  # as messages name them relative to the study
+            if relative and base is not None and p != base:  # as messages name them
                 rel = p.relative_to(base)
                 if len(rel.parts) >= 2:
                     names.add(str(rel))

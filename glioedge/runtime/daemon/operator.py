@@ -105,7 +105,7 @@ def _version(job: Job, current: dict[str, int]) -> str:
 
 
 def job_rows(store: JobStore, limit: int | None = None, state: str | None = None, *,
-             show_paths: bool = False) -> list[JobRow]:
+             show_paths: bool = False, inbox: str | None = None) -> list[JobRow]:
     """The newest jobs first (at most ``limit``), errors scrubbed of private values and, unless
     ``show_paths``, of the job's input paths (a stable hashed form instead)."""
     from glioedge.runtime.daemon.logging import scrub
@@ -116,7 +116,7 @@ def job_rows(store: JobStore, limit: int | None = None, state: str | None = None
     rows = []
     for job in jobs[:limit] if limit else jobs:
         created, updated = store.times(job.id)
-        error = job.error if show_paths else scrub(hide_paths(job.error, job.files))
+        error = job.error if show_paths else scrub(hide_paths(job.error, job.files, inbox))
         rows.append(JobRow(job.id, job.study_uid, job.state.value, job.attempts, error,
                            created, updated, job.output_dir, read_report(job.output_dir),
                            _version(job, current)))

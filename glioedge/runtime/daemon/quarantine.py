@@ -53,7 +53,7 @@ def quarantine(root: str | Path, uid: str, files: Sequence[str | Path], reason: 
     target.mkdir(parents=True, exist_ok=True)
     copied: list[dict[str, str]] = []
     base = Path(inbox).resolve() if inbox is not None else None
-    reason = scrub(hide_paths(reason, [str(f) for f in files]))
+    reason = scrub(hide_paths(reason, [str(f) for f in files], inbox))
     for n, f in enumerate(files):
         src = Path(f)
         try:

@@ -184,7 +184,10 @@ def test_hidden_paths_cover_the_study_folder_and_relative_forms_only() -> None:
     files = ["/srv/inbox/DOE_JOHN_1/t1ce/a.dcm", "/srv/inbox/DOE_JOHN_2/t1ce/b.dcm"]
     text = ("DOE_JOHN_2/t1ce/b.dcm: truncated; /srv/inbox/DOE_JOHN_1/t1ce/a.dcm unreadable; "
             "outbox /srv/outbox full; no FLAIR series in t1ce")
-    hidden = hide_paths(text, files)
+    hidden = hide_paths(text, files, inbox="/srv/inbox")
     assert "DOE_JOHN" not in hidden and hidden.count("<inbox file ") == 2
     assert "/srv/outbox" in hidden and "in t1ce" in hidden  # other folders and words stay
-    assert hide_paths(text, files) == hidden
+    assert hide_paths(text, files, inbox="/srv/inbox") == hidden
+    # one study folder: names below it (series folders) stay readable
+    one = ["/srv/inbox/DOE_JOHN_1/t1ce/a.dcm", "/srv/inbox/DOE_JOHN_1/flair/b.dcm"]
+    assert hide_paths("t1ce/a.dcm: truncated", one, inbox="/srv/inbox") == "t1ce/a.dcm: truncated"
