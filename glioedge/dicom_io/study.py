@@ -17,6 +17,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from glioedge.dicom_io.completeness import check_completeness, completeness_record
 from glioedge.dicom_io.discovery import Series, Study, group_datasets, scan_folder, single_study
 from glioedge.dicom_io.fusion import fuse
 from glioedge.dicom_io.headers import IgnoredFile, sop_class_name
@@ -189,6 +190,10 @@ def load_study(
     volumes = {m: load_series(s) for m, s in selection.chosen.items()}
     fused = fuse(volumes, reference, register=register)
     intake = intake_record(study, selection)
+    findings = check_completeness(selection.chosen)
+    intake["completeness"] = completeness_record(findings)
+    for finding in findings:
+        logger.warning("study %s may be incomplete: %s", study.study_instance_uid, finding.message)
     logger.info("study %s: %s on the %s grid %s; %d instance(s) used, %d series not used, "
                 "%d file(s) ignored, %d duplicate instance(s)", study.study_instance_uid,
                 ", ".join(f"{m}={s.series_number}" for m, s in selection.chosen.items()),

@@ -277,18 +277,21 @@ class Segmenter:
         current_progress().stage("writing SEG")
         reference = list(study.series[study.reference].datasets)
         others = [ds for m, s in study.series.items() if m != study.reference for ds in s.datasets]
-        # The identity is the set of source *instances* used (a study that gained or changed
-        # instances gets a new SEG, which a PACS stores beside the old one instead of answering
-        # "duplicate"), the bundle, the back-end (an FP16 TensorRT result may differ in a few
-        # voxels from an FP32 ORT one) and the options that change the content.
-        series_uid = deterministic_uid("seg", source_identity([*reference, *others]), self.bundle_id,
+        # The identity is what the result depends on: the source instances used *and their
+        # content* (headers and the pixels read, so a corrected resend under the same UIDs gets a
+        # new SEG instead of a PACS answering "duplicate" and keeping the stale one), the bundle,
+        # the back-end (an FP16 TensorRT result may differ in a few voxels from an FP32 ORT one)
+        # and the options that change the content. A re-run on the same inputs (after a crash)
+        # gives the same UIDs, so a PACS stores the object once.
+        series_uid = deterministic_uid("seg", source_identity([*reference, *others], study.volumes),
+                                       self.bundle_id,
                                        self.backend.name,
                                        json.dumps(self.config.uid_dict(), sort_keys=True))
         cfg = self.config
         seg = write_seg(
             core.labels.array, reference, others, segmentation_type=cfg.segmentation_type,
             omit_empty_frames=cfg.omit_empty_frames, series_number=cfg.series_number,
-            series_description=cfg.series_description, bundle_id=self.bundle_id,
+            series_description=_marked(cfg.series_description, study.intake), bundle_id=self.bundle_id,
             series_instance_uid=series_uid, sop_instance_uid=deterministic_uid(series_uid, "instance"),
         )
         # The SEG references only the reference series (what OHIF needs); the inputs are named here
@@ -403,10 +406,43 @@ class Segmenter:
         return again
 
 
-def source_identity(datasets: Sequence[Dataset]) -> str:
-    """SHA-256 of the sorted SOP Instance UIDs of the source instances a SEG is made from."""
-    sops = sorted({str(ds.SOPInstanceUID) for ds in datasets})
-    return hashlib.sha256("\n".join(sops).encode()).hexdigest()
+#: Pixel data elements: their content enters the identity through the volumes read from them.
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+
+
+def header_digest(ds: Dataset) -> str:
+    """SHA-256 of every element of a dataset but its pixel data (nested sequences included): the
+    same whether the file was read with or without pixels."""
+    h = hashlib.sha256()
+    for elem in ds.iterall():
+        if int(elem.tag) in _PIXEL_TAGS or elem.VR == "SQ":
+            continue
+        h.update(f"{int(elem.tag):08X}{elem.VR}{elem.value!r}\n".encode("utf-8", "backslashreplace"))
+    return h.hexdigest()
+
+
+def source_identity(datasets: Sequence[Dataset], volumes: Mapping[str, Volume] | None = None) -> str:
+    """SHA-256 of what a SEG is made from: the source instances (SOP Instance UID and a digest of
+    the header), and the content and geometry of the volumes read from them (modality order)."""
+    lines = sorted({f"{ds.SOPInstanceUID}\t{header_digest(ds)}" for ds in datasets})
+    h = hashlib.sha256("\n".join(lines).encode())
+    for name in sorted(volumes or {}):
+        vol = (volumes or {})[name]
+        array = np.ascontiguousarray(vol.array)
+        h.update(f"\n{name}\t{array.dtype.str}\t{array.shape}\n".encode())
+        h.update(array.tobytes())
+        h.update(np.ascontiguousarray(vol.affine, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def _marked(description: str, intake: Mapping[str, Any]) -> str:
+    """The SEG's SeriesDescription, marked when intake found its inputs may be incomplete (so a
+    reader in the PACS sees it beside a later, complete version; LO: at most 64 characters)."""
+    from glioedge.dicom_io.completeness import INCOMPLETE_MARK
+
+    if (intake.get("completeness") or {}).get("complete", True):
+        return description
+    return description[: 64 - len(INCOMPLETE_MARK)] + INCOMPLETE_MARK
 
 
 def _record_algorithm_parameters(seg: Dataset, params: Mapping[str, Any]) -> None:

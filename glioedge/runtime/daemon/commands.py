@@ -119,6 +119,9 @@ def add_operator_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="only jobs in this state")
     p.add_argument("--limit", type=int, default=50, help="at most this many jobs (default 50; 0: all)")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.add_argument("--show-paths", action="store_true",
+                   help="show input paths in errors as they are (default: a stable hashed form; "
+                   "inbox folder names may carry patient names)")
     p.set_defaults(func=run_jobs)
     p = subparsers.add_parser(
         "retry", help="run a failed or quarantined job again",
@@ -135,6 +138,9 @@ def add_operator_parsers(subparsers: argparse._SubParsersAction) -> None:
     _add_store_options(p, folders=True)
     p.add_argument("--older-than", metavar="AGE", help="e.g. 30d, 12h, 90m (a bare number: days)")
     p.add_argument("--dry-run", action="store_true", help="count what would go; remove nothing")
+    p.add_argument("--include-failed", action="store_true",
+                   help="also drop failed jobs older than the limit (their inputs, folders and "
+                   "rows); without it a failed job keeps everything until it is retried")
     p.set_defaults(func=run_purge)
 
 
@@ -163,7 +169,8 @@ def run_jobs(args: argparse.Namespace) -> int:
     from glioedge.runtime.daemon.operator import format_table, job_rows, open_store
 
     config = _store_config(args)
-    if config.watch.inbox:
+    show_paths = bool(getattr(args, "show_paths", False))
+    if config.watch.inbox and not show_paths:
         register_private_folder(str(Path(config.watch.inbox).resolve()))
         register_private_folder(config.watch.inbox)
     if args.limit < 0:
@@ -172,7 +179,8 @@ def run_jobs(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit {args.limit}: expected 0 (all) or a positive number")
     store = open_store(config)
     try:
-        rows = job_rows(store, limit=args.limit or None, state=args.state_filter)
+        rows = job_rows(store, limit=args.limit or None, state=args.state_filter, show_paths=show_paths,
+                        inbox=config.watch.inbox or None)
     finally:
         store.close()
     if args.json:
@@ -196,7 +204,9 @@ def run_retry(args: argparse.Namespace) -> int:
         state = retry(store, args.job)
     finally:
         store.close()
-    sys.stdout.write(f"job {args.job}: {state.value}\n")
+    note = (" (a newer version of the study was published: it stays the current one; see "
+            "'glioedge jobs')" if state.value == "superseded" else "")
+    sys.stdout.write(f"job {args.job}: {state.value}{note}\n")
     return 0
 
 
@@ -214,10 +224,15 @@ def run_purge(args: argparse.Namespace) -> int:
     age = args.older_than or config.retention.older_than
     if not age:
         raise ConfigError("purge: give --older-than (e.g. 30d) or [retention] older_than in the config")
+    include_failed = bool(getattr(args, "include_failed", False))
     report = purge(config, parse_age(age, "--older-than" if args.older_than else
-                                     "retention.older_than"), dry_run=args.dry_run)
-    json.dump({"dry_run": args.dry_run, "older_than": age, **dataclasses.asdict(report)}, sys.stdout,
-              indent=2)
+                                     "retention.older_than"), dry_run=args.dry_run,
+                   include_failed=include_failed)
+    note = (f"--include-failed: {report.dropped_failed_jobs} failed job(s) dropped with their inputs"
+            if include_failed else f"{report.kept_failed_jobs} failed job(s) kept with their inputs "
+            "(glioedge retry JOB, or purge --include-failed to drop them)")
+    json.dump({"dry_run": args.dry_run, "older_than": age, "include_failed": include_failed,
+               **dataclasses.asdict(report), "note": note}, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 
@@ -261,8 +276,10 @@ def run_watch(args: argparse.Namespace) -> int:
         try:
             dump = store.dump()
             unfinished = [j for j in dump["jobs"] if j["state"] != "done"]
-            for j in unfinished:
-                j.pop("files", None)
+            from glioedge.runtime.daemon.logging import hide_paths
+
+            for j in unfinished:  # input paths (inbox folder names) in a stable hashed form
+                j["error"] = hide_paths(str(j.get("error", "")), j.pop("files", None) or ())
             json.dump({"counts": store.counts(), "unfinished": unfinished}, sys.stdout, indent=2,
                       default=str)
             sys.stdout.write("\n")

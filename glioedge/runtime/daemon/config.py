@@ -43,8 +43,8 @@ class WatchConfig:
         retry_initial: First delay in seconds before a job that hit an environmental error
             (full disk, permissions) or a model error is retried; doubles up to ``retry_max``.
         retry_max: Longest delay between job retries, in seconds.
-        keep_inputs: Keep the input files after success (default); ``false`` deletes the study's
-            input files once every delivery is acknowledged.
+        keep_inputs: Keep the input files after success (default); ``false`` deletes a version's
+            input files once it is done and nothing needs them (:mod:`.ownership`).
     """
 
     inbox: str = ""

@@ -56,16 +56,20 @@ class FolderDestination:
         Raises:
             DeliveryError: the copy failed (full disk, permissions, missing share).
         """
-        final = self.folder / output_dir.name
-        tmp = self.folder / f".{output_dir.name}.{os.getpid()}.tmp"
+        # a job's folder is <study>/job-<id>: each version keeps its own folder there too
+        name = (f"{output_dir.parent.name}/{output_dir.name}" if output_dir.name.startswith("job-")
+                else output_dir.name)
+        final = self.folder / name
+        flat = name.replace("/", ".")
+        tmp = self.folder / f".{flat}.{os.getpid()}.tmp"
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            for stale in self.folder.glob(f".{output_dir.name}.*.tmp"):  # left by a killed daemon
+            final.parent.mkdir(parents=True, exist_ok=True)
+            for stale in self.folder.glob(f".{flat}.*.tmp"):  # left by a killed daemon
                 shutil.rmtree(stale, ignore_errors=True)
             shutil.copytree(output_dir, tmp)
             if final.exists():
                 shutil.rmtree(final)
-            tmp.rename(final)
+            tmp.rename(final)  # the same file system: final's parent is inside self.folder
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise DeliveryError(f"{self.name}: cannot copy {output_dir.name}: {exc}") from exc
@@ -236,6 +240,8 @@ def destinations(config: DeliveryConfig) -> dict[str, Destination]:
     return {d.name: d for d in out}
 
 
-def output_folder(outbox: str | Path, study_uid: str) -> Path:
-    """``<outbox>/<sanitised study uid>``."""
-    return Path(outbox) / safe_uid(study_uid)
+def output_folder(outbox: str | Path, study_uid: str, job_id: int | None = None) -> Path:
+    """``<outbox>/<sanitised study uid>``, and with ``job_id`` the folder of that job (one version
+    of the study): ``<outbox>/<sanitised study uid>/job-<id>``."""
+    study = Path(outbox) / safe_uid(study_uid)
+    return study if job_id is None else study / f"job-{int(job_id)}"

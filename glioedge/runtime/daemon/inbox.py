@@ -24,6 +24,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from glioedge.dicom_io import group_datasets, identify_modalities, series_grid
+from glioedge.dicom_io.completeness import check_completeness
 from glioedge.dicom_io.discovery import IMAGE_SOP_CLASSES
 from glioedge.dicom_io.headers import NOT_DICOM, IgnoredFile, read_header, sop_class_name
 from glioedge.dicom_io.modality import ModalityRules
@@ -343,4 +344,7 @@ def missing_series(headers: Sequence[Dataset], required: Sequence[str],
             series_grid(series, f"{str(getattr(modality, 'value', modality)).upper()} {series.label()}")
     except InputError as exc:
         return str(exc)
-    return ""
+    # whole geometry, yet fewer images than the acquisition made, or cut short of another series
+    return "; ".join(f.message for f in check_completeness(
+        {k: selection.chosen[k] for k in (str(getattr(m, "value", m)) for m in required)
+         if k in selection.chosen}))

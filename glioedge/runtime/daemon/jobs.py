@@ -5,12 +5,17 @@ A job is one study version (StudyInstanceUID + its SOP Instance UIDs and file co
     queued ──► running ──► delivering ──► done
        ▲          │  │                  └─► failed      (a delivery gave up)
        └──────────┘  ├─► quarantined                     (bad input)
-     (retry/crash)   └─► failed                          (max_attempts starts)
+     (retry/crash)   ├─► failed                          (max_attempts starts)
+                     └─► superseded                      (a newer version was published)
 
 A job found ``running`` at start-up was interrupted (the daemon was stopped or killed): it goes
 back to ``queued`` and its start is given back, since a stop of the daemon is not the job's fault.
 Inference runs in a child process, so a job that crashes (segfault, out of memory) is seen by the
 daemon and counts as an attempt; a study that crashes every time ends ``failed``.
+A job is one *version* of its study and publishes to its own folder. The study's *current*
+version is its newest published job (highest id, outputs written, not superseded): a job that
+finishes after a newer version of its study was published never goes out (``superseded``), and
+publishing a version cancels the pending deliveries of older ones (:meth:`JobStore.outputs_written`).
 Each destination of a job has a delivery row (``pending`` → ``acked`` / ``failed``) with its
 attempt count and next attempt time, so a restart re-sends only what was not acknowledged.
 """
@@ -40,6 +45,7 @@ class JobState(str, Enum):
     DONE = "done"
     FAILED = "failed"
     QUARANTINED = "quarantined"
+    SUPERSEDED = "superseded"
 
 
 class DeliveryState(str, Enum):
@@ -48,6 +54,7 @@ class DeliveryState(str, Enum):
     PENDING = "pending"
     ACKED = "acked"
     FAILED = "failed"
+    SUPERSEDED = "superseded"
 
 
 _SCHEMA = """
@@ -257,20 +264,51 @@ class JobStore:
             db.execute("UPDATE jobs SET files = '[]', updated_at = ? WHERE id = ?", (time.time(), job_id))
 
     def outputs_written(self, job_id: int, output_dir: str, seg_sop_uid: str,
-                        destinations: Iterable[str]) -> None:
+                        destinations: Iterable[str]) -> JobState:
         """Record the outputs and create one pending delivery per destination, atomically.
 
-        With no destination the job is done at once.
+        With no destination the job is done at once. A job older than the newest published
+        version of its study is ``superseded`` instead (nothing is delivered); publishing a newer
+        version supersedes older versions still waiting for delivery.
+
+        Returns:
+            The job's state afterwards (``delivering``, ``done`` or ``superseded``).
         """
         destinations = list(destinations)
         state = JobState.DELIVERING if destinations else JobState.DONE
+        now = time.time()
         with self._tx() as db:
+            study = db.execute("SELECT study_uid FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            newer = _newest_published(db, study[0], after=job_id) if study else None
+            if newer is not None:
+                db.execute("UPDATE jobs SET state = ?, error = ?, output_dir = ?, seg_sop_uid = ?, "
+                           "updated_at = ? WHERE id = ?",
+                           (JobState.SUPERSEDED.value, _superseded_by(newer), output_dir,
+                            seg_sop_uid, now, job_id))
+                return JobState.SUPERSEDED
+            older = [r[0] for r in db.execute(
+                "SELECT id FROM jobs WHERE study_uid = ? AND id < ? AND state = ?",
+                (study[0], job_id, JobState.DELIVERING.value))] if study else []
+            for old in older:
+                db.execute("UPDATE deliveries SET state = ?, error = ? WHERE job_id = ? AND state = ?",
+                           (DeliveryState.SUPERSEDED.value, _superseded_by(job_id), old,
+                            DeliveryState.PENDING.value))
+                db.execute("UPDATE jobs SET state = ?, error = ?, updated_at = ? WHERE id = ?",
+                           (JobState.SUPERSEDED.value, _superseded_by(job_id), now, old))
             db.execute("UPDATE jobs SET state = ?, error = '', output_dir = ?, seg_sop_uid = ?, "
                        "updated_at = ? WHERE id = ?",
                        (state.value, output_dir, seg_sop_uid, time.time(), job_id))
             db.executemany(
                 "INSERT OR IGNORE INTO deliveries (job_id, destination, state) VALUES (?, ?, ?)",
                 [(job_id, d, DeliveryState.PENDING.value) for d in destinations])
+        return state
+
+    def current_versions(self) -> dict[str, int]:
+        """Study UID → id of its current version (newest published job)."""
+        rows = self._db.execute(
+            "SELECT study_uid, MAX(id) FROM jobs WHERE output_dir != '' AND state != ? "
+            "GROUP BY study_uid", (JobState.SUPERSEDED.value,))
+        return {r[0]: int(r[1]) for r in rows if r[0]}
 
     def job(self, job_id: int) -> Job:
         """One job by id.
@@ -347,6 +385,15 @@ class JobStore:
         """
         now = time.time()
         with self._tx() as db:
+            current = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if current is not None and current[0] == JobState.SUPERSEDED.value:
+                # superseded while this send was under way: what the destination holds is
+                # recorded truthfully (acked), the job stays superseded
+                db.execute("UPDATE deliveries SET attempts = attempts + 1, state = CASE WHEN ? "
+                           "THEN ? ELSE state END, acked_at = CASE WHEN ? THEN ? ELSE acked_at END "
+                           "WHERE job_id = ? AND destination = ?",
+                           (ok, DeliveryState.ACKED.value, ok, now, job_id, destination))
+                return JobState.SUPERSEDED
             if ok:
                 db.execute("UPDATE deliveries SET state = ?, attempts = attempts + 1, error = '', "
                            "acked_at = ? WHERE job_id = ? AND destination = ?",
@@ -357,7 +404,7 @@ class JobStore:
                            "next_attempt_at = ? WHERE job_id = ? AND destination = ?",
                            (state.value, error, now + (retry_in or 0.0), job_id, destination))
             states = {r[0] for r in db.execute("SELECT state FROM deliveries WHERE job_id = ?",
-                                               (job_id,))}
+                                               (job_id,))} - {DeliveryState.SUPERSEDED.value}
             if DeliveryState.PENDING.value in states:
                 return JobState.DELIVERING
             final = JobState.FAILED if DeliveryState.FAILED.value in states else JobState.DONE
@@ -390,6 +437,13 @@ class JobStore:
             if state not in (JobState.FAILED, JobState.QUARANTINED):
                 raise ValueError(f"job {job_id} is {state.value}: only a failed or quarantined job "
                                  "can be retried")
+            newer = _newest_published(db, row["study_uid"], after=job_id)
+            if newer is not None:  # an older version never replaces a published newer one
+                db.execute("UPDATE jobs SET state = ?, error = ?, updated_at = ? WHERE id = ?",
+                           (JobState.SUPERSEDED.value, _superseded_by(newer), now, job_id))
+                db.execute("UPDATE deliveries SET state = ? WHERE job_id = ? AND state = ?",
+                           (DeliveryState.SUPERSEDED.value, job_id, DeliveryState.FAILED.value))
+                return JobState.SUPERSEDED
             failed = db.execute("SELECT COUNT(*) FROM deliveries WHERE job_id = ? AND state = ?",
                                 (job_id, DeliveryState.FAILED.value)).fetchone()[0]
             if failed and row["output_dir"]:
@@ -420,11 +474,12 @@ class JobStore:
         Returns:
             How many jobs were deleted.
         """
-        closed = (JobState.DONE.value, JobState.FAILED.value, JobState.QUARANTINED.value)
+        closed = (JobState.DONE.value, JobState.FAILED.value, JobState.QUARANTINED.value,
+                  JobState.SUPERSEDED.value)
         deleted = 0
         with self._tx() as db:
             for job_id in job_ids:
-                row = db.execute("SELECT 1 FROM jobs WHERE id = ? AND state IN (?, ?, ?) AND "
+                row = db.execute("SELECT 1 FROM jobs WHERE id = ? AND state IN (?, ?, ?, ?) AND "
                                  "updated_at < ?", (job_id, *closed, before)).fetchone()
                 if row is None:
                     continue
@@ -437,6 +492,20 @@ class JobStore:
         """Everything, JSON-serialisable (for ``glioedge watch --status`` and tests)."""
         return {"jobs": [dataclasses.asdict(j) for j in self.jobs()],
                 "deliveries": [dataclasses.asdict(d) for d in self.deliveries()]}
+
+
+def _newest_published(db: sqlite3.Connection, study_uid: str, after: int) -> int | None:
+    """The id of the newest published (outputs written, not superseded) job of the study newer
+    than job ``after``, or None."""
+    if not study_uid:
+        return None
+    row = db.execute("SELECT MAX(id) FROM jobs WHERE study_uid = ? AND id > ? AND output_dir != '' "
+                     "AND state != ?", (study_uid, after, JobState.SUPERSEDED.value)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def _superseded_by(job_id: int) -> str:
+    return f"superseded by job {job_id} (a newer version of the study)"
 
 
 def _job(row: sqlite3.Row) -> Job:

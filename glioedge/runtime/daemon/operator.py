@@ -23,8 +23,10 @@ from typing import Any
 
 from glioedge.errors import ConfigError
 from glioedge.runtime.daemon.config import DaemonConfig, parse_age
-from glioedge.runtime.daemon.jobs import DB_NAME, JobState, JobStore
+from glioedge.runtime.daemon.jobs import DB_NAME, Job, JobState, JobStore
+from glioedge.runtime.daemon.logging import hide_paths
 from glioedge.runtime.daemon.names import safe_uid
+from glioedge.runtime.daemon.ownership import held_files
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ class JobRow:
     updated: float
     output_dir: str
     report: dict[str, Any]
+    #: ``current`` (the study's newest published version), ``older`` (published, a newer version
+    #: is current), ``superseded`` (never delivered: a newer version was published first) or ``-``.
+    version: str = "-"
 
     @property
     def volumes(self) -> dict[str, float]:
@@ -91,17 +96,30 @@ def read_report(output_dir: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def job_rows(store: JobStore, limit: int | None = None, state: str | None = None) -> list[JobRow]:
-    """The newest jobs first (at most ``limit``), errors scrubbed of private paths and values."""
+def _version(job: Job, current: dict[str, int]) -> str:
+    if job.state is JobState.SUPERSEDED:
+        return "superseded"
+    if current.get(job.study_uid) == job.id:
+        return "current"
+    return "older" if job.output_dir and job.study_uid in current else "-"
+
+
+def job_rows(store: JobStore, limit: int | None = None, state: str | None = None, *,
+             show_paths: bool = False, inbox: str | None = None) -> list[JobRow]:
+    """The newest jobs first (at most ``limit``), errors scrubbed of private values and, unless
+    ``show_paths``, of the job's input paths (a stable hashed form instead)."""
     from glioedge.runtime.daemon.logging import scrub
 
     jobs = store.jobs(JobState(state) if state else None)
     jobs.sort(key=lambda j: j.id, reverse=True)
+    current = store.current_versions()
     rows = []
     for job in jobs[:limit] if limit else jobs:
         created, updated = store.times(job.id)
-        rows.append(JobRow(job.id, job.study_uid, job.state.value, job.attempts, scrub(job.error),
-                           created, updated, job.output_dir, read_report(job.output_dir)))
+        error = job.error if show_paths else scrub(hide_paths(job.error, job.files, inbox))
+        rows.append(JobRow(job.id, job.study_uid, job.state.value, job.attempts, error,
+                           created, updated, job.output_dir, read_report(job.output_dir),
+                           _version(job, current)))
     return rows
 
 
@@ -111,13 +129,14 @@ def _when(t: float) -> str:
 
 def format_table(rows: Sequence[JobRow], error_width: int = 60) -> str:
     """A fixed-width text table (UTC times)."""
-    head = ("ID", "STUDY UID", "STATE", "ATT", "CREATED (UTC)", "UPDATED (UTC)", "RUN S", "LAST ERROR")
+    head = ("ID", "STUDY UID", "STATE", "ATT", "VERSION", "CREATED (UTC)", "UPDATED (UTC)", "RUN S",
+            "LAST ERROR")
     lines = [head]
     for r in rows:
         error = r.error.replace("\n", " ")
         if len(error) > error_width:
             error = error[: error_width - 1] + "…"
-        lines.append((str(r.id), r.study_uid or "-", r.state, str(r.attempts), _when(r.created),
+        lines.append((str(r.id), r.study_uid or "-", r.state, str(r.attempts), r.version, _when(r.created),
                       _when(r.updated), "-" if r.total_s is None else f"{r.total_s:.1f}", error or "-"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
@@ -153,6 +172,10 @@ class PurgeReport:
     #: Files the daemon never processes (not DICOM, DICOMDIR, non-MR objects such as SR),
     #: removed once older than the limit.
     ignored_files: int = 0
+    #: Failed jobs whose inputs, folders and rows were kept (not retried, quarantined or dropped).
+    kept_failed_jobs: int = 0
+    #: Failed jobs dropped with ``--include-failed`` (their inputs and rows go with the limit).
+    dropped_failed_jobs: int = 0
 
 
 def _newest_mtime(path: Path) -> float:
@@ -204,7 +227,7 @@ def _folders(root: Path, skip: Iterable[Path]) -> list[Path]:
 
 
 def purge(config: DaemonConfig, older_than_s: float, *, now: float | None = None,
-          dry_run: bool = False) -> PurgeReport:
+          dry_run: bool = False, include_failed: bool = False) -> PurgeReport:
     """Remove what is older than ``older_than_s`` seconds: inputs, outputs, quarantine, job rows.
 
     * inbox: a study's files go only as a whole, only when its newest file is older than the
@@ -217,7 +240,10 @@ def purge(config: DaemonConfig, older_than_s: float, *, now: float | None = None
     * job rows: closed (done, failed, quarantined) jobs last changed before the limit whose inputs
       are no longer in the inbox (else the daemon would take the study for a new one);
     * never anything of a job in flight (queued, running, delivering): not its inputs, not its
-      study's outbox or quarantine folder, not its row.
+      study's outbox or quarantine folder, not its row;
+    * nor of a failed job (it keeps its inputs until it is retried to success, quarantined or
+      dropped), unless ``include_failed`` (``glioedge purge --include-failed``). Which inputs a job
+      holds is decided by :mod:`.ownership`.
 
     Raises:
         ConfigError: no inbox, no outbox/state configured, or no job store there.
@@ -236,10 +262,14 @@ def purge(config: DaemonConfig, older_than_s: float, *, now: float | None = None
     store = open_store(config)
     try:
         jobs = store.jobs()
-        in_flight = [j for j in jobs if j.state in IN_FLIGHT]
+        holding = IN_FLIGHT if include_failed else (*IN_FLIGHT, JobState.FAILED)
+        in_flight = [j for j in jobs if j.state in holding]
         busy_studies = {safe_uid(j.study_uid) for j in in_flight if j.study_uid}
-        busy_files = {f for j in in_flight for f in j.files}
-        closed_keys = {j.key for j in jobs if j.state not in IN_FLIGHT}
+        busy_files = held_files(store, include_failed=include_failed)
+        closed_keys = {j.key for j in jobs if j.state not in holding}
+        failed = [j for j in jobs if j.state is JobState.FAILED]
+        if not include_failed:
+            report.kept_failed_jobs = len(failed)
         all_keys = {j.key for j in jobs}
         present_keys: set[str] = set()
         outbox, quarantine_dir = Path(w.outbox), w.quarantine_dir
@@ -279,7 +309,11 @@ def purge(config: DaemonConfig, older_than_s: float, *, now: float | None = None
                 if not dry_run:
                     shutil.rmtree(folder)
                 setattr(report, attr, getattr(report, attr) + 1)
-        old = [j.id for j in jobs if j.state not in IN_FLIGHT and j.key not in present_keys]
+        old = [j.id for j in jobs if j.state not in holding and j.key not in present_keys]
+        if include_failed:
+            failed_ids = {j.id for j in failed}
+            report.dropped_failed_jobs = sum(1 for i in old if i in failed_ids
+                                             and store.times(i)[1] < cutoff)
         if dry_run:
             report.jobs = sum(1 for i in old if store.times(i)[1] < cutoff)
         else:

@@ -1,8 +1,14 @@
-"""Quarantine: copy a bad study's inputs aside with the reason. Inputs are never moved or deleted."""
+"""Quarantine: copy a bad study's inputs aside with the reason. Inputs are never moved or deleted.
+
+Nothing written here carries a name from the inbox: inbox folders are often named after the
+patient (viewer exports: ``<name>_<ID>_<birth date>``), so the copies get neutral names and
+``reason.json`` names each source by the stable hashed form the logs and ``glioedge jobs`` use.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import shutil
@@ -11,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from glioedge.fileio import atomic_write_text
+from glioedge.runtime.daemon.logging import hashed_path, hide_paths, scrub
 from glioedge.runtime.daemon.names import safe_uid
 
 logger = logging.getLogger(__name__)
@@ -18,11 +25,14 @@ logger = logging.getLogger(__name__)
 
 def quarantine(root: str | Path, uid: str, files: Sequence[str | Path], reason: str, *,
                inbox: str | Path | None = None, details: dict[str, Any] | None = None) -> Path:
-    """Copy ``files`` to ``<root>/<safe uid>/files/…`` and write ``reason.json`` and ``reason.txt``.
+    """Copy ``files`` to ``<root>/<safe uid>/files/`` and write ``reason.json`` and ``reason.txt``.
 
-    The copy keeps each file's path relative to the inbox when it is below it (else its name),
-    so that an operator can fix and re-drop the study. Writing is idempotent: quarantining the
-    same study again after a crash overwrites the same folder.
+    Each copy is named ``<n>-<hash>.dcm`` (``hash``: of its path relative to the inbox), never
+    after the inbox's folder or file names; ``reason.json`` lists ``{"file", "source"}`` pairs,
+    ``source`` being the hashed form of the original path (``<inbox file …>``, as in the logs
+    and ``glioedge jobs``; ``--show-paths`` there shows the path itself). DICOM readers do not
+    need the names: an operator can fix and re-drop the copies. Writing is idempotent:
+    quarantining the same study again after a crash overwrites the same folder.
 
     Args:
         root: The quarantine folder.
@@ -41,23 +51,23 @@ def quarantine(root: str | Path, uid: str, files: Sequence[str | Path], reason: 
     folder = Path(root) / safe_uid(uid)
     target = folder / "files"
     target.mkdir(parents=True, exist_ok=True)
-    copied: list[str] = []
+    copied: list[dict[str, str]] = []
     base = Path(inbox).resolve() if inbox is not None else None
+    reason = scrub(hide_paths(reason, [str(f) for f in files], inbox))
     for n, f in enumerate(files):
         src = Path(f)
         try:
-            rel = src.resolve().relative_to(base) if base is not None else Path(src.name)
+            rel = str(src.resolve().relative_to(base)) if base is not None else str(src)
         except ValueError:
-            rel = Path(f"{n:05d}_{src.name}")
-        dst = target / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
+            rel = str(src)
+        name = f"{n:05d}-{hashlib.sha256(rel.encode()).hexdigest()[:12]}.dcm"
         try:
-            shutil.copy2(src, dst)
+            shutil.copy2(src, target / name)
         except FileNotFoundError:
             logger.warning("input vanished before quarantine", extra={"event": "quarantine",
-                                                                      "file": src.name})
+                                                                      "file": hashed_path(str(src))})
             continue
-        copied.append(str(rel))
+        copied.append({"file": name, "source": hashed_path(str(src))})
     record = {
         "uid": uid, "reason": reason, "time": dt.datetime.now(dt.timezone.utc).isoformat(),
         "files": copied, **(details or {}),

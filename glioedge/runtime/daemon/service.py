@@ -27,6 +27,7 @@ from glioedge.runtime.daemon.inbox import Inbox, PendingStudy, missing_series
 from glioedge.runtime.daemon.jobproc import JobProcess
 from glioedge.runtime.daemon.jobs import DB_NAME, JobState, JobStore
 from glioedge.runtime.daemon.logging import register_private_folder
+from glioedge.runtime.daemon.ownership import release_done_inputs
 from glioedge.runtime.daemon.quarantine import quarantine
 from glioedge.runtime.daemon.worker import Worker, clean_staging
 
@@ -223,6 +224,7 @@ class Daemon:
                     if dests:
                         worker.deliver_due()
                     if not waiting:
+                        self._release_inputs(store, inbox, inbox.scan()[0])
                         return 0
                 inbox.wait(min(self.config.watch.poll_interval, 0.2 if once else 3600.0))
         finally:
@@ -289,6 +291,7 @@ class Daemon:
             self._checked.pop(key, None)
         current = {study.fingerprint(inbox.entries()) for study in studies}
         self._checked = {k: v for k, v in self._checked.items() if k in current}
+        self._release_inputs(store, inbox, studies)
         for bad in broken:
             if now - inbox.activity(bad.path) < w.quiet_time:
                 waiting += 1
@@ -304,6 +307,15 @@ class Daemon:
             store.add_closed_job(bad.key, "", [bad.path], JobState.QUARANTINED, reason)
             self.metrics.inc("quarantined")
         return waiting
+
+    def _release_inputs(self, store: JobStore, inbox: Inbox, studies: list[PendingStudy]) -> None:
+        """``keep_inputs = false``: inputs of done versions go unless a job or a version still
+        arriving needs them (:mod:`.ownership` decides)."""
+        if self.config.watch.keep_inputs:
+            return
+        arriving = [f for s in studies if not store.has_key(s.fingerprint(inbox.entries()))
+                    for f in s.files]
+        release_done_inputs(store, arriving)
 
     def _queue(self, store: JobStore, study: PendingStudy, key: str, reason: str,
                entries: dict[str, Any]) -> None:

@@ -121,7 +121,7 @@ def render_page(rows: Sequence[JobRow], info: Mapping[str, Any], *, refresh: int
     for name, problem in sorted(dict(info.get("problems") or {}).items()):
         head.append(f"<dt class='failed'>Problem: {_e(name)}</dt><dd class='failed'>{_e(problem)}</dd>")
     head.append("</dl>")
-    cols = ["Job", "Study UID", *(["Patient"] if patient else []), "State", "Attempts",
+    cols = ["Job", "Study UID", *(["Patient"] if patient else []), "State", "Version", "Attempts",
             "Created", "Updated", "Run (s)", "Volumes ET / TC / WT", "Reason / last error", "QA overlay"]
     table = ["<table id='jobs'><thead><tr>" + "".join(f"<th>{c}</th>" for c in cols)
              + "</tr></thead><tbody>"]
@@ -130,7 +130,9 @@ def render_page(rows: Sequence[JobRow], info: Mapping[str, Any], *, refresh: int
               if r.output_dir and (Path(r.output_dir) / "qa.png").is_file() else "-")
         cells = [str(r.id), _e(r.study_uid or "(unreadable file)"),
                  *([_e(patient(r))] if patient else []),
-                 f"<span class='{_e(r.state)}'>{_e(r.state)}</span>", str(r.attempts),
+                 f"<span class='{_e(r.state)}'>{_e(r.state)}</span>",
+                 f"<span class='version' data-version='{_e(r.version)}'>{_e(r.version)}</span>",
+                 str(r.attempts),
                  _e(_when(r.created)), _e(_when(r.updated)),
                  "-" if r.total_s is None else f"{r.total_s:.1f}", _e(_volumes(r)),
                  _e(r.error) or "-", qa]

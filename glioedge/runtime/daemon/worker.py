@@ -114,7 +114,7 @@ class Worker:
         log = {"event": "job", "job_id": job.id, "study_uid": job.study_uid, "attempt": job.attempts}
         logger.info("job started", extra=log)
         t0 = time.perf_counter()
-        final = output_folder(self.outbox, job.study_uid)
+        final = output_folder(self.outbox, job.study_uid, job.id)  # this version's own folder
         staging = self.outbox / TMP_DIR / f"{safe_uid(job.study_uid)}.{job.id}"
         logger.info("inference started", extra={**log, "stage": "inference", "pid": self.jobs.pid})
         try:
@@ -138,8 +138,9 @@ class Worker:
                         "not run again", extra=log)
         t1 = time.perf_counter()
         try:
+            final.parent.mkdir(parents=True, exist_ok=True)
             _publish(staging, final)
-            _fsync_dir(self.outbox)
+            _fsync_dir(final.parent)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             message = f"[{errno.errorcode.get(exc.errno or 0, '?')}] {exc.strerror or exc}"
@@ -147,9 +148,13 @@ class Worker:
         self.metrics.set_problem("outbox", None)
         self.metrics.observe("write", time.perf_counter() - t1)
         seg_uid = str(reply.get("seg_sop_uid", ""))
-        self.store.outputs_written(job.id, str(final), seg_uid, self.destinations)
+        state = self.store.outputs_written(job.id, str(final), seg_uid, self.destinations)
         self.metrics.observe("job", time.perf_counter() - t0)
         logger.info("outputs written", extra={**log, "output": str(final), "seg_sop_uid": seg_uid})
+        if state is JobState.SUPERSEDED:
+            logger.warning("job superseded: a newer version of the study was published first; "
+                           "nothing delivered", extra={**log, "seg_sop_uid": seg_uid})
+            return state
         if not self.destinations:
             self._finished(job)
             return JobState.DONE
@@ -193,12 +198,10 @@ class Worker:
         return JobState.QUARANTINED
 
     def _finished(self, job: Job) -> None:
+        # keep_inputs = false: the inputs go on the next scan, when nothing needs them any more
+        # (decided in glioedge.runtime.daemon.ownership, which also knows the studies arriving)
         self.metrics.inc("jobs_done")
         logger.info("job done", extra={"event": "job", "job_id": job.id, "study_uid": job.study_uid})
-        if not self.config.watch.keep_inputs:
-            for f in job.files:
-                Path(f).unlink(missing_ok=True)
-            self.store.forget_files(job.id)  # the paths go with the inputs
 
     def deliver_due(self, limit: int = 100) -> int:
         """Send every due pending delivery once (bounded by ``limit``).

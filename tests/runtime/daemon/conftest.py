@@ -269,3 +269,12 @@ def orthanc(orthanc_factory: Callable[..., Orthanc]) -> Orthanc:
     if not DICOMWEB_PLUGIN.exists():
         pytest.skip(f"Orthanc's DICOMweb plugin {DICOMWEB_PLUGIN} is missing (Debian orthanc-dicomweb)")
     return orthanc_factory().start()
+
+
+def published(outbox: Path, study_uid: str) -> Path:
+    """The output folder of the study's newest published version (``<outbox>/<uid>/job-<id>``)."""
+    from glioedge.runtime.daemon.names import safe_uid
+
+    folders = sorted((outbox / safe_uid(study_uid)).glob("job-*"), key=lambda p: int(p.name[4:]))
+    assert folders, f"nothing published for study {study_uid} in {outbox}"
+    return folders[-1]

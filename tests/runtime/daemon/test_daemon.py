@@ -27,6 +27,7 @@ from tests.runtime.daemon.conftest import (
     clone_study,
     daemon_config,
     free_port,
+    published,
     wait_until,
 )
 
@@ -69,7 +70,7 @@ def test_study_to_seg_restart_health_and_no_phi(tmp_path: Path, trained_bundle: 
             health = json.loads(r.read())
         with urllib.request.urlopen(f"{base}/metrics", timeout=5) as r:
             metrics = r.read().decode()
-    out = tmp_path / "outbox" / safe_uid(study_uid)
+    out = published(tmp_path / "outbox", study_uid)
     seg = pydicom.dcmread(out / "seg.dcm")
     assert seg.SOPClassUID == SEG_STORAGE and seg.StudyInstanceUID == study_uid
     report = json.loads((out / "report.json").read_text())
@@ -138,7 +139,7 @@ def test_bad_studies_are_quarantined_and_good_ones_served(
         jobs = {j.study_uid: j for j in store.jobs()}
         store.close()
     assert jobs[good].state is JobState.DONE
-    assert (tmp_path / "outbox" / safe_uid(good) / "seg.dcm").is_file()
+    assert (published(tmp_path / "outbox", good) / "seg.dcm").is_file()
     qroot = tmp_path / "quarantine"
     for name, (key, words) in catalogue.items():
         assert jobs[key].state is JobState.QUARANTINED, name
@@ -213,7 +214,7 @@ def test_full_outbox_keeps_the_job_queued_with_a_clear_error(
         metrics = daemon.daemon.metrics.render({}, {})
     # inference ran once: the retries wrote the result the inference process kept
     assert 'glioedge_stage_seconds_count{stage="inference"} 1' in metrics
-    assert (tiny_outbox / safe_uid(study_uid) / "seg.dcm").is_file()
+    assert (published(tiny_outbox, study_uid) / "seg.dcm").is_file()
     assert not list(tiny_outbox.glob("_tmp/*"))
 
 
@@ -228,7 +229,7 @@ def test_cli_once_with_config_file(tmp_path: Path, trained_bundle: Path, synthet
            "--once"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    out = tmp_path / "out" / safe_uid(study_uid)
+    out = published(tmp_path / "out", study_uid)
     assert (out / "seg.dcm").is_file() and (out / "qa.png").is_file()
     records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert any(r.get("event") == "job" and r["message"] == "job done" for r in records)

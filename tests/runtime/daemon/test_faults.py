@@ -136,7 +136,10 @@ def test_kill9_during_inference_and_delivery_then_every_job_done_once(
     assert pacs.sop_uids("SEG") == seg_uids
     studies = [p for p in (tmp_path / "outbox").iterdir() if not p.name.startswith("_")]
     assert sorted(p.name for p in studies) == sorted(uids)
-    assert all(sorted(f.name for f in p.iterdir()) == ["report.json", "seg.dcm"] for p in studies)
+    for p in studies:  # one version (job folder) per study, complete
+        versions = list(p.iterdir())
+        assert len(versions) == 1 and versions[0].name.startswith("job-"), versions
+        assert sorted(f.name for f in versions[0].iterdir()) == ["report.json", "seg.dcm"]
     assert not list((tmp_path / "outbox").rglob("*.tmp"))
     assert kills == 11
 

@@ -20,7 +20,7 @@ from glioedge.runtime.daemon.inbox import Inbox
 from glioedge.runtime.daemon.jobs import JobState, JobStore
 from glioedge.runtime.daemon.names import safe_uid
 from glioedge.runtime.daemon.service import DB_NAME
-from tests.runtime.daemon.conftest import PHI_VALUES, clone_study, wait_until
+from tests.runtime.daemon.conftest import PHI_VALUES, clone_study, published, wait_until
 
 DAY = 86400.0
 
@@ -211,4 +211,4 @@ def test_a_retried_job_runs_again_end_to_end(tmp_path: Path, trained_bundle: Pat
         n_jobs = len(store.jobs())
         store.close()
     assert (again.state, again.attempts, n_jobs) == (JobState.DONE, 1, 1)
-    assert (tmp_path / "outbox" / safe_uid(uid) / "seg.dcm").is_file()
+    assert (published(tmp_path / "outbox", uid) / "seg.dcm").is_file()

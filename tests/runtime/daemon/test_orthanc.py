@@ -13,7 +13,6 @@ import pytest
 
 from glioedge.runtime.daemon.config import ReceiveConfig
 from glioedge.runtime.daemon.jobs import DeliveryState, JobState
-from glioedge.runtime.daemon.names import safe_uid
 from glioedge.runtime.daemon.receiver import Receiver
 from tests.runtime.daemon.conftest import (
     DICOMWEB_PLUGIN,
@@ -23,6 +22,7 @@ from tests.runtime.daemon.conftest import (
     clone_study,
     daemon_config,
     free_port,
+    published,
     wait_until,
 )
 
@@ -31,7 +31,7 @@ LABELMAP_SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
 
 
 def _seg(tmp_path: Path, study_uid: str) -> pydicom.Dataset:
-    return pydicom.dcmread(tmp_path / "outbox" / safe_uid(study_uid) / "seg.dcm")
+    return pydicom.dcmread(published(tmp_path / "outbox", study_uid) / "seg.dcm")
 
 
 def test_cstore_and_stowrs_deliver_and_are_queryable_back(

@@ -285,9 +285,9 @@ def test_quarantine_copies_and_never_moves(tmp_path: Path) -> None:
     folder = quarantine(tmp_path / "q", "../../evil", files, "no T1CE series", inbox=inbox)
     assert folder.parent == tmp_path / "q"
     assert all(f.exists() for f in files)  # inputs untouched
-    assert (folder / "files" / "s" / "a" / "1.dcm").read_bytes() == b"x" * 10
     reason = json.loads((folder / "reason.json").read_text())
     assert reason["reason"] == "no T1CE series" and len(reason["files"]) == 2
+    assert (folder / "files" / reason["files"][0]["file"]).read_bytes() == b"x" * 10
     assert (folder / "reason.txt").read_text().strip() == "no T1CE series"
 
 
