@@ -103,7 +103,7 @@ def run_demo(out: Path, quick: bool = False) -> int:
         shutil.rmtree(folder, ignore_errors=True)
     study, truth = write_demo_study(inbox)
     code = run_daemon_once(inbox, outbox, bundle, out)
-    segs = sorted(p for p in outbox.glob("*/seg.dcm") if not p.parent.name.startswith("_"))
+    segs = sorted(p for p in outbox.glob("*/job-*/seg.dcm") if not p.parent.parent.name.startswith("_"))
     summary: dict[str, Any] = {
         "data": str(data_dir),
         "checkpoint": str(result.checkpoint),

@@ -29,7 +29,7 @@ def test_changed_content_under_the_same_uids_gets_a_new_seg_and_a_rerun_the_same
         ds.save_as(path, enforce_file_format=True)  # same SOP Instance UID, other pixels
     relabelled = tmp_path / "relabelled"
     shutil.copytree(synthetic_study, relabelled)
-    for path in sorted((relabelled / "t1ce").glob("*.dcm")):  # a corrected header, same pixels
+    for path in sorted(relabelled.rglob("*.dcm")):  # a corrected header on every series, same pixels
         ds = pydicom.dcmread(path)
         ds.PatientName = "CORRECTED^NAME"
         ds.save_as(path, enforce_file_format=True)

@@ -29,7 +29,8 @@ class WatchConfig:
 
     Attributes:
         inbox: Folder watched for incoming DICOM files (any layout, recursive).
-        outbox: Folder the results go to, ``<outbox>/<study uid>/seg.dcm`` and friends.
+        outbox: Folder the results go to, ``<outbox>/<study uid>/job-<id>/seg.dcm`` and friends
+            (one folder per version).
         quarantine: Where bad studies are copied; default ``<outbox>/_quarantine``.
         state: Where the job store lives; default ``<outbox>/_state`` (put it on another disk
             than the outbox so that a full outbox cannot stop the store from recording it).
