@@ -18,6 +18,10 @@ from glioedge.errors import ConfigError
 
 _AGE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw]?)\s*$")
 _UNIT_S = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+#: ``watch.job_timeout = 0``: a job's limit is this many seconds plus ...
+AUTO_JOB_TIMEOUT = 600.0
+#: ... this many per input file (a 4-series study of 600 files: 20 minutes).
+AUTO_JOB_TIMEOUT_PER_FILE = 1.0
 #: ``[delivery]`` keys that hold secrets: never logged, never on a command line.
 SECRET_KEYS = ("stowrs_password", "stowrs_token")
 _CSTORE = re.compile(r"^(?P<aet>[^@]{1,16})@(?P<host>[^:@]+):(?P<port>\d{1,5})$")
@@ -45,6 +49,11 @@ class WatchConfig:
         retry_max: Longest delay between job retries, in seconds.
         keep_inputs: Keep the input files after success (default); ``false`` deletes the study's
             input files once every delivery is acknowledged.
+        job_timeout: Seconds one job may run before its inference process (with everything it
+            started) is killed and the attempt counted; ``0`` (default): derived from the study,
+            ``600 + 1 per input file`` (see :meth:`job_limit`).
+        stop_grace: Seconds a stop (SIGTERM) waits for the running job before killing it (the
+            job is re-queued, not charged).
     """
 
     inbox: str = ""
@@ -59,6 +68,14 @@ class WatchConfig:
     retry_initial: float = 10.0
     retry_max: float = 600.0
     keep_inputs: bool = True
+    job_timeout: float = 0.0
+    stop_grace: float = 10.0
+
+    def job_limit(self, files: int) -> float:
+        """The time limit of a job over ``files`` input files, in seconds."""
+        if self.job_timeout > 0:
+            return self.job_timeout
+        return AUTO_JOB_TIMEOUT + AUTO_JOB_TIMEOUT_PER_FILE * files
 
     @property
     def quarantine_dir(self) -> Path:
@@ -288,7 +305,8 @@ class DaemonConfig:
         """
         w, d = self.watch, self.delivery
         for key, value in (("watch.quiet_time", w.quiet_time), ("watch.retry_initial", w.retry_initial),
-                           ("watch.retry_max", w.retry_max),
+                           ("watch.retry_max", w.retry_max), ("watch.job_timeout", w.job_timeout),
+                           ("watch.stop_grace", w.stop_grace),
                            ("delivery.backoff_initial", d.backoff_initial),
                            ("delivery.backoff_max", d.backoff_max)):
             if not value >= 0:  # also refuses NaN
@@ -435,12 +453,8 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            from glioedge._optional import require
+        import tomllib
 
-            tomllib = require("tomli", "reading the daemon's TOML configuration on Python 3.10")
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:

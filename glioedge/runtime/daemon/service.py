@@ -4,8 +4,9 @@ One daemon per state folder, outbox and inbox (an exclusive ``flock`` on each of
 folders); inference runs in a child process
 (:mod:`.jobproc`), one job at a time, deliveries in their own thread so that a PACS that is down
 never holds up segmentation. SIGTERM (see :mod:`.commands`) sets the stop event: the running job
-finishes, then the daemon exits; a ``kill -9`` loses nothing but the running job's progress, and
-costs the job no attempt.
+gets ``watch.stop_grace`` seconds to finish, then the inference child's process tree is killed and
+the job re-queued uncharged; a ``kill -9`` loses nothing but the running job's progress, counts
+that start, and the next start kills what the killed daemon left (:mod:`.procs`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from glioedge.errors import ConfigError, InputError
+from glioedge.errors import ConfigError, GlioedgeError, InputError
+from glioedge.runtime.daemon import procs
 from glioedge.runtime.daemon.config import DaemonConfig
 from glioedge.runtime.daemon.delivery import destinations
 from glioedge.runtime.daemon.health import HealthServer, Metrics
@@ -34,7 +36,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DB_NAME", "PROBLEM_COUNTERS", "Daemon"]
 #: Counters that make ``--once`` exit with status 1.
-PROBLEM_COUNTERS = ("quarantined", "job_errors", "delivery_failures")
+PROBLEM_COUNTERS = ("quarantined", "job_errors", "delivery_failures", "incomplete_studies")
+#: ``--once`` gives up (status 2) after this many loop errors in a row (a full or broken state disk).
+ONCE_MAX_LOOP_ERRORS = 3
 
 
 class Daemon:
@@ -58,6 +62,9 @@ class Daemon:
         self.ready: dict[str, Any] = {}
         #: Studies still arriving at the last scan (the status page's "queue").
         self.waiting = 0
+        self._once = False
+        #: ``--once``: quiet studies that lack a required series (key → reason), reported once.
+        self.incomplete: dict[str, str] = {}
 
     # ---- set-up -----------------------------------------------------------------------------
     @staticmethod
@@ -72,10 +79,38 @@ class Daemon:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
-            raise ConfigError(f"another glioedge daemon uses the {what} folder {folder} (it holds "
-                              f"its lock); one daemon per inbox, outbox and state folder: stop it "
-                              "or give this one other folders") from exc
+            nested = " (or an inbox inside it)" if what == "inbox" else ""
+            raise ConfigError(f"another glioedge daemon uses the {what} folder {folder}{nested} (it "
+                              "holds its lock); one daemon per inbox, outbox and state folder, and "
+                              "no inbox inside another: stop it or give this one other folders") from exc
         return fd
+
+    @staticmethod
+    def _lock_ancestors(inbox: Path) -> list[int]:
+        """A shared ``flock`` on every folder above the inbox, held while the daemon runs: a daemon
+        whose inbox contains this one cannot take its exclusive inbox lock, and this one cannot
+        start inside another daemon's inbox (or outbox, or state folder).
+
+        Raises:
+            ConfigError: an enclosing folder is another daemon's.
+        """
+        fds: list[int] = []
+        for folder in inbox.resolve().parents:
+            try:
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
+                continue  # not readable: no daemon of ours can lock it either
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                for held in fds:
+                    os.close(held)
+                raise ConfigError(f"the inbox {inbox} lies inside {folder}, a folder another glioedge "
+                                  "daemon uses (its inbox, outbox or state folder): both would process "
+                                  "and send the same studies; give this one a folder of its own") from exc
+            fds.append(fd)
+        return fds
 
     def _rules(self) -> Any:
         if not self.config.model.rules:
@@ -109,19 +144,27 @@ class Daemon:
         try:
             for folder, what in folders.values():
                 locks.append(self._lock(folder, what))
+            locks += self._lock_ancestors(inbox_dir)
         except ConfigError:
             for fd in locks:
                 os.close(fd)
             raise
+        self._once = once
         store = JobStore(state / DB_NAME)
-        jobs = JobProcess(self.config)
+        jobs = JobProcess(self.config, stop=self.stop)
         try:
-            recovered = store.recover()
+            procs.sweep(state)  # a killed daemon's inference tree and temporary files
+            recovered = store.recover(delay=w.retry_initial)
             clean_staging(outbox)
             logger.info("daemon starting", extra={"event": "start", "outbox": w.outbox,
                                                   "recovered_jobs": recovered, "once": once})
             self.rules = self._rules()
-            ready = jobs.start()
+            try:
+                ready = jobs.start()
+            except GlioedgeError:
+                if self.stop.is_set():  # SIGTERM while the model was loading: a normal stop
+                    return 0
+                raise
             self.ready = dict(ready)
             self.required = tuple(ready.get("modalities") or self.required)
             dests = destinations(self.config.delivery)
@@ -136,6 +179,8 @@ class Daemon:
                 inbox.close()
                 if self.health is not None:
                     self.health.stop()
+            if code:
+                return code
             if once and any(self.metrics.total(c) for c in PROBLEM_COUNTERS):
                 logger.warning("finished with problems", extra={
                     "event": "stop", **{c: self.metrics.total(c) for c in PROBLEM_COUNTERS}})
@@ -196,6 +241,7 @@ class Daemon:
             deliverer = threading.Thread(target=self._deliver_forever, args=(worker,),
                                          name="glioedge-delivery", daemon=True)
             deliverer.start()
+        errors = 0
         try:
             while not self.stop.is_set():
                 self.metrics.tick()
@@ -204,7 +250,14 @@ class Daemon:
                     self.waiting = waiting
                     while not self.stop.is_set() and worker.run_next():
                         self.metrics.tick()
+                    errors = 0
                 except (OSError, sqlite3.Error) as exc:  # e.g. the state disk is full: retry later
+                    errors += 1
+                    if once and errors >= ONCE_MAX_LOOP_ERRORS:
+                        logger.error("giving up: the same kind of error keeps recurring", extra={
+                            "event": "stop", "error": f"{type(exc).__name__}: {exc}",
+                            "errors_in_a_row": errors})
+                        return 2
                     logger.exception("daemon loop error; retrying", extra={"event": "loop",
                                                                            "error": str(exc)})
                     self.stop.wait(self.config.watch.retry_initial)
@@ -218,8 +271,9 @@ class Daemon:
         finally:
             self.stop.set()
             inbox.wake()
-            if deliverer is not None:
-                deliverer.join(timeout=self.config.delivery.timeout + 5)
+            if deliverer is not None:  # a send in flight is re-sent after a restart
+                deliverer.join(timeout=min(self.config.delivery.timeout + 5,
+                                           max(1.0, self.config.watch.stop_grace)))
         return 0
 
     def _deliver_forever(self, worker: Worker) -> None:
@@ -264,6 +318,11 @@ class Daemon:
                 else:
                     self._checked[key] = missing_series(headers, self.required, self.rules)
             reason = self._checked[key]
+            if reason and self._once and key not in self.incomplete:  # nobody waits for the rest
+                self.incomplete[key] = reason
+                self.metrics.inc("incomplete_studies")
+                logger.warning("study incomplete: not processed", extra={
+                    "event": "inbox", "study_uid": study.study_uid, "reason": reason})
             if reason and not overdue:
                 logger.debug("study incomplete", extra={"event": "inbox", "study_uid": study.study_uid,
                                                         "reason": reason})

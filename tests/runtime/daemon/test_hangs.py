@@ -1,0 +1,288 @@
+"""Jobs that hang or die (issue 17, items 6-9): a time limit that kills the whole process tree,
+temporary images removed on every path, a job never stuck in ``running``, ``--once`` that never
+exits 0 over a problem nor loops forever, nested inboxes refused, clients that hang up ignored."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from glioedge.runtime.daemon.config import load_config
+from glioedge.runtime.daemon.health import HealthServer, Metrics
+from glioedge.runtime.daemon.jobproc import JobProcess, _run_job
+from glioedge.runtime.daemon.jobs import JobState, JobStore
+from tests.runtime.daemon.conftest import LOOPBACK, wait_until
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "zombie" in status.read_text()
+    except OSError:
+        return True
+
+
+def _pids(path: Path) -> list[int]:
+    return [pid for line in path.read_text().splitlines() if line.strip() for pid in json.loads(line)]
+
+
+def _config(tmp: Path, **watch: Any) -> Any:
+    return load_config(None, {"watch.inbox": str(tmp / "inbox"), "watch.outbox": str(tmp / "outbox"),
+                              "watch.state": str(tmp / "state"), "model.bundle": "unused",
+                              **{f"watch.{k}": v for k, v in watch.items()}})
+
+
+def _child(mode: str) -> list[str]:
+    return [sys.executable, "-m", "tests.runtime.daemon.hang_tools", "child", mode]
+
+
+# ---- the inference child's process handling ------------------------------------------------------
+def test_a_job_past_its_limit_is_killed_with_its_whole_tree_and_its_temporary_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(JobProcess, "command", _child("hang"))
+    monkeypatch.chdir(ROOT)
+    config = _config(tmp_path)
+    jobs = JobProcess(config)
+    jobs.start()
+    t0 = time.monotonic()
+    reply = jobs.run({"op": "run", "pids_file": str(tmp_path / "pids")}, timeout=2.0)
+    took = time.monotonic() - t0
+    assert reply["status"] == "timeout" and "time limit of 2 s" in reply["message"]
+    assert took < 15
+    pids = _pids(tmp_path / "pids")  # the child, a grandchild in its own session, one in its group
+    assert len(pids) == 3
+    wait_until(lambda: all(_gone(p) for p in pids), 10, "the whole tree to die")
+    assert list((config.watch.state_dir / "work").iterdir()) == []  # the patient's image went
+    jobs.close()
+
+
+def test_a_malformed_reply_fails_the_job_instead_of_waiting_forever(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(JobProcess, "command", _child("garbage"))
+    monkeypatch.chdir(ROOT)
+    jobs = JobProcess(_config(tmp_path))
+    jobs.start()
+    child = jobs.pid
+    replies: list[dict[str, Any]] = []
+    thread = threading.Thread(target=lambda: replies.append(jobs.run({"op": "run"})), daemon=True)
+    thread.start()
+    thread.join(timeout=20)
+    assert not thread.is_alive(), "the parent still waits on a child that answered nonsense"
+    assert replies[0]["status"] == "error" and "malformed" in replies[0]["message"]
+    assert child is not None
+    wait_until(lambda: _gone(child), 10, "the nonsense-speaking child to be killed")
+
+
+def test_a_non_oserror_while_writing_outputs_is_a_failed_attempt_not_the_childs_end(
+        tmp_path: Path) -> None:
+    class Result:
+        timings: dict[str, float] = {}  # noqa: RUF012
+
+        def write(self, folder: Path) -> None:
+            (folder / "seg.dcm").write_bytes(b"half")
+            raise ValueError("(0062,0002) cannot be encoded")
+
+    class Segmenter:
+        def segment_study(self, datasets: Any, rules: Any = None) -> Result:
+            return Result()
+
+    study = tmp_path / "in.dcm"
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+    ds.PatientName = "X"
+    ds.save_as(study, enforce_file_format=True)
+    staging = tmp_path / "staging"
+    reply = _run_job(Segmenter(), None, {"key": "k", "staging": str(staging), "files": [str(study)],
+                                         "job_id": 1}, OrderedDict())
+    assert reply["status"] == "error" and "ValueError" in reply["message"]
+    assert "writing the outputs failed" in reply["message"]
+    assert not staging.exists()  # no half-written outputs left
+
+
+def test_a_brain_mask_command_that_times_out_takes_its_children_and_temp_files_with_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glioedge.dicom_io import Volume
+    from glioedge.errors import BackendError
+    from glioedge.runtime.brain_mask import command_mask
+
+    monkeypatch.chdir(ROOT)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    volumes = {"flair": Volume(np.ones((8, 8, 8), np.float32), np.eye(4))}
+    pidfile = tmp_path / "pids"
+    command = f"{sys.executable} -m tests.runtime.daemon.hang_tools mask {pidfile} {{input}} {{output}}"
+    with pytest.raises(BackendError, match="timed out"):
+        command_mask(volumes, "flair", command, timeout_s=3.0)
+    pids = _pids(pidfile)
+    assert len(pids) == 3
+    # the tool and the grandchild in its process group die; the one that left the group is the
+    # daemon's to kill (its marker), tested with the daemon below
+    wait_until(lambda: _gone(pids[0]) and _gone(pids[2]), 10, "the command's process group to die")
+    os.kill(pids[1], 9)
+    assert list(scratch.iterdir()) == []
+
+
+def test_start_up_sweeps_what_a_killed_daemon_left(tmp_path: Path) -> None:
+    """After ``kill -9`` of the daemon its inference child dies (PDEATHSIG) but a brain-mask
+    command and the NIfTI copies of a study may be left: the next start kills and removes them."""
+    from glioedge.runtime.daemon import procs
+
+    state = tmp_path / "state"
+    env = procs.child_environment(state)
+    leftover = subprocess.Popen(["sleep", "300"], env=env, start_new_session=True)
+    other = subprocess.Popen(["sleep", "300"])  # not ours: left alone
+    work = state / procs.WORK_DIR
+    (work / "glioedge-bet-x").mkdir()
+    (work / "glioedge-bet-x" / "flair.nii.gz").write_bytes(b"patient image")
+    try:
+        found = procs.sweep(state)
+        assert found["processes_killed"] >= 1 and found["temporary_entries_removed"] == 1
+        leftover.wait(timeout=10)
+        assert leftover.returncode == -9
+        assert other.poll() is None
+        assert list(work.iterdir()) == []
+    finally:
+        other.kill()
+        other.wait()
+        if leftover.poll() is None:
+            leftover.kill()
+
+
+# ---- the job store ------------------------------------------------------------------------------
+def test_a_job_interrupted_by_a_killed_daemon_is_charged_and_goes_behind_the_others(
+        tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    hanging = store.add_job("a#1", "1.2.3", ["/in/a.dcm"])
+    other = store.add_job("b#1", "1.2.4", ["/in/b.dcm"])
+    job = store.claim(max_attempts=2)
+    assert job is not None and job.id == hanging
+    store.close()  # kill -9 here
+    store = JobStore(tmp_path / "jobs.sqlite")
+    assert store.recover(delay=60) == 1
+    assert store.job(hanging).attempts == 1  # the start stays counted
+    nxt = store.claim(max_attempts=2)
+    assert nxt is not None and nxt.id == other  # the queue moves on
+    store.close()
+
+
+class _FailingCommit:
+    """A real SQLite connection whose next COMMIT fails (as on a full or failing disk)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self.fail = 1
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql == "COMMIT" and self.fail:
+            self.fail -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def test_a_failed_commit_is_rolled_back_and_the_store_stays_usable(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    store._db = _FailingCommit(store._db)  # type: ignore[assignment]
+    with pytest.raises(sqlite3.OperationalError):
+        store.add_job("a#1", "1.2.3", ["/in/a.dcm"])
+    assert not store._db.in_transaction
+    assert store.jobs() == []  # rolled back
+    assert store.add_job("a#1", "1.2.3", ["/in/a.dcm"]) is not None  # next transaction works
+    store.close()
+
+
+def test_an_unexpected_exception_after_claim_requeues_the_job_without_a_restart(
+        tmp_path: Path) -> None:
+    from glioedge.runtime.daemon.worker import Worker
+
+    config = _config(tmp_path, retry_initial=0.0)
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job_id = store.add_job("a#1", "1.2.3", ["/in/a.dcm"])
+    worker = Worker(config, store, None, Metrics(), {})
+    calls = []
+
+    def broken(job: Any) -> JobState:
+        calls.append(job.id)
+        if len(calls) == 1:
+            raise KeyError("a bug")  # not an OSError: logged, the loop goes on
+        store._db = _FailingCommit(raw)  # type: ignore[assignment]
+        store._db.fail = 2  # the store fails too: the job cannot even be put back now
+        raise sqlite3.OperationalError("database is locked")
+
+    raw = store._db
+    worker.process = broken  # type: ignore[method-assign]
+    assert worker.run_next() is True
+    job = store.job(job_id)
+    assert job.state is JobState.QUEUED and job.attempts == 1 and "KeyError" in job.error
+    with pytest.raises(sqlite3.OperationalError):  # raised for the loop to back off
+        worker.run_next()
+    store._db = raw
+    assert store.job(job_id).state is JobState.RUNNING  # could not be released yet ...
+    worker.process = lambda job: JobState.DONE  # type: ignore[method-assign]
+    assert worker.run_next() is True  # ... it is, before the next claim, which runs it again
+    assert calls == [job_id, job_id]
+    assert store.job(job_id).attempts == 3
+    store.close()
+
+
+# ---- health and the status page -----------------------------------------------------------------
+def test_healthz_names_the_job_that_ran_past_its_limit() -> None:
+    metrics = Metrics()
+    server = HealthServer(LOOPBACK, 0, metrics, lambda: ({}, {}), stall_after=10)
+    metrics.busy_since, metrics.busy_job, metrics.busy_limit = time.time() - 5, 7, 100.0
+    body = server.health()
+    assert body["status"] == "ok" and body["job"]["id"] == 7 and body["job"]["limit_s"] == 100.0
+    metrics.last_tick -= 600
+    metrics.busy_since = time.time() - 600
+    body = server.health()
+    server.stop()
+    assert body["status"] == "stalled" and body["stalled_job"] == 7
+
+
+def test_clients_that_hang_up_leave_no_traceback(capfd: pytest.CaptureFixture[str]) -> None:
+    def slow_page(path: str, health: dict[str, Any]) -> tuple[int, str, bytes]:
+        time.sleep(0.3)  # the client is gone by now
+        return 200, "text/html", b"x" * 2_000_000
+
+    server = HealthServer(LOOPBACK, 0, Metrics(), lambda: ({}, {}), pages=slow_page)
+    server.start()
+    try:
+        for _ in range(5):
+            client = socket.create_connection((LOOPBACK, server.port))
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()  # reset
+        time.sleep(1.5)
+    finally:
+        server.stop()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "ConnectionReset" not in err
