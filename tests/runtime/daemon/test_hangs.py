@@ -286,3 +286,120 @@ def test_clients_that_hang_up_leave_no_traceback(capfd: pytest.CaptureFixture[st
         server.stop()
     err = capfd.readouterr().err
     assert "Traceback" not in err and "BrokenPipe" not in err and "ConnectionReset" not in err
+
+
+# ---- the daemon, with the real inference child ----------------------------------------------------
+def _hanging_mask(tmp: Path, bundle: Path, pidfile: Path, **watch: Any) -> Any:
+    from tests.runtime.daemon.conftest import daemon_config
+
+    command = f"{sys.executable} -m tests.runtime.daemon.hang_tools mask {pidfile} {{input}} {{output}}"
+    return daemon_config(tmp, bundle, watch=watch,
+                         segmenter={"brain_mask": "command", "brain_mask_command": command})
+
+
+@pytest.mark.slow
+def test_a_hung_brain_mask_command_is_killed_at_the_limit_and_the_queue_moves_on(
+        tmp_path: Path, trained_bundle: Path, synthetic_study: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.runtime.daemon.conftest import ThreadDaemon, clone_study
+
+    monkeypatch.chdir(ROOT)
+    for n in range(2):
+        clone_study(synthetic_study, tmp_path / "inbox" / f"s{n}", f"hang{n}")
+    pidfile = tmp_path / "pids"
+    config = _hanging_mask(tmp_path, trained_bundle, pidfile, job_timeout=4.0, max_attempts=1)
+    with ThreadDaemon(config) as daemon:
+        wait_until(lambda: daemon.counts()["failed"] == 2, 120, "both hanging jobs to fail")
+        store = daemon.store()
+        jobs = store.jobs()
+        store.close()
+    assert all(j.attempts == 1 and "time limit of 4 s" in j.error for j in jobs), [j.error for j in jobs]
+    pids = _pids(pidfile)
+    assert len(pids) == 6  # each job ran the command, which started two more processes
+    wait_until(lambda: all(_gone(p) for p in pids), 10, "every process of both jobs to die")
+    assert list((tmp_path / "state" / "work").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_daemon_within_seconds_while_a_job_hangs(
+        tmp_path: Path, trained_bundle: Path, synthetic_study: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.runtime.daemon.conftest import ThreadDaemon, clone_study
+
+    monkeypatch.chdir(ROOT)
+    clone_study(synthetic_study, tmp_path / "inbox", "term")
+    pidfile = tmp_path / "pids"
+    config = _hanging_mask(tmp_path, trained_bundle, pidfile, job_timeout=300.0, stop_grace=1.0)
+    daemon = ThreadDaemon(config)
+    daemon.thread.start()
+    wait_until(lambda: pidfile.exists() and len(_pids(pidfile)) == 3, 120, "the command to hang")
+    t0 = time.monotonic()
+    daemon.daemon.stop.set()  # what SIGTERM does
+    daemon.thread.join(timeout=30)
+    took = time.monotonic() - t0
+    assert not daemon.thread.is_alive() and daemon.error is None
+    assert took < 10, f"stopping took {took:.1f} s"
+    store = daemon.store()
+    job = store.jobs()[0]
+    store.close()
+    assert job.state is JobState.QUEUED and job.attempts == 0  # a stop is not the job's fault
+    wait_until(lambda: all(_gone(p) for p in _pids(pidfile)), 10, "the hung command to die")
+    assert list((tmp_path / "state" / "work").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_once_fails_with_the_reason_on_a_quiet_study_missing_a_series(
+        tmp_path: Path, trained_bundle: Path, synthetic_study: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from glioedge.runtime.daemon.service import Daemon
+    from tests.runtime.daemon.conftest import clone_study, daemon_config
+
+    clone_study(synthetic_study, tmp_path / "inbox", "t1ce-only", series_filter="t1ce")
+    config = daemon_config(tmp_path, trained_bundle, watch={"quiet_time": 0.0})
+    with caplog.at_level("WARNING"):
+        code = Daemon(config).run(once=True)
+    assert code == 1
+    incomplete = [r for r in caplog.records if r.getMessage() == "study incomplete: not processed"]
+    assert incomplete and "FLAIR" in str(getattr(incomplete[0], "reason", "")).upper()
+
+
+@pytest.mark.slow
+def test_once_gives_up_on_an_error_that_keeps_recurring(
+        tmp_path: Path, trained_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glioedge.runtime.daemon.service import Daemon
+    from tests.runtime.daemon.conftest import daemon_config
+
+    def broken(self: Any, store: Any, inbox: Any) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Daemon, "_scan", broken)
+    config = daemon_config(tmp_path, trained_bundle, watch={"retry_initial": 0.1})
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(Daemon(config).run(once=True)), daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "--once loops forever on a recurring error"
+    assert codes == [2]
+
+
+@pytest.mark.slow
+def test_an_inbox_inside_another_daemons_inbox_is_refused_both_ways(
+        tmp_path: Path, trained_bundle: Path) -> None:
+    from glioedge.errors import ConfigError
+    from glioedge.runtime.daemon.service import Daemon
+    from tests.runtime.daemon.conftest import ThreadDaemon, daemon_config
+
+    def other(root: Path, inbox: Path) -> Any:
+        return daemon_config(root, trained_bundle, watch={"inbox": str(inbox)})
+
+    (tmp_path / "a" / "inbox" / "sub").mkdir(parents=True)
+    with ThreadDaemon(other(tmp_path / "a", tmp_path / "a" / "inbox")) as outer:
+        wait_until(lambda: outer.daemon.metrics.last_tick > outer.daemon.metrics.started + 0.5, 60,
+                   "the first daemon to serve")
+        with pytest.raises(ConfigError, match="lies inside"):
+            Daemon(other(tmp_path / "b", tmp_path / "a" / "inbox" / "sub")).run(once=True)
+    with ThreadDaemon(other(tmp_path / "c", tmp_path / "a" / "inbox" / "sub")) as inner:
+        wait_until(lambda: inner.daemon.metrics.last_tick > inner.daemon.metrics.started + 0.5, 60,
+                   "the inner daemon to serve")
+        with pytest.raises(ConfigError, match=r"inbox folder .*or an inbox inside it"):
+            Daemon(other(tmp_path / "d", tmp_path / "a" / "inbox")).run(once=True)
