@@ -48,7 +48,8 @@ def mismatches(declared: dict[str, str], lock: str) -> list[str]:
     out = []
     for name, floor in sorted(declared.items()):
         got = resolved.get(name)
-        if got is None or _version(got) != _version(floor) + (0,) * (len(_version(got)) - len(_version(floor))):
+        want = _version(floor)
+        if got is None or _version(got) != want + (0,) * (len(_version(got)) - len(want)):
             out.append(f"{name}: declared >= {floor}, lowest resolvable {got or 'none'}")
     return out
 

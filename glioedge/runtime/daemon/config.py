@@ -54,6 +54,8 @@ class WatchConfig:
             ``600 + 1 per input file`` (see :meth:`job_limit`).
         stop_grace: Seconds a stop (SIGTERM) waits for the running job before killing it (the
             job is re-queued, not charged).
+        rescan_interval: Seconds between full rescans of the inbox; in between, a poll lists
+            only folders that changed (see ``docs/daemon.md``, "Scanning a large inbox").
     """
 
     inbox: str = ""
@@ -70,6 +72,7 @@ class WatchConfig:
     keep_inputs: bool = True
     job_timeout: float = 0.0
     stop_grace: float = 10.0
+    rescan_interval: float = 60.0
 
     def job_limit(self, files: int) -> float:
         """The time limit of a job over ``files`` input files, in seconds."""
@@ -312,6 +315,7 @@ class DaemonConfig:
             if not value >= 0:  # also refuses NaN
                 raise ConfigError(f"{key} = {value}: expected a number of seconds >= 0")
         for key, value in (("watch.poll_interval", w.poll_interval), ("watch.max_wait", w.max_wait),
+                           ("watch.rescan_interval", w.rescan_interval),
                            ("delivery.timeout", d.timeout)):
             if not 0 < value < float("inf"):
                 raise ConfigError(f"{key} = {value}: expected a number of seconds > 0")

@@ -219,7 +219,7 @@ class JobStore:
         return None if row is None or row[0] is None else float(row[0])
 
     def claim(self, max_attempts: int) -> Job | None:
-        """Take the oldest due queued job, mark it running and count the attempt.
+        """Take the due queued job that waited longest, mark it running and count the attempt.
 
         Jobs that already used ``max_attempts`` starts are marked failed instead.
         """
@@ -227,7 +227,9 @@ class JobStore:
         with self._tx() as db:
             while True:
                 row = db.execute(
-                    "SELECT * FROM jobs WHERE state = ? AND next_attempt_at <= ? ORDER BY id LIMIT 1",
+                    # a job put back after a failure or an interruption goes behind the fresh ones
+                    "SELECT * FROM jobs WHERE state = ? AND next_attempt_at <= ? "
+                    "ORDER BY next_attempt_at, id LIMIT 1",
                     (JobState.QUEUED.value, now)).fetchone()
                 if row is None:
                     return None

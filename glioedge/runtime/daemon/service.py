@@ -26,6 +26,7 @@ from glioedge.runtime.daemon.config import DaemonConfig
 from glioedge.runtime.daemon.delivery import destinations
 from glioedge.runtime.daemon.health import HealthServer, Metrics
 from glioedge.runtime.daemon.inbox import Inbox, PendingStudy, missing_series
+from glioedge.runtime.daemon.inbox_cache import CACHE_NAME
 from glioedge.runtime.daemon.jobproc import JobProcess
 from glioedge.runtime.daemon.jobs import DB_NAME, JobState, JobStore
 from glioedge.runtime.daemon.logging import register_private_folder
@@ -58,6 +59,8 @@ class Daemon:
         self.required: tuple[str, ...] = ("flair", "t1ce")
         self.rules: Any = None
         self._checked: dict[str, str] = {}
+        #: Job keys of the inbox's studies that the store knows (not looked up on every poll).
+        self._known: set[str] = set()
         #: The inference child's ``ready`` message (bundle id, back-end) for the status page.
         self.ready: dict[str, Any] = {}
         #: Studies still arriving at the last scan (the status page's "queue").
@@ -171,8 +174,7 @@ class Daemon:
             worker = Worker(self.config, store, jobs, self.metrics, dests)
             if self.config.health.port or self.health is not None:
                 self._start_health(state)
-            inbox = Inbox(w.inbox, exclude=[outbox, state, w.quarantine_dir],
-                          use_watchdog=w.watchdog and not once)
+            inbox = self.make_inbox(once)
             try:
                 code = self._loop(store, worker, inbox, dests, once)
             finally:
@@ -192,6 +194,13 @@ class Daemon:
             for fd in locks:
                 os.close(fd)
             logger.info("daemon stopped", extra={"event": "stop"})
+
+    def make_inbox(self, once: bool = False) -> Inbox:
+        """The inbox scanner, with its digest cache in the state folder."""
+        w = self.config.watch
+        return Inbox(w.inbox, exclude=[Path(w.outbox), w.state_dir, w.quarantine_dir],
+                     use_watchdog=w.watchdog and not once, cache=w.state_dir / CACHE_NAME,
+                     settle=w.quiet_time, rescan=w.rescan_interval)
 
     def _start_health(self, state: Path) -> None:
         db = JobStore(state / DB_NAME, shared=True)
@@ -299,8 +308,11 @@ class Daemon:
         waiting = 0
         for study in studies:
             key = study.fingerprint(inbox.entries())
+            if key in self._known:  # a job exists (rows go only once their inputs are gone)
+                continue
             if store.has_key(key):
                 inbox.forget_headers(study.files)
+                self._known.add(key)
                 continue
             # this version of the study started with its first file newer than the last job of
             # the study: a study sent again waits its quiet time and max_wait afresh
@@ -332,6 +344,7 @@ class Daemon:
             self._checked.pop(key, None)
         current = {study.fingerprint(inbox.entries()) for study in studies}
         self._checked = {k: v for k, v in self._checked.items() if k in current}
+        self._known &= current
         for bad in broken:
             if now - inbox.activity(bad.path) < w.quiet_time:
                 waiting += 1
