@@ -25,5 +25,6 @@ echo "lowest declared versions resolved:"; sed 's/^/  /' "$lock"
 "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" -r "$lock" "pytest>=8" "pytest-timeout>=2.2"
 "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" --no-deps -e .
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/dicom_io tests/runtime/daemon/test_units.py \
+  tests/runtime/daemon/test_scale.py \
   tests/runtime/daemon/test_hangs.py
 echo "lowest-deps check finished in $(( $(date +%s) - start )) s"

@@ -143,6 +143,8 @@ class Worker:
                                   timeout=self.config.watch.job_limit(len(job.files)))
         except Exception as exc:  # the inference process could not start or answered nonsense
             reply = {"status": "error", "kind": type(exc).__name__, "message": str(exc)}
+            if self.jobs.stop.is_set():  # it was starting when the daemon was told to stop
+                reply = {"status": "stopped", "message": f"interrupted by the stop ({exc})"}
         status = reply.get("status")
         for stage, seconds in dict(reply.get("timings") or {}).items():  # inference ran this time
             self.metrics.observe(stage, float(seconds))

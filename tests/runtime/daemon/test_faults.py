@@ -135,9 +135,9 @@ def test_kill9_during_inference_and_delivery_then_every_job_done_once(
     jobs, deliveries = _jobs(tmp_path / "state")
     assert sorted(j.study_uid for j in jobs) == sorted(uids)  # one job per study, never two
     assert all(j.state is JobState.DONE for j in jobs)
-    # the ten kills in inference were counted; the kill during delivery cost nothing (the job
-    # had finished its run); plus each job's successful start
-    assert sum(j.attempts for j in jobs) == 10 + len(uids)
+    # the ten kills in inference were counted, plus each job's successful start; the kill during
+    # a delivery counts only if the next job's inference had started meanwhile
+    assert 10 + len(uids) <= sum(j.attempts for j in jobs) <= 11 + len(uids)
     assert len(deliveries) == len(uids)
     assert all(d.state is DeliveryState.ACKED for d in deliveries)
     # the PACS holds exactly one SEG per study: the re-sent one had the same deterministic UID
