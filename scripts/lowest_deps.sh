@@ -8,22 +8,27 @@
 # that run a model need torch and an exported bundle and stay with the main venv: a targeted
 # subset, by design.
 #
-# Usage: scripts/lowest_deps.sh [VENV]   (default .venv-lowest; PYTHON picks the interpreter)
+# The venv runs the OLDEST supported Python (3.11, requires-python): uv finds it, or downloads a
+# standalone build when the machine has another one (Debian 13 ships 3.13).
+#
+# Usage: scripts/lowest_deps.sh [VENV]   (default .venv-lowest; VENV-tools holds uv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${1:-.venv-lowest}
 start=$(date +%s)
-PYTHON=${PYTHON:-python3}
-[ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check uv
+tools="$venv-tools"
+[ -x "$tools/bin/uv" ] || { python3 -m venv "$tools" &&
+  "$tools/bin/python" -m pip install --quiet --disable-pip-version-check uv; }
+uv="$tools/bin/uv"
+[ -x "$venv/bin/python" ] || "$uv" venv --quiet --python 3.11 "$venv"
 lock=$(mktemp)
 trap 'rm -f "$lock"' EXIT
-"$venv/bin/uv" pip compile --quiet pyproject.toml --extra runtime --resolution lowest-direct \
+"$uv" pip compile --quiet pyproject.toml --extra runtime --resolution lowest-direct \
   --python "$venv/bin/python" --no-header --no-annotate -o "$lock"
 "$venv/bin/python" scripts/lowest_deps.py "$lock" runtime
 echo "lowest declared versions resolved:"; sed 's/^/  /' "$lock"
-"$venv/bin/uv" pip install --quiet --python "$venv/bin/python" -r "$lock" "pytest>=8" "pytest-timeout>=2.2"
-"$venv/bin/uv" pip install --quiet --python "$venv/bin/python" --no-deps -e .
+"$uv" pip install --quiet --python "$venv/bin/python" -r "$lock" "pytest>=8" "pytest-timeout>=2.2"
+"$uv" pip install --quiet --python "$venv/bin/python" --no-deps -e .
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/dicom_io tests/runtime/daemon/test_units.py \
   tests/runtime/daemon/test_scale.py \
   tests/runtime/daemon/test_hangs.py
