@@ -37,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DB_NAME", "PROBLEM_COUNTERS", "Daemon"]
 #: Counters that make ``--once`` exit with status 1.
-PROBLEM_COUNTERS = ("quarantined", "job_errors", "delivery_failures", "incomplete_studies")
+PROBLEM_COUNTERS = ("quarantined", "job_errors", "delivery_failures", "incomplete_studies",
+                    "jobs_failed")
 #: ``--once`` gives up (status 2) after this many loop errors in a row (a full or broken state disk).
 ONCE_MAX_LOOP_ERRORS = 3
 
@@ -153,6 +154,7 @@ class Daemon:
                 os.close(fd)
             raise
         self._once = once
+        started = time.time()
         store = JobStore(state / DB_NAME)
         jobs = JobProcess(self.config, stop=self.stop)
         try:
@@ -183,6 +185,10 @@ class Daemon:
                     self.health.stop()
             if code:
                 return code
+            if once:  # e.g. a job recovered from a killed run with its attempts used up
+                failed = [j.id for j in store.jobs(JobState.FAILED) if store.times(j.id)[1] >= started]
+                if failed:
+                    self.metrics.inc("jobs_failed", len(failed))
             if once and any(self.metrics.total(c) for c in PROBLEM_COUNTERS):
                 logger.warning("finished with problems", extra={
                     "event": "stop", **{c: self.metrics.total(c) for c in PROBLEM_COUNTERS}})

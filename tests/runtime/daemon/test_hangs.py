@@ -403,3 +403,49 @@ def test_an_inbox_inside_another_daemons_inbox_is_refused_both_ways(
                    "the inner daemon to serve")
         with pytest.raises(ConfigError, match=r"inbox folder .*or an inbox inside it"):
             Daemon(other(tmp_path / "d", tmp_path / "a" / "inbox")).run(once=True)
+
+
+@pytest.mark.slow
+def test_after_kill9_the_restart_sweeps_the_hung_tree_and_does_not_wedge_on_the_same_job(
+        tmp_path: Path, trained_bundle: Path, synthetic_study: Path) -> None:
+    """The issue's scenario: a brain-mask command hangs, the operator kills the daemon with
+    ``kill -9``; the inference child dies with it but the command and the study's NIfTI copies are
+    left behind. The next start kills and removes them, and the job that hung is charged: with
+    ``max_attempts = 1`` it fails instead of hanging the daemon again."""
+    import signal
+
+    from tests.runtime.daemon.conftest import clone_study
+
+    clone_study(synthetic_study, tmp_path / "inbox", "kill9-hang")
+    pidfile = tmp_path / "pids"
+    command = f"{sys.executable} -m tests.runtime.daemon.hang_tools mask {pidfile} {{input}} {{output}}"
+    (tmp_path / "glioedge.toml").write_text(
+        "[watch]\nquiet_time = 0.3\npoll_interval = 0.2\nmax_attempts = 1\njob_timeout = 600\n"
+        "retry_initial = 0.5\n"
+        f"[segmenter]\nbrain_mask = \"command\"\nbrain_mask_command = {json.dumps(command)}\n")
+    args = [sys.executable, "-m", "glioedge.runtime.daemon", "watch", str(tmp_path / "inbox"),
+            "--bundle", str(trained_bundle), "--out", str(tmp_path / "outbox"), "--state",
+            str(tmp_path / "state"), "--config", str(tmp_path / "glioedge.toml")]
+    log = (tmp_path / "daemon1.log").open("wb")
+    first = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=log)
+    try:
+        wait_until(lambda: pidfile.exists() and len(_pids(pidfile)) == 3, 120, "the command to hang")
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        log.close()
+    work = tmp_path / "state" / "work"
+    assert list(work.iterdir()), "the killed run left no temporary files (nothing to sweep?)"
+    assert not all(_gone(p) for p in _pids(pidfile)), "nothing of the hung tree outlived the daemon"
+    second = subprocess.run([*args, "--once"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert second.returncode == 1, second.stderr[-2000:]
+    wait_until(lambda: all(_gone(p) for p in _pids(pidfile)), 10, "the leftovers to be killed")
+    assert list(work.iterdir()) == []
+    store = JobStore(tmp_path / "state" / "jobs.sqlite")
+    job = store.jobs()[0]
+    store.close()
+    assert job.state is JobState.FAILED and "killed while the job ran" in job.error
+    assert len(_pids(pidfile)) == 3  # the command did not run (and hang) again
