@@ -142,6 +142,10 @@ class PostprocessParams:
             raise ConfigError(f"manifest postprocess: values must be integers ({exc})") from None
 
 
+#: TensorRT hardware compatibility levels an engine entry may record.
+HARDWARE_COMPATIBILITY = ("none", "same_compute_capability")
+
+
 @dataclass(frozen=True)
 class EngineEntry:
     """One TensorRT engine in a bundle."""
@@ -153,11 +157,16 @@ class EngineEntry:
     source_onnx: str
     batch_profile: tuple[int, int, int]  # min, opt, max windows per call
     patch_size: tuple[int, int, int]
+    #: TensorRT's hardware compatibility level at build: ``none`` (tuned for the one GPU model
+    #: that built it) or ``same_compute_capability`` (runs on every GPU of its compute capability).
+    hardware_compatibility: str = "none"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for key in ("compute_capability", "batch_profile", "patch_size"):
             d[key] = list(d[key])
+        if d["hardware_compatibility"] == "none":  # the default: manifests written before stay as they were
+            del d["hardware_compatibility"]
         return d
 
     @classmethod
@@ -170,7 +179,12 @@ class EngineEntry:
         reject_unknown_keys(cls, d, "manifest engine entry")
         ints = {k: tuple(int(v) for v in d[k]) for k in ("compute_capability", "batch_profile", "patch_size")}
         strs = {k: str(d[k]) for k in ("file", "tensorrt_version", "source_onnx")}
-        return cls(**ints, **strs, precision=_precision(d["precision"]).value)  # type: ignore[arg-type]
+        hw = str(d.get("hardware_compatibility", "none"))
+        if hw not in HARDWARE_COMPATIBILITY:
+            raise ConfigError(f"manifest engine {strs['file']}: hardware_compatibility {hw!r}; valid: "
+                              + ", ".join(HARDWARE_COMPATIBILITY))
+        return cls(**ints, **strs, precision=_precision(d["precision"]).value,  # type: ignore[arg-type]
+                   hardware_compatibility=hw)
 
 
 @dataclass(frozen=True)

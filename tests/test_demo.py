@@ -36,6 +36,19 @@ def test_demo_runs_every_part_and_keeps_the_readme_promise(tmp_path: Path, capsy
     printed = capsys.readouterr().out
     assert "DICOM-SEG (daemon)" in printed
     assert summary["seg"] in printed
+    teacher_et = summary["validation"]["teacher"]["ET"]["dice"]["mean"]
+    # A teacher that has not learnt ET is explained, never left to look like a bug.
+    assert ("teacher ET not learnt yet" in printed) == (teacher_et < demo.TEACHER_ET_NOTE_BELOW)
+
+
+def test_the_summary_explains_a_teacher_without_et_and_only_then() -> None:
+    def val(teacher_et: float) -> dict:
+        return {"student": {"ET": {"dice": {"mean": 0.8}}}, "teacher": {"ET": {"dice": {"mean": teacher_et}}}}
+
+    note = demo._teacher_note(val(0.0))
+    assert len(note) == 1 and "docs/kd_evidence.md" in note[0]
+    assert demo._teacher_note(val(0.7)) == []
+    assert demo._teacher_note({"student": {"ET": {"dice": {"mean": 0.8}}}}) == []  # student-only run
 
 
 @pytest.mark.slow

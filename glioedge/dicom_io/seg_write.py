@@ -5,6 +5,11 @@ Necrosis), 2 ED (SCT 79654002 Edema), 3 ET (NCIt C113842
 Enhancing Lesion), category SCT 49755003 Morphologically Abnormal Structure, anatomic region
 Brain. BINARY (default) or LABELMAP, always uncompressed Explicit VR Little Endian — never JPEG
 2000, which breaks dcmqi, Orthanc transcoding and pydicom for 1-bit BINARY frames.
+
+The SEG references only the series its frames lie on (SourceImageSequence, per-frame
+DerivationImageSequence and ReferencedSeriesSequence): OHIF attaches a SEG to the first display set
+of any series it lists, and fails on one its frames do not lie on (docs/viewers.md). The other
+series used are named in the algorithm parameters (and referenced by the SR and report.json).
 """
 
 from __future__ import annotations
@@ -40,11 +45,19 @@ def glioedge_version() -> str:
         return "0.0.0+unknown"
 
 
-def segment_descriptions(bundle_id: str, series_uid: str) -> list[hd.seg.SegmentDescription]:
-    """The three tumour segments, with glioedge as the algorithm and tracking UIDs per series."""
+def segment_descriptions(bundle_id: str, series_uid: str, other_series: Sequence[str] = (),
+                         ) -> list[hd.seg.SegmentDescription]:
+    """The three tumour segments, with glioedge as the algorithm and tracking UIDs per series.
+
+    ``other_series``: SeriesInstanceUIDs of the further inputs, named in AlgorithmParameters
+    (``other_series=uid+uid``) since the SEG references only the series its frames lie on.
+    """
+    parameters = {"model_bundle": bundle_id}
+    if other_series:
+        parameters["other_series"] = "+".join(other_series)
     algorithm = hd.AlgorithmIdentificationSequence(
         name="glioedge", family=codes.cid7162.ArtificialIntelligence, version=glioedge_version(),
-        parameters={"model_bundle": bundle_id},
+        parameters=parameters,
     )
     return [
         hd.seg.SegmentDescription(
@@ -85,7 +98,8 @@ def write_seg(
         label_map: uint8-compatible array of 0 background, 1 NCR, 2 ED, 3 ET.
         reference: All datasets of the reference series (pixel data is needed to check the grid
             only if it is not cached; headers suffice for single-frame series).
-        other_sources: Datasets of the other series used (recorded as further source images).
+        other_sources: Datasets of the other series used: their SeriesInstanceUIDs go into the
+            algorithm parameters and the SEG's UID, not into its image references.
         segmentation_type: ``BINARY`` (default) or ``LABELMAP``.
         omit_empty_frames: Leave out frames with no segment (some viewers want them all).
         series_number: SeriesNumber of the SEG series.
@@ -119,6 +133,8 @@ def write_seg(
         raise InputError(f"label map shape {labels.shape} differs from the reference series grid "
                          f"{shape} ({reference[0].get('SeriesInstanceUID', '?')})")
     source_uids = sorted({str(ds.SeriesInstanceUID) for ds in [*reference, *other_sources]})
+    reference_uid = str(reference[0].SeriesInstanceUID)
+    other_series = [uid for uid in source_uids if uid != reference_uid]
     series_uid = series_instance_uid or deterministic_uid(
         "seg", *source_uids, bundle_id, kind, omit_empty_frames, series_number)
     sop_uid = sop_instance_uid or deterministic_uid(series_uid, "instance")
@@ -138,7 +154,7 @@ def write_seg(
         source_images=list(reference),
         pixel_array=frames,
         segmentation_type=kind,
-        segment_descriptions=segment_descriptions(bundle_id, series_uid),
+        segment_descriptions=segment_descriptions(bundle_id, series_uid, other_series),
         series_instance_uid=series_uid,
         series_number=series_number,
         sop_instance_uid=sop_uid,
@@ -155,7 +171,6 @@ def write_seg(
         series_description=series_description,
         content_label="TUMOUR",
         content_description=f"glioedge {glioedge_version()} bundle {bundle_id}"[:64],
-        further_source_images=list(other_sources) or None,
     )
     logger.info("SEG %s: %s, %d frames, series %s", sop_uid, kind,
                 int(seg.get("NumberOfFrames", 1)), series_uid)

@@ -267,6 +267,7 @@ def _build_into(
         in_channels=channels, patch_size=patch, batch_profile=opts.batch_profile,
         precision="fp16", workspace_bytes=int(opts.workspace_gib * (1 << 30)),
         timing_cache_dir=DEFAULT_ENGINE_CACHE, device=opts.device,
+        hardware_compatibility="same_compute_capability",  # a bundle engine runs on other boxes
     )
     fp16 = root / MODEL_FP16_FILE if (root / MODEL_FP16_FILE).is_file() else None
     return build_engine(root / MODEL_FILE, fp16, root / name, spec)

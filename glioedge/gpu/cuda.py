@@ -29,6 +29,7 @@ __all__ = [
     "compute_capability",
     "cudart_candidates",
     "device_index",
+    "device_name",
     "devices",
     "driver_version",
     "load_cudart",
@@ -258,11 +259,24 @@ def devices() -> list[tuple[int, str, tuple[int, int]]]:
     count = ctypes.c_int()
     if lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
         return []
-    out = []
-    for i in range(count.value):
-        dev = ctypes.c_int()
-        lib.cuDeviceGet(ctypes.byref(dev), i)
-        name = ctypes.create_string_buffer(256)
-        lib.cuDeviceGetName(name, 256, dev)
-        out.append((i, name.value.decode(errors="replace"), compute_capability(i)))
-    return out
+    return [(i, device_name(i), compute_capability(i)) for i in range(count.value)]
+
+
+def device_name(device: int = 0) -> str:
+    """The marketing name of CUDA device ``device`` (e.g. ``NVIDIA A10``), read through the driver.
+
+    Two GPUs of one compute capability (an A100 and an A30 are both sm80) are different
+    devices to TensorRT: an engine built with hardware compatibility NONE is tuned for one.
+
+    Raises:
+        BackendError: no NVIDIA driver, or no such device.
+    """
+    lib = _driver()
+    dev = ctypes.c_int()
+    if lib.cuInit(0) != 0:
+        raise BackendError("the NVIDIA driver is present but cuInit failed: no usable GPU")
+    if lib.cuDeviceGet(ctypes.byref(dev), int(device)) != 0:
+        raise BackendError(f"CUDA device {device} does not exist")
+    name = ctypes.create_string_buffer(256)
+    lib.cuDeviceGetName(name, 256, dev)
+    return name.value.decode(errors="replace").strip()

@@ -12,12 +12,26 @@ cache of another GPU or version; a rejected cache is replaced by an empty one, l
 is built on the GPU asked for (``device``), whose compute capability names it
 (:func:`glioedge.bundle.engine_filename`). :func:`ensure_engine` is what the runtime calls to
 build and cache an engine on first use.
+
+Hardware compatibility (TensorRT's ``HardwareCompatibilityLevel``): an engine built with NONE (the
+default) is tuned for the one GPU *model* that built it; TensorRT only warns ("Using an engine plan
+file across different models of devices is not recommended") when another GPU of the same compute
+capability deserialises it. So the two kinds of engine are kept apart:
+
+* a bundle's engines (built at export, shipped to other boxes) are built with
+  SAME_COMPUTE_CAPABILITY, so that their name (compute capability + TensorRT version, DESIGN.md)
+  says where they run; the runtime uses a bundle engine only when it records that level;
+* engines built on first use stay NONE (fastest on this GPU) and are cached per GPU model:
+  ``<cache>/<bundle_id>/<device name>/<engine file>``, with a sealed trust record
+  (:mod:`glioedge.gpu.engine_trust`) beside each.
 """
 
 from __future__ import annotations
 
-import json
+import ctypes
 import logging
+import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +40,48 @@ from typing import Any
 from glioedge._optional import require
 from glioedge.bundle import INPUT_NAME, Bundle, EngineEntry, engine_filename, sha256_file
 from glioedge.errors import BackendError, ConfigError
-from glioedge.gpu.cuda import CudaRuntime, compute_capability
+from glioedge.fileio import atomic_write_bytes
+from glioedge.gpu.cuda import CudaRuntime, compute_capability, device_name
+from glioedge.gpu.engine_trust import EngineTrust
 
 logger = logging.getLogger(__name__)
 
 #: Where engines built on first use and the timing caches live unless told otherwise.
 DEFAULT_ENGINE_CACHE = Path.home() / ".cache" / "glioedge" / "engines"
 
-__all__ = ["DEFAULT_ENGINE_CACHE", "EngineSpec", "build_engine", "ensure_engine",
-           "tensorrt_unavailable_reason", "timing_cache_path"]
+__all__ = ["DEFAULT_ENGINE_CACHE", "EngineSpec", "build_engine", "device_folder", "ensure_engine",
+           "load_nvinfer", "tensorrt_unavailable_reason", "timing_cache_path"]
+
+#: TensorRT's core library by soname (TensorRT 10 and 11), after the pip wheels' folder.
+NVINFER_NAMES = ("libnvinfer.so.10", "libnvinfer.so.11", "nvinfer_10.dll", "nvinfer_11.dll")
+
+
+def load_nvinfer(search_dirs: list[str | Path] | None = None) -> str | None:
+    """Load TensorRT's core library (libnvinfer) process-wide and return where it came from, or
+    ``None`` when it is not installed.
+
+    ONNX Runtime's TensorRT provider links against libnvinfer by soname: once it is loaded here
+    (globally), the provider finds it even when it lives only in the ``tensorrt_libs`` folder of
+    NVIDIA's pip wheels. A provider whose library cannot load is not asked for at all (see
+    :mod:`glioedge.runtime.backends.ort_providers`).
+    """
+    found: list[str] = []
+    for root in search_dirs if search_dirs is not None else sys.path:
+        folder = Path(root) / "tensorrt_libs"
+        if folder.is_dir():
+            found += sorted(str(p) for p in folder.glob("libnvinfer.so.1[0-9]*"))
+    for name in [*found, *NVINFER_NAMES]:
+        try:
+            ctypes.CDLL(name, mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+        except OSError:
+            continue
+        return name
+    return None
+
+
+def device_folder(device_name_: str) -> str:
+    """A folder name for a GPU model (``NVIDIA A10`` → ``NVIDIA-A10``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", device_name_).strip("-.") or "gpu"
 
 
 def tensorrt_unavailable_reason(device: int = 0) -> str | None:
@@ -64,6 +111,8 @@ class EngineSpec:
         workspace_bytes: cap of the builder's workspace memory pool.
         timing_cache_dir: folder of the per-(GPU, TensorRT) timing caches (``None``: no cache).
         device: CUDA ordinal of the GPU to build on.
+        hardware_compatibility: ``none`` (this GPU model only; engines built on first use) or
+            ``same_compute_capability`` (every GPU of this compute capability; bundle engines).
     """
 
     in_channels: int
@@ -73,6 +122,7 @@ class EngineSpec:
     workspace_bytes: int = 4 << 30
     timing_cache_dir: Path | None = None
     device: int = 0
+    hardware_compatibility: str = "none"
 
 
 def _trt_major(trt: Any) -> int:
@@ -159,16 +209,15 @@ def build_engine(onnx_fp32: Path, onnx_fp16: Path | None, engine_path: Path, spe
     cache_file = (timing_cache_path(spec.timing_cache_dir, cc, version)
                   if spec.timing_cache_dir is not None else None)
     _set_timing_cache(config, cache_file)
+    hardware = _set_hardware_compatibility(trt, config, spec.hardware_compatibility)
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise BackendError(f"TensorRT {version} failed to build an engine from {source.name}")
     engine_path = Path(engine_path)
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    engine_path.write_bytes(bytes(serialized))
+    atomic_write_bytes(engine_path, bytes(serialized))
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        cache_file.write_bytes(bytes(config.get_timing_cache().serialize()))
+        atomic_write_bytes(cache_file, bytes(config.get_timing_cache().serialize()))
     logger.info("built %s (strongly typed, from %s, GPU %d sm%d%d) in %.1f s", engine_path.name,
                 source.name, spec.device, cc[0], cc[1], time.perf_counter() - t0)
     return EngineEntry(
@@ -179,46 +228,93 @@ def build_engine(onnx_fp32: Path, onnx_fp16: Path | None, engine_path: Path, spe
         source_onnx=source.name,
         batch_profile=(lo, opt, hi),
         patch_size=ps,  # type: ignore[arg-type]
+        hardware_compatibility=hardware,
     )
+
+
+def _set_hardware_compatibility(trt: Any, config: Any, level: str) -> str:
+    """Set TensorRT's hardware compatibility level; returns the level the engine gets.
+
+    Raises:
+        ConfigError: an unknown level.
+    """
+    if level not in ("none", "same_compute_capability"):
+        raise ConfigError(f"hardware compatibility {level!r}; valid: none, same_compute_capability")
+    if level == "none":
+        return level
+    enum = getattr(trt, "HardwareCompatibilityLevel", None)
+    value = getattr(enum, "SAME_COMPUTE_CAPABILITY", None)
+    if value is None:
+        logger.warning("TensorRT %s has no HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY: the "
+                       "engine is built for this GPU model only (runtimes will build their own)",
+                       trt.__version__)
+        return "none"
+    config.hardware_compatibility_level = value
+    return level
 
 
 def ensure_engine(
     bundle: Bundle,
     cache_dir: Path,
-    precision: str = "fp16",
+    precision: str | None = None,
     batch_profile: tuple[int, int, int] = (1, 2, 4),
     device: int = 0,
 ) -> Path:
-    """The engine for GPU ``device`` and this TensorRT: the bundle's own, a cached one, or one
-    built now from the bundle's ONNX and cached as ``cache_dir/<bundle_id>/<engine file>``
-    (with a ``.json`` sidecar holding its SHA-256, checked on reuse).
+    """The engine for GPU ``device`` and this TensorRT: the bundle's own (when built with
+    SAME_COMPUTE_CAPABILITY), a trusted cached one, or one built now from the bundle's ONNX and
+    cached as ``cache_dir/<bundle_id>/<device name>/<engine file>`` with a sealed trust record
+    (:class:`~glioedge.gpu.engine_trust.EngineTrust`); an untrusted cached engine is rebuilt.
+
+    ``precision`` ``None``: FP16 when the bundle has ``model.fp16.onnx``, else FP32.
 
     Raises:
         MissingDependencyError: TensorRT is not installed.
-        BackendError: no GPU, or the build failed.
+        BackendError: no GPU, the build failed, or ``cache_dir`` is not writable.
     """
     trt = require("tensorrt", "building a TensorRT engine on first use")
+    version = str(trt.__version__)
+    if precision is None or (precision == "fp16" and bundle.fp16_model_path is None):
+        if precision == "fp16":
+            logger.warning("the bundle has no model.fp16.onnx: building an FP32 TensorRT engine")
+        precision = "fp16" if bundle.fp16_model_path is not None else "fp32"
     cc = compute_capability(device)
-    entry = bundle.engine_for(cc, str(trt.__version__), precision)
-    if entry is not None:
+    gpu = device_name(device)
+    entry = bundle.engine_for(cc, version, precision)
+    if entry is not None and entry.hardware_compatibility == "same_compute_capability":
         return bundle.path(entry.file)
-    name = engine_filename(cc, str(trt.__version__), precision)
-    target = Path(cache_dir) / bundle.manifest.bundle_id / name
-    sidecar = target.with_suffix(".json")
-    if target.is_file() and sidecar.is_file():
-        info = json.loads(sidecar.read_text())
-        if info.get("sha256") == sha256_file(target):
+    if entry is not None:
+        logger.info("the bundle's engine %s was built for one GPU model (hardware compatibility "
+                    "none); using one built for %s", entry.file, gpu)
+    source = bundle.fp16_model_path if precision == "fp16" else bundle.model_path
+    assert source is not None
+    rel = Path(source).relative_to(bundle.root).as_posix()
+    model_sha = bundle.manifest.files.get(rel) or sha256_file(source)
+    cache_dir = Path(cache_dir)
+    name = engine_filename(cc, version, precision)
+    target = cache_dir / bundle.manifest.bundle_id / device_folder(gpu) / name
+    trust = EngineTrust(cache_dir)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _ = trust.key
+    except OSError as exc:
+        raise BackendError(f"the engine cache {cache_dir} is not writable ({exc.strerror or exc}); "
+                           "set [model] engine_cache (or --engine-cache) to a writable folder") from exc
+    if target.is_file():
+        reason = trust.engine_untrusted(target, model_sha, device=gpu)
+        if reason is None:
             return target
-        logger.warning("cached engine %s does not match its checksum; rebuilding", target)
+        logger.warning("cached engine %s is not trusted (%s); rebuilding it", target, reason)
     m = bundle.manifest
     spec = EngineSpec(
         in_channels=len(m.modalities),
         patch_size=m.patch_size,
         batch_profile=batch_profile,
         precision=precision,
-        timing_cache_dir=Path(cache_dir),
+        timing_cache_dir=cache_dir,
         device=device,
     )
     built = build_engine(bundle.model_path, bundle.fp16_model_path, target, spec)
-    sidecar.write_text(json.dumps({"sha256": sha256_file(target), **built.to_dict()}, indent=1))
+    if sha256_file(source) != model_sha:
+        raise BackendError(f"{rel} changed while its engine was built; not trusting the engine")
+    trust.record_engine(target, model_sha, device=gpu, entry=built.to_dict())
     return target

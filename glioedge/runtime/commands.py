@@ -30,6 +30,9 @@ def add_segment_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: best available)")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="training checkpoint (needed by --backend torch)")
+    p.add_argument("--engine-cache", type=Path, default=None,
+                   help="folder for TensorRT engines built on first use (default "
+                   "~/.cache/glioedge/engines)")
     p.add_argument("--brain-mask", default=d.brain_mask, choices=[m.value for m in BrainMaskMode],
                    help="auto: the bundle's brain-extraction model (falls back to skull-stripped "
                    "without one); skull-stripped: trust the input; command: run --brain-mask-command")
@@ -77,7 +80,7 @@ def run_segment(args: argparse.Namespace) -> int:
     with use_progress(Progress()) as progress:
         progress.stage("loading model")
         with Segmenter.from_bundle(args.bundle, args.backend, args.device, config,
-                                   checkpoint=args.checkpoint) as segmenter:
+                                   checkpoint=args.checkpoint, cache_dir=args.engine_cache) as segmenter:
             result = segmenter.segment_study(args.study, rules=args.rules)
         progress.stage("writing files")
         files = result.write(args.out)

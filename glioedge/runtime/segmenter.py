@@ -284,7 +284,10 @@ class Segmenter:
             series_description=cfg.series_description, bundle_id=self.bundle_id,
             series_instance_uid=series_uid, sop_instance_uid=deterministic_uid(series_uid, "instance"),
         )
-        recorded = {"brain_mask": core.brain_mask_mode}
+        # The SEG references only the reference series (what OHIF needs); the inputs are named here
+        # (their series UIDs are in other_series), referenced by the SR and listed in report.json.
+        recorded = {"brain_mask": core.brain_mask_mode, "reference": study.reference,
+                    "inputs": "+".join(sorted(study.series))}
         if study.transforms:  # rigidly registered series: say so in the SEG itself
             recorded["registered"] = "+".join(sorted(study.transforms))
         _record_algorithm_parameters(seg, recorded)

@@ -13,6 +13,7 @@ validates alone while the other ranks wait in a barrier.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 
@@ -95,5 +96,15 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
+    """Leave the process group in order: wait for every rank, then destroy it while Python is alive.
+
+    Call it only after the last object that holds the group (the DDP wrapper: its reducer keeps
+    the group alive) has been released. A Gloo group that outlives ``destroy_process_group`` is
+    torn down during interpreter finalisation, when its worker threads can no longer take the
+    GIL: the process then dies with SIGABRT ("terminate called without an active exception")
+    after its work is done, and torchrun reports the run as failed.
+    """
     if info.enabled and dist.is_initialized():
+        dist.barrier()  # no rank tears its side down while another still talks to it
+        gc.collect()  # autograd graphs of gathered tensors hold the group too
         dist.destroy_process_group()

@@ -163,6 +163,7 @@ def train_from_folder(
     if info.is_main:
         trainer.save(final, metrics={"val": last_val})
     del batches  # stops the workers before the process group goes
+    trainer.release_distributed()
     shutdown(info)
     return TrainResult(checkpoint=final, history=history.records, final_metrics=last_val)
 

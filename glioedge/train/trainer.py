@@ -77,6 +77,10 @@ class Trainer:
         self.step_in_epoch = 0  # with ``epoch``, seeds modality dropout (so resume stays exact)
         self.dropout_seed = config.seed  # a resumed run continues the checkpoint's stream
 
+    def release_distributed(self) -> None:
+        """Drop the DDP wrapper (it holds the process group) before the group is destroyed."""
+        self.forward_model = self.model
+
     def _load_frozen_teacher(self, path: Path) -> None:
         """Two-stage KD: load a trained four-modality network as the teacher and freeze it.
 

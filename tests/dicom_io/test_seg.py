@@ -6,6 +6,7 @@ import random
 import subprocess
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
@@ -60,8 +61,11 @@ def test_round_trip_exact(storage: str, kind: str, omit: bool, tmp_path: Path) -
     algorithm = segments[0].SegmentationAlgorithmIdentificationSequence[0]
     assert algorithm.AlgorithmName == "glioedge"
     assert "bundle-abc" in str(algorithm.AlgorithmParameters)
-    referenced = {s.SeriesInstanceUID for s in ds.ReferencedSeriesSequence}
-    assert referenced == {datasets[0].SeriesInstanceUID, other[0].SeriesInstanceUID}
+    _assert_references_only(ds, datasets)
+    assert f"other_series={other[0].SeriesInstanceUID}" in str(algorithm.AlgorithmParameters)
+    # highdicom's reader accepts it and finds the same (single-series) sources
+    read = hd.seg.segread(path)
+    assert {series for _, series, _ in read.get_source_image_uids()} == {datasets[0].SeriesInstanceUID}
     n_frames_with_tumour = int((labels.reshape(-1, SHAPE[2]) > 0).any(0).sum())
     per_slice = 3 if kind == "BINARY" else 1
     expected = (n_frames_with_tumour * per_slice if omit and kind == "BINARY" else
@@ -71,6 +75,21 @@ def test_round_trip_exact(storage: str, kind: str, omit: bool, tmp_path: Path) -
     else:
         assert ds.NumberOfFrames <= expected
     assert dciodvfy_errors(path) == []
+
+
+def _assert_references_only(ds: pydicom.Dataset, reference: list[pydicom.Dataset]) -> None:
+    """The SEG references the series its frames lie on and nothing else (what OHIF needs)."""
+    series = str(reference[0].SeriesInstanceUID)
+    sops = {str(r.SOPInstanceUID) for r in reference}
+    assert [str(s.SeriesInstanceUID) for s in ds.ReferencedSeriesSequence] == [series]
+    listed = {str(i.ReferencedSOPInstanceUID)
+              for i in ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert listed == sops
+    assert {str(i.ReferencedSOPInstanceUID) for i in ds.SourceImageSequence} == sops
+    for frame in ds.PerFrameFunctionalGroupsSequence:
+        for derivation in frame.get("DerivationImageSequence", []):
+            assert {str(i.ReferencedSOPInstanceUID)
+                    for i in derivation.SourceImageSequence} <= sops
 
 
 def test_uids_are_deterministic_and_configurable() -> None:
@@ -115,8 +134,10 @@ def test_dcmqi_reads_the_same_label_map(kind: str, tmp_path: Path) -> None:
     if exe is None:
         pytest.skip("segimage2itkimage (PyPI dcmqi) is not installed")
     datasets, volume, labels = _reference("mr")
+    other = synthetic_series(phantom_image((8, 8, 4), np.eye(4), "flair"), np.eye(4),
+                             series_number=3)
     path = tmp_path / "seg.dcm"
-    write_seg(labels, datasets, segmentation_type=kind).save_as(path)
+    write_seg(labels, datasets, other, segmentation_type=kind).save_as(path)
     out = tmp_path / "dcmqi"
     out.mkdir()
     run = subprocess.run([exe, "--inputDICOM", str(path), "--outputDirectory", str(out),

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
+from glioedge.gpu import trt_run
 from glioedge.runtime.backends import tensorrt_backend as tb
 
 
@@ -126,7 +127,7 @@ def test_staging_buffers_once_own_stream_device_and_split_batches(
 ) -> None:
     trt = fake_trt(max_batch=4)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setattr(tb, "CudaRuntime", FakeCuda)
+    monkeypatch.setattr(trt_run, "CudaRuntime", FakeCuda)
     engine_file = tmp_path / "model.sm90.trt10.13.0.fp16.engine"
     engine_file.write_bytes(b"engine")
     backend = tb.TensorRTBackend(engine_file, "cuda:1")
@@ -149,3 +150,21 @@ def test_staging_buffers_once_own_stream_device_and_split_batches(
     assert [c for c in cuda.calls if c[0] == "use"] == [("use", 1)] * 3
     backend.close()
     assert [c[0] for c in cuda.calls[-5:]] == ["free", "free", "free_host", "free_host", "close"]
+
+
+def test_export_parity_runner_is_the_runtime_runner_and_needs_no_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21 item 3: one way to reach CUDA. The export's TrtRunner is the runtime's engine runner
+    (CUDA through ctypes), so it runs where torch is absent."""
+    from glioedge.export.tensorrt import TrtRunner
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch → ImportError
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_trt(max_batch=2))
+    monkeypatch.setattr(trt_run, "CudaRuntime", FakeCuda)
+    engine_file = tmp_path / "model.sm80.trt10.13.0.fp16.engine"
+    engine_file.write_bytes(b"engine")
+    run = TrtRunner(engine_file, device=1)
+    assert isinstance(run, trt_run.EngineRunner) and FakeCuda.instances[-1].device == 1
+    x = np.ones((3, 2, 4, 4, 4), dtype=np.float32)
+    np.testing.assert_allclose(run(x)[:, 2], np.full((3, 4, 4, 4), 6.0))  # 3 · (1 + 1), split 2 + 1

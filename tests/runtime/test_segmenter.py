@@ -60,10 +60,26 @@ def test_seg_is_valid_and_references_sources(result: Result, tmp_path: Path) -> 
     assert dciodvfy_errors(files["seg"]) == []
     seg = pydicom.dcmread(files["seg"])
     assert seg.Modality == "SEG" and seg.SeriesNumber == 9901
-    refs = {str(s.SeriesInstanceUID) for s in seg.ReferencedSeriesSequence}
-    assert result.series_used["t1ce"] in refs
+    # only the series the frames lie on (OHIF attaches a SEG to any series it lists; docs/viewers.md)
+    refs = [str(s.SeriesInstanceUID) for s in seg.ReferencedSeriesSequence]
+    assert refs == [result.series_used["t1ce"]]
+    t1ce_sops = {str(ds.SOPInstanceUID) for ds in result.sources
+                 if str(ds.SeriesInstanceUID) == result.series_used["t1ce"]}
+    assert {str(i.ReferencedSOPInstanceUID) for i in seg.SourceImageSequence} == t1ce_sops
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["NCR", "ED", "ET"]
     assert set(result.series_used) == {"flair", "t1ce"}
+    # the FLAIR is named where it belongs: the algorithm parameters, the SR's evidence, report.json
+    params = str(seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+                 .AlgorithmParameters)
+    assert f"other_series={result.series_used['flair']}" in params
+    assert "reference=t1ce" in params and "inputs=flair+t1ce" in params
+    sr = pydicom.dcmread(files["sr"])
+    evidence = {str(s.SeriesInstanceUID) for study in sr.CurrentRequestedProcedureEvidenceSequence
+                for s in study.ReferencedSeriesSequence}
+    assert evidence == {result.series_used["flair"], result.series_used["t1ce"],
+                        str(seg.SeriesInstanceUID)}
+    report = json.loads(files["report"].read_text())
+    assert report["series_used"] == dict(result.series_used)
 
 
 def test_sr_and_qa_png(result: Result, tmp_path: Path) -> None:

@@ -96,21 +96,23 @@ def _rank_worker(rank: int, world: int, store: str, out: str) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    try:
-        za, zb = _features()
-        per = za.shape[0] // world
-        part = slice(rank * per, (rank + 1) * per)
-        model = nn.parallel.DistributedDataParallel(_Heads())
-        pa, pb = model(za[part], zb[part])
-        loss = barlow_twins_loss(pa, pb)  # gathers: a process group of 2 exists
-        local = barlow_twins_loss(pa.detach(), pb.detach(), gather=False)
-        loss.backward()
-        info = D.DistInfo(rank=rank, world_size=world)
-        mean = D.average_terms({"rank": float(rank)}, info)["rank"]
-        np.savez(Path(out) / f"rank{rank}.npz", loss=loss.item(), local=local.item(), mean=mean,
-                 **_grads(model.module))
-    finally:
-        dist.destroy_process_group()
+    info = D.DistInfo(rank=rank, world_size=world)
+    _rank_step(rank, world, out, info)  # every object holding the group is gone when it returns
+    D.shutdown(info)  # the product's own orderly exit (barrier, then destroy)
+
+
+def _rank_step(rank: int, world: int, out: str, info: D.DistInfo) -> None:
+    za, zb = _features()
+    per = za.shape[0] // world
+    part = slice(rank * per, (rank + 1) * per)
+    model = nn.parallel.DistributedDataParallel(_Heads())
+    pa, pb = model(za[part], zb[part])
+    loss = barlow_twins_loss(pa, pb)  # gathers: a process group of 2 exists
+    local = barlow_twins_loss(pa.detach(), pb.detach(), gather=False)
+    loss.backward()
+    mean = D.average_terms({"rank": float(rank)}, info)["rank"]
+    np.savez(Path(out) / f"rank{rank}.npz", loss=loss.item(), local=local.item(), mean=mean,
+             **_grads(model.module))
 
 
 @pytest.mark.slow

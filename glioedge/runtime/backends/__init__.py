@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from glioedge.bundle import Bundle
-from glioedge.errors import BackendError, ConfigError
+from glioedge.errors import BackendError, ConfigError, GlioedgeError
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +134,9 @@ def select_backend(
         name: ``auto``, ``tensorrt``, ``onnxruntime`` or ``torch``.
         device: ``None`` (best available), ``"cpu"``, or ``"cuda"`` / ``"cuda:N"``.
         checkpoint: training checkpoint directory, required by the torch back-end.
-        cache_dir: where TensorRT engines built on first use are cached
-            (default ``~/.cache/glioedge/engines``).
+        cache_dir: where TensorRT engines built on first use (and ONNX Runtime's TensorRT
+            engine cache) are kept (default ``~/.cache/glioedge/engines``; the daemon's
+            ``[model] engine_cache``, ``--engine-cache``).
         batch_size: windows per call (the TensorRT profile's optimum).
 
     Raises:
@@ -158,7 +159,8 @@ def select_backend(
             raise _unavailable(wanted, "the Python package 'onnxruntime' is not installed")
         from glioedge.runtime.backends.ort_backend import OrtBackend
 
-        return _chosen(OrtBackend.from_bundle(bundle, device, batch_size=batch_size), "requested")
+        return _chosen(OrtBackend.from_bundle(bundle, device, batch_size=batch_size,
+                                              engine_cache=cache_dir), "requested")
     if wanted is BackendName.TORCH:
         if not _torch_available():
             raise _unavailable(wanted, "the Python package 'torch' is not installed")
@@ -191,14 +193,17 @@ def _auto(
 
                 return _chosen(TensorRTBackend.from_bundle(
                     bundle, device, cache_dir=cache_dir, batch_size=batch_size), "auto: fastest")
-            except BackendError as exc:
-                reason = str(exc)
+            except (GlioedgeError, OSError, ValueError, RuntimeError) as exc:
+                # auto falls back instead of falling over: a bundle without model.fp16.onnx, an
+                # unwritable cache (systemd ProtectHome=), a bad sidecar, TensorRT's own errors
+                reason = f"{type(exc).__name__}: {exc}"
+                logger.warning("TensorRT back-end unavailable, falling back: %s", reason)
         reasons.append(f"tensorrt: {reason}")
     providers = _ort_providers()
     if providers is not None:
         from glioedge.runtime.backends.ort_backend import OrtBackend
 
-        backend = OrtBackend.from_bundle(bundle, device, batch_size=batch_size)
+        backend = OrtBackend.from_bundle(bundle, device, batch_size=batch_size, engine_cache=cache_dir)
         why = "auto: " + ("; ".join(reasons) if reasons else "first choice")
         return _chosen(backend, why)
     reasons.append("onnxruntime: not installed")

@@ -20,12 +20,16 @@ import numpy as np
 from glioedge._optional import require
 from glioedge.bundle import Bundle
 from glioedge.errors import BackendError
+from glioedge.gpu.engine_trust import EngineTrust
+from glioedge.runtime.backends import ort_providers
 from glioedge.runtime.backends.ort_providers import (
     CPU_EP,
     CUDA_EP,
     GPU_EPS,
     TRT_EP,
     active_provider,
+    check_provider_devices,
+    provider_name,
     segmentation_providers,
     wants_cpu,
 )
@@ -62,7 +66,15 @@ def open_session(
     """
     gpu_asked = not isinstance(providers[0], str) or providers[0] != CPU_EP
     model = fp16_model if gpu_asked and fp16_model is not None else fp32_model
-    session = make(Path(model), providers)
+    try:
+        session = make(Path(model), providers)
+    except BackendError as exc:  # our own fallback, which keeps the other providers' options
+        if TRT_EP not in [provider_name(p) for p in providers]:
+            raise
+        logger.warning("the TensorRT provider of onnxruntime failed (%s); retrying without it", exc)
+        providers = [p for p in providers if provider_name(p) != TRT_EP]
+        session = make(Path(model), providers)
+    check_provider_devices(session, providers)
     active = active_provider(session)
     if active in GPU_EPS:
         if model != fp16_model:
@@ -118,12 +130,20 @@ class OrtBackend:
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, device: str | None = None, threads: int | None = None, *,
-                    batch_size: int = 2, make: SessionFactory | None = None) -> OrtBackend:
+                    batch_size: int = 2, make: SessionFactory | None = None,
+                    engine_cache: Path | None = None) -> OrtBackend:
         """The session for a bundle on ``device`` (see the module docstring).
+
+        The TensorRT provider's engine cache is ``<engine_cache>/<bundle_id>/ort-trt`` (default
+        root: ``.glioedge-cache`` next to the bundle, else ``~/.cache/glioedge/engines``). Its
+        files are used only when a trust record sealed by this box lists them as built from the
+        bundle's model (:class:`~glioedge.gpu.engine_trust.EngineTrust`); otherwise the folder is
+        emptied and ONNX Runtime rebuilds.
 
         Raises:
             MissingDependencyError: onnxruntime is not installed.
-            BackendError: GPU asked for without a usable GPU provider, or the model does not load.
+            BackendError: GPU asked for without a usable GPU provider, a GPU provider on another
+                device than asked for, or the model does not load.
         """
         m = bundle.manifest
         if make is None:
@@ -132,15 +152,24 @@ class OrtBackend:
             make = _session_factory(threads)
         else:
             available = list(getattr(make, "available", [CPU_EP]))
-        cache = None
-        if TRT_EP in available and not wants_cpu(device):  # next to the bundle, else in ~/.cache
-            cache = bundle.root.parent / ".glioedge-cache" / m.bundle_id / "ort-trt"
-            if not _writable(cache):
-                cache = Path.home() / ".cache" / "glioedge" / "ort-trt" / m.bundle_id
+        if TRT_EP in available and not wants_cpu(device) and not ort_providers.tensorrt_provider_loads():
+            logger.info("onnxruntime lists its TensorRT provider, but TensorRT's library (libnvinfer) "
+                        "does not load here: not asking for it")
+            available.remove(TRT_EP)
+        cache, trust, model_sha = None, None, ""
+        if TRT_EP in available and not wants_cpu(device):
+            cache, trust = _trt_cache(bundle, engine_cache)
+            model = bundle.fp16_model_path or bundle.model_path
+            rel = Path(model).relative_to(bundle.root).as_posix()
+            model_sha = m.files.get(rel, "")
+            if trust is not None:
+                trust.vet_folder(cache, model_sha)
         providers = segmentation_providers(
             available, device, input_name=m.input_name, channels=len(m.modalities),
             patch=tuple(m.patch_size), batch_size=batch_size, cache_dir=cache)
         session, model = open_session(bundle.model_path, bundle.fp16_model_path, providers, device, make)
+        if trust is not None and cache is not None and active_provider(session) == TRT_EP:
+            trust.record_folder(cache, model_sha)  # ORT built (or reused) its engine at creation
         return cls(model, input_name=m.input_name, output_name=m.output_name, session=session)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -161,12 +190,26 @@ class OrtBackend:
         self._session = None
 
 
-def _writable(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return folder.is_dir()
+def _trt_cache(bundle: Bundle, engine_cache: Path | None) -> tuple[Path | None, EngineTrust | None]:
+    """The TensorRT provider's cache folder and the trust of its root; ``(None, None)`` (no
+    cache: engines are rebuilt per session) when no candidate root is writable."""
+    from glioedge.gpu.trt_build import DEFAULT_ENGINE_CACHE
+
+    roots = ([Path(engine_cache)] if engine_cache is not None else
+             [bundle.root.parent / ".glioedge-cache", DEFAULT_ENGINE_CACHE])
+    for root in roots:
+        folder = root / bundle.manifest.bundle_id / "ort-trt"
+        trust = EngineTrust(root)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            _ = trust.key
+        except OSError as exc:
+            logger.warning("engine cache %s is not writable (%s)", root, exc.strerror or exc)
+            continue
+        return folder, trust
+    logger.warning("no writable engine cache: the TensorRT provider rebuilds its engine per session; "
+                   "set [model] engine_cache (or --engine-cache)")
+    return None, None
 
 
 def _session_factory(threads: int | None) -> SessionFactory:
@@ -177,8 +220,8 @@ def _session_factory(threads: int | None) -> SessionFactory:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = int(threads)
-        try:
-            return ort.InferenceSession(str(model), options, providers=providers)
+        try:  # enable_fallback=0: ONNX Runtime's fallback drops every provider option
+            return ort.InferenceSession(str(model), options, providers=providers, enable_fallback=0)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise BackendError(f"onnxruntime cannot load {model}: {exc}") from exc
 

@@ -5,8 +5,12 @@ cuDNN or a GPU are there; a provider that fails to initialise is silently droppe
 creation. So the providers below are only what is *asked for*; what runs is read back from
 ``session.get_providers()`` (:func:`active_provider`), and the model file is chosen from that.
 
-* TensorRT provider: fed ``model.fp16.onnx`` with ``trt_fp16_enable`` off, so the network's
-  precision is the graph's (FP16 convolutions, FP32 InstanceNorm), as in glioedge's own engines;
+* TensorRT provider: asked for only when TensorRT's library loads (:func:`tensorrt_provider_loads`);
+  fed ``model.fp16.onnx`` with ``trt_fp16_enable`` off: ONNX Runtime's TensorRT provider then
+  builds a *strongly typed* network on TensorRT ≥ 9 (it does so whenever neither
+  ``trt_fp16_enable`` nor ``trt_int8_enable`` is set), so the precision is the graph's (FP16
+  convolutions, FP32 InstanceNorm), as in glioedge's own engines, on TensorRT 10 and 11 alike
+  (docs/gpu.md says why not ``trt_fp16_enable``);
   an explicit min/opt/max profile for the window batch, so a last partial batch does not rebuild
   the engine; engine and timing caches in a folder next to the bundle's other caches.
 * CUDA provider: ``cudnn_conv_algo_search`` EXHAUSTIVE for the fixed-size windows of the
@@ -28,7 +32,45 @@ CPU_EP = "CPUExecutionProvider"
 GPU_EPS = (TRT_EP, CUDA_EP)
 
 __all__ = ["CPU_EP", "CUDA_EP", "GPU_EPS", "TRT_EP", "active_provider", "brain_mask_providers",
-           "segmentation_providers", "wants_cpu"]
+           "check_provider_devices", "provider_name", "segmentation_providers",
+           "tensorrt_provider_loads", "wants_cpu"]
+
+
+def tensorrt_provider_loads() -> bool:
+    """Whether TensorRT's library (libnvinfer) loads here, which ONNX Runtime's TensorRT provider
+    needs: every onnxruntime-gpu wheel lists the provider whether or not TensorRT is installed."""
+    from glioedge.gpu.trt_build import load_nvinfer
+
+    return load_nvinfer() is not None
+
+
+def provider_name(provider: Any) -> str:
+    """The name of a provider given as a name or a ``(name, options)`` pair."""
+    return str(provider if isinstance(provider, str) else provider[0])
+
+
+def check_provider_devices(session: Any, providers: list[Any]) -> None:
+    """Refuse a session whose GPU providers do not run on the ``device_id`` asked for.
+
+    ONNX Runtime's own fallback (``InferenceSession.__init__`` after a provider error, and
+    ``run()`` after an ``EPFail``) re-creates the session with ``["CUDAExecutionProvider",
+    "CPUExecutionProvider"]`` and **no provider options**: ``cuda:1`` silently becomes GPU 0.
+    glioedge turns that fallback off (``enable_fallback=0``) and checks what the session reports.
+
+    Raises:
+        BackendError: a GPU provider runs with another (or no) ``device_id`` than asked for.
+    """
+    asked = {p[0]: p[1] for p in providers if not isinstance(p, str)}
+    options = session.get_provider_options()
+    for name in session.get_providers():
+        if name not in GPU_EPS:
+            continue
+        want = asked.get(name, {}).get("device_id")
+        got = options.get(name, {}).get("device_id")
+        if want is None or str(got) != str(want):
+            raise BackendError(
+                f"onnxruntime runs {name} with device_id {got!r}, but {want!r} was asked for (its "
+                "provider options were dropped); refusing to run on another GPU than configured")
 
 
 def wants_cpu(device: str | None) -> bool:

@@ -99,6 +99,9 @@ class ModelConfig:
     backend: str = "auto"
     device: str = ""
     rules: str = ""
+    #: Folder for TensorRT engines built on first use ("": ~/.cache/glioedge/engines; set it
+    #: where the service may write, e.g. under systemd's ProtectHome=).
+    engine_cache: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

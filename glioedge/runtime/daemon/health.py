@@ -35,6 +35,8 @@ class Metrics:
         self._sum: dict[str, float] = {}
         self._count: dict[str, int] = {}
         self._counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        #: True while the daemon loads its model (``/healthz``: 503 "starting").
+        self.starting = False
         self.started = time.time()
         self.last_tick = time.time()
         #: When the job in progress started (None when idle): a long inference is not a stall.
@@ -228,6 +230,9 @@ class HealthServer:
 
     def health(self) -> dict[str, Any]:
         """The ``/healthz`` body: ``status`` ok, degraded or stalled, and what it is based on."""
+        if self.metrics.starting:  # loading the model; a first TensorRT engine build takes minutes
+            return {"status": "starting", "uptime_s": round(time.time() - self.metrics.started, 3),
+                    "jobs": self.snapshot()[0], "problems": dict(self.metrics.problems)}
         now = time.time()
         age = now - self.metrics.last_tick
         busy = self.metrics.busy_since

@@ -350,7 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         segmenter = Segmenter.from_bundle(config.model.bundle, backend=config.model.backend,
                                           device=config.model.device or None,
-                                          config=SegmenterConfig.from_dict(config.segmenter))
+                                          config=SegmenterConfig.from_dict(config.segmenter),
+                                          cache_dir=Path(config.model.engine_cache) if
+                                          config.model.engine_cache else None)
         rules = None
         if config.model.rules:
             from glioedge.dicom_io import load_rules

@@ -163,6 +163,9 @@ class Daemon:
             clean_staging(outbox)
             logger.info("daemon starting", extra={"event": "start", "outbox": w.outbox,
                                                   "recovered_jobs": recovered, "once": once})
+            self.metrics.starting = True  # /healthz "starting" while the model loads (a first
+            if self.config.health.port or self.health is not None:  # TensorRT build: minutes)
+                self._start_health(state)
             self.rules = self._rules()
             try:
                 ready = jobs.start()
@@ -174,8 +177,7 @@ class Daemon:
             self.required = tuple(ready.get("modalities") or self.required)
             dests = destinations(self.config.delivery)
             worker = Worker(self.config, store, jobs, self.metrics, dests)
-            if self.config.health.port or self.health is not None:
-                self._start_health(state)
+            self.metrics.starting = False
             inbox = self.make_inbox(once)
             try:
                 code = self._loop(store, worker, inbox, dests, once)
@@ -195,6 +197,8 @@ class Daemon:
                 return 1
             return code
         finally:
+            if self.health is not None:  # also when the model failed to load
+                self.health.stop()
             jobs.close()
             store.close()
             for fd in locks:
