@@ -13,9 +13,11 @@ for the working tree, each in its own process on the same data:
 * **arrivals**: ``--new`` new studies (the synthetic FLAIR + T1CE study, cloned) copied into the
   inbox: the cost of the first poll that sees them and the time until all are queued.
 
-Before each measured run the "previous life" of the daemon is replayed untimed: one scan of the
-retained studies by that version's code (which, in the new code, fills the digest cache as the
-earlier daemon would have) and their jobs recorded as done. Files are in the page cache for both
+Before each measured run the "previous life" of the daemon is replayed untimed: the retained
+studies' jobs are recorded as done in a fresh job store. The new code runs first and scans them
+once for that (filling its digest cache, as the earlier daemon would have); the old code reuses
+the job keys it found (the key algorithm is the same; a difference would make the old code's
+start-up queue them, which the bench refuses). Files are in the page cache for both
 versions (a cold disk makes the old start-up, which reads and hashes every file, slower still).
 
 ``python bench/daemon_scale.py [--studies 300] [--files 134] [--new 5] [--idle-seconds 60]``
@@ -37,34 +39,44 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 MR = "1.2.840.10008.5.1.4.1.1.4"
 
 
 # ---- data ---------------------------------------------------------------------------------------
 def _retained(inbox: Path, studies: int, files: int) -> None:
-    """Small header-only MR files: ``inbox/old<n>/<series>/<i>.dcm``."""
+    """Small header-only MR files: ``inbox/old<n>/<series>/<i>.dcm`` (one encoded template per
+    series, its placeholder UIDs replaced by UIDs of the same length: 40 000 files in seconds)."""
+    from io import BytesIO
+
     import pydicom
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import ExplicitVRLittleEndian
 
+    root = "1.2.826.0.1.3680043.9.7"
+    study_ph, series_ph, sop_ph = f"{root}.999999", f"{root}.999999.9", f"{root}.999999.9.9999999"
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID = MR
     ds.SOPClassUID, ds.Modality, ds.PatientName, ds.PatientID = MR, "MR", "BENCH^SCALE", "BENCH-1"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_ph, series_ph
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_ph
     for n in range(studies):
-        ds.StudyInstanceUID = generate_uid()
-        for series in ("flair", "t1ce"):
-            ds.SeriesInstanceUID = generate_uid()
+        for s, series in enumerate(("flair", "t1ce"), start=1):
             ds.SeriesDescription = series.upper()
+            buffer = BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+            template = buffer.getvalue()
+            study, series_uid = f"{root}.{100000 + n}", f"{root}.{100000 + n}.{s}"
+            template = template.replace(sop_ph.encode(), b"@" * len(sop_ph))  # protect the SOP UID
+            template = template.replace(series_ph.encode(), series_uid.encode())
+            template = template.replace(study_ph.encode(), study.encode())
             folder = inbox / f"old{n:03d}" / series
             folder.mkdir(parents=True)
             for i in range(files // 2 + (files % 2 if series == "t1ce" else 0)):
-                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-                ds.InstanceNumber = i + 1
-                ds.save_as(folder / f"{i:04d}.dcm", enforce_file_format=True)
+                sop = f"{series_uid}.{1000000 + i}".encode()
+                (folder / f"{i:04d}.dcm").write_bytes(template.replace(b"@" * len(sop_ph), sop))
 
 
 def _arrivals(out: Path, count: int) -> None:
@@ -117,16 +129,22 @@ def measure(data: Path, work: Path, idle_seconds: float) -> dict[str, Any]:
         w = config.watch
         return Inbox(w.inbox, exclude=[Path(w.outbox), w.state_dir, w.quarantine_dir], use_watchdog=False)
 
-    # the previous life: the retained studies were processed (untimed)
+    # the previous life: the retained studies were processed (untimed). The first version run
+    # scans them (the new code fills its digest cache as the earlier daemon did) and leaves the job
+    # keys for the second, whose start-up would queue them all if its keys differed
     store = JobStore(config.watch.state_dir / DB_NAME)
-    earlier = Daemon(config)
-    inbox = new_inbox(earlier)
-    studies, _ = inbox.scan()
-    for study in studies:
-        store.add_closed_job(study.fingerprint(inbox.entries()), study.study_uid, study.files,
-                             JobState.DONE, "")
-    inbox.close()
-    retained_files = sum(len(s.files) for s in studies)
+    keys_file = data / "keys.json"
+    if keys_file.exists():
+        known = json.loads(keys_file.read_text())
+    else:
+        inbox = new_inbox(Daemon(config))
+        studies, _ = inbox.scan()
+        known = [[s.fingerprint(inbox.entries()), s.study_uid, s.files] for s in studies]
+        inbox.close()
+        keys_file.write_text(json.dumps(known))
+    for key, uid, files in known:
+        store.add_closed_job(key, uid, files, JobState.DONE, "")
+    retained_files = sum(len(files) for _, _, files in known)
 
     # start-up: a new daemon's first poll, nothing new to do
     c0, t0 = _cpu(), time.perf_counter()
@@ -165,7 +183,10 @@ def measure(data: Path, work: Path, idle_seconds: float) -> dict[str, Any]:
     inbox.close()
     for study in sorted(arrivals.iterdir()):  # leave the inbox as it was for the next version
         shutil.rmtree(inbox_dir / study.name)
-    return {"retained_studies": len(studies), "retained_files": retained_files,
+    import glioedge
+
+    return {"code": str(Path(glioedge.__file__).parent.parent), "retained_studies": len(known),
+            "retained_files": retained_files,
             "startup_s": startup_s, "startup_cpu_s": startup_cpu,
             "idle_poll_median_s": statistics.median(polls), "idle_poll_max_s": max(polls),
             "idle_polls": len(polls), "idle_cpu_s_per_min": idle_cpu * 60.0 / idle_seconds,
@@ -198,10 +219,11 @@ def main() -> None:
     parser.add_argument("--baseline-ref", default="main", help="git ref of the 'before' code")
     parser.add_argument("--measure", nargs=3, metavar=("DATA", "WORK", "IDLE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.measure:
+    if args.measure:  # glioedge comes from PYTHONPATH: the version under test
         data, work, idle = args.measure
         print(json.dumps(measure(Path(data), Path(work), float(idle))))
         return
+    sys.path.insert(0, str(ROOT))  # the driver: the working tree's helpers and test data writer
     from bench._common import print_table, write_json
 
     tmp = Path(tempfile.mkdtemp(prefix="glioedge-scale-"))
@@ -216,8 +238,8 @@ def main() -> None:
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline_ref, "glioedge"],
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(before_src)], input=archive, check=True)
-        results = {"before": _run_version(before_src, tmp, args.idle_seconds),
-                   "after": _run_version(ROOT, tmp, args.idle_seconds)}
+        after = _run_version(ROOT, tmp, args.idle_seconds)  # first: it records the job keys
+        results = {"before": _run_version(before_src, tmp, args.idle_seconds), "after": after}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     b, a = results["before"], results["after"]
