@@ -18,8 +18,11 @@ and in the SEG's algorithm parameters:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shlex
+import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -109,15 +112,7 @@ def command_mask(
                 f"{', '.join('{' + k + '}' for k in values)}"
             ) from None
         logger.info("brain mask: running %s", argv[0])
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
-                                  check=False)
-        except FileNotFoundError:
-            raise BackendError(f"brain-mask command {argv[0]!r} not found (brain_mask_command="
-                               f"{command!r}); install the tool or fix the path") from None
-        except subprocess.TimeoutExpired:
-            raise BackendError(f"brain-mask command {command!r} timed out after {timeout_s:.0f} s"
-                               ) from None
+        proc = _run_group(argv, command, timeout_s)
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout or "").strip()[-500:]
             raise BackendError(f"brain-mask command {command!r} failed with exit code "
@@ -133,6 +128,35 @@ def command_mask(
     if not mask.any():
         raise InputError(f"brain-mask command {command!r} returned an empty mask")
     return mask
+
+
+def _run_group(argv: list[str], command: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` in a session of its own; on a timeout (or any interruption) kill the whole
+    process group, so that a tool's own children do not outlive it.
+
+    Raises:
+        BackendError: the command is not found or timed out.
+    """
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    except FileNotFoundError:
+        raise BackendError(f"brain-mask command {argv[0]!r} not found (brain_mask_command="
+                           f"{command!r}); install the tool or fix the path") from None
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # a pipe held by a runaway
+            proc.communicate(timeout=10)
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise BackendError(f"brain-mask command {command!r} timed out after {timeout_s:.0f} s"
+                               ) from None
+        raise
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # children left behind
+        os.killpg(proc.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def brain_mask(

@@ -18,6 +18,10 @@ from glioedge.errors import ConfigError
 
 _AGE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw]?)\s*$")
 _UNIT_S = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+#: ``watch.job_timeout = 0``: a job's limit is this many seconds plus ...
+AUTO_JOB_TIMEOUT = 600.0
+#: ... this many per input file (a 4-series study of 600 files: 20 minutes).
+AUTO_JOB_TIMEOUT_PER_FILE = 1.0
 #: ``[delivery]`` keys that hold secrets: never logged, never on a command line.
 SECRET_KEYS = ("stowrs_password", "stowrs_token")
 _CSTORE = re.compile(r"^(?P<aet>[^@]{1,16})@(?P<host>[^:@]+):(?P<port>\d{1,5})$")
@@ -46,6 +50,13 @@ class WatchConfig:
         retry_max: Longest delay between job retries, in seconds.
         keep_inputs: Keep the input files after success (default); ``false`` deletes a version's
             input files once it is done and nothing needs them (:mod:`.ownership`).
+        job_timeout: Seconds one job may run before its inference process (with everything it
+            started) is killed and the attempt counted; ``0`` (default): derived from the study,
+            ``600 + 1 per input file`` (see :meth:`job_limit`).
+        stop_grace: Seconds a stop (SIGTERM) waits for the running job before killing it (the
+            job is re-queued, not charged).
+        rescan_interval: Seconds between full rescans of the inbox; in between, a poll lists
+            only folders that changed (see ``docs/daemon.md``, "Scanning a large inbox").
     """
 
     inbox: str = ""
@@ -60,6 +71,15 @@ class WatchConfig:
     retry_initial: float = 10.0
     retry_max: float = 600.0
     keep_inputs: bool = True
+    job_timeout: float = 0.0
+    stop_grace: float = 10.0
+    rescan_interval: float = 60.0
+
+    def job_limit(self, files: int) -> float:
+        """The time limit of a job over ``files`` input files, in seconds."""
+        if self.job_timeout > 0:
+            return self.job_timeout
+        return AUTO_JOB_TIMEOUT + AUTO_JOB_TIMEOUT_PER_FILE * files
 
     @property
     def quarantine_dir(self) -> Path:
@@ -334,12 +354,14 @@ class DaemonConfig:
         """
         w, d = self.watch, self.delivery
         for key, value in (("watch.quiet_time", w.quiet_time), ("watch.retry_initial", w.retry_initial),
-                           ("watch.retry_max", w.retry_max),
+                           ("watch.retry_max", w.retry_max), ("watch.job_timeout", w.job_timeout),
+                           ("watch.stop_grace", w.stop_grace),
                            ("delivery.backoff_initial", d.backoff_initial),
                            ("delivery.backoff_max", d.backoff_max)):
             if not value >= 0:  # also refuses NaN
                 raise ConfigError(f"{key} = {value}: expected a number of seconds >= 0")
         for key, value in (("watch.poll_interval", w.poll_interval), ("watch.max_wait", w.max_wait),
+                           ("watch.rescan_interval", w.rescan_interval),
                            ("delivery.timeout", d.timeout)):
             if not 0 < value < float("inf"):
                 raise ConfigError(f"{key} = {value}: expected a number of seconds > 0")
@@ -533,12 +555,8 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            from glioedge._optional import require
+        import tomllib
 
-            tomllib = require("tomli", "reading the daemon's TOML configuration on Python 3.10")
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:

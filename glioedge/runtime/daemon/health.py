@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 #: Histogram bucket bounds in seconds (a tiny CPU model to a full-size case on 2 cores).
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -38,6 +42,9 @@ class Metrics:
         self.last_tick = time.time()
         #: When the job in progress started (None when idle): a long inference is not a stall.
         self.busy_since: float | None = None
+        #: The id and time limit (s) of the job in progress: past its limit, it is stalled.
+        self.busy_job: int | None = None
+        self.busy_limit: float | None = None
         #: What keeps the daemon from doing its work right now (e.g. ``{"outbox": "full ..."}``).
         self.problems: dict[str, str] = {}
 
@@ -180,6 +187,14 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
         finally:
             self._slots.release()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (broken pipe, reset) is no error: no traceback on stderr;
+        anything else is one log line, not a bare traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):
+            return
+        logger.error("status page request failed", exc_info=exc, extra={"event": "health"})
+
 
 def host_names(bound: str, extra: Iterable[str] = ()) -> frozenset[str]:
     """The ``Host`` header names accepted (lower case, without port): the loopback names, the
@@ -237,11 +252,14 @@ class HealthServer:
                 except Exception as exc:  # the endpoint must never take the daemon down
                     code, ctype, body = 500, "text/plain", f"error: {type(exc).__name__}\n"
                 data = body.encode() if isinstance(body, str) else body
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except ConnectionError:  # the client hung up: not the daemon's problem
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 return  # no per-request access log
@@ -290,13 +308,21 @@ class HealthServer:
         busy = self.metrics.busy_since
         busy_for = None if busy is None else now - busy
         jobs, _ = self.snapshot()
-        alive = age < self.stall_after or (busy_for is not None and busy_for < self.job_limit)
+        job_id, limit = self.metrics.busy_job, self.metrics.busy_limit or self.job_limit
+        # a job is given its own time limit (the daemon kills it there) plus the loop's margin
+        overdue = busy_for is not None and busy_for >= limit + self.stall_after
+        alive = not overdue and (age < self.stall_after or busy_for is not None)
         problems = dict(self.metrics.problems)
         status = "stalled" if not alive else "degraded" if problems else "ok"
-        return {"status": status, "loop_age_s": round(age, 3),
+        body = {"status": status, "loop_age_s": round(age, 3),
                 "job_running_s": None if busy_for is None else round(busy_for, 3),
                 "uptime_s": round(now - self.metrics.started, 3), "jobs": jobs,
                 "problems": problems}
+        if busy_for is not None:
+            body["job"] = {"id": job_id, "running_s": round(busy_for, 3), "limit_s": limit}
+        if overdue:
+            body["stalled_job"] = job_id
+        return body
 
     def start(self) -> None:
         """Serve in the background."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -29,7 +30,9 @@ from glioedge.dicom_io.discovery import IMAGE_SOP_CLASSES
 from glioedge.dicom_io.headers import NOT_DICOM, IgnoredFile, read_header, sop_class_name
 from glioedge.dicom_io.modality import ModalityRules
 from glioedge.errors import InputError
+from glioedge.runtime.daemon.inbox_cache import DigestCache
 from glioedge.runtime.daemon.logging import remember_phi
+from glioedge.runtime.daemon.tree_scan import TreeScanner
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ class FileEntry:
     size: int
     mtime: float
     mtime_ns: int = 0
+    ino: int = 0
     digest: str = ""
     study_uid: str = ""
     sop_uid: str = ""
@@ -70,6 +74,7 @@ class PendingStudy:
     files: list[str]
     activities: list[float]
     last_activity: float
+    _key: str = dataclasses.field(default="", repr=False, compare=False)
 
     @property
     def first_seen(self) -> float:
@@ -92,9 +97,12 @@ class PendingStudy:
         key and is not processed again; a study that gained instances, or whose files changed (a
         half-written file completed), is a new job.
         """
+        if self._key:  # the scanner builds a new object whenever a file of the study changes
+            return self._key
         lines = sorted({f"{entries[f].sop_uid}\t{entries[f].digest}" for f in self.files})
         digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
-        return f"{self.study_uid}#{digest}"
+        self._key = f"{self.study_uid}#{digest}"
+        return self._key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,14 +117,24 @@ class BrokenFile:
 class Inbox:
     """Scanner of one inbox folder.
 
+    A poll costs what changed, not what is retained: :class:`.tree_scan.TreeScanner` lists only
+    folders that changed, the per-file entries (header facts and digest) are kept between polls
+    and, with ``cache``, across restarts (:class:`.inbox_cache.DigestCache`), and the studies
+    are regrouped only where a file came, changed or went.
+
     Args:
         root: The inbox.
         exclude: Folders below the inbox never to scan (outbox, quarantine, state if nested).
         use_watchdog: Subscribe to filesystem events when the watchdog package is importable.
+        cache: The digest cache file (None: none; every file is read after a restart).
+        settle: Seconds after a change during which a folder's files are stat'ed on every poll
+            (the daemon passes ``quiet_time``).
+        rescan: Seconds between full rescans of the tree.
     """
 
     def __init__(self, root: str | Path, exclude: Iterable[str | Path] = (),
-                 use_watchdog: bool = True) -> None:
+                 use_watchdog: bool = True, cache: str | Path | None = None,
+                 settle: float = 30.0, rescan: float = 60.0) -> None:
         self.root = Path(root)
         self.exclude = [Path(p).resolve() for p in exclude]
         self._entries: dict[str, FileEntry] = {}
@@ -125,6 +143,11 @@ class Inbox:
         self._reported_ignored: set[str] = set()
         self._wake = threading.Event()
         self._observer: Any = None
+        self._tree = TreeScanner(self.root, self.exclude, _skip_name, settle=settle, rescan=rescan)
+        self._cache = DigestCache(cache) if cache is not None else None
+        self._members: dict[str, set[str]] = {}
+        self._studies: dict[str, PendingStudy] = {}
+        self._broken: set[str] = set()
         if use_watchdog:
             self._start_observer()
 
@@ -136,10 +159,13 @@ class Inbox:
         except ImportError:
             logger.info("watchdog not installed: polling the inbox only", extra={"event": "inbox"})
             return
-        wake = self._wake
+        wake, tree = self._wake, self._tree
 
         class _Handler(FileSystemEventHandler):  # type: ignore[misc]
             def on_any_event(self, event: Any) -> None:
+                for path in (getattr(event, "src_path", ""), getattr(event, "dest_path", "")):
+                    if path:
+                        tree.mark_dirty(os.fsdecode(path))
                 wake.set()
 
         try:
@@ -170,16 +196,12 @@ class Inbox:
             self._observer.stop()
             self._observer.join(timeout=5)
             self._observer = None
+        if self._cache is not None:
+            self._cache.close()
 
     # ---- scanning ---------------------------------------------------------------------------
-    def _skipped(self, path: Path) -> bool:
-        if path.name.startswith(".") or path.name.endswith(_PARTIAL_SUFFIXES):
-            return True
-        resolved = path.resolve()
-        return any(resolved.is_relative_to(ex) for ex in self.exclude)
-
     def scan(self, now: float | None = None) -> tuple[list[PendingStudy], list[BrokenFile]]:
-        """Rescan the inbox.
+        """Rescan the inbox (what changed since the last scan).
 
         Args:
             now: Wall-clock time of the scan (tests pass their own).
@@ -189,48 +211,73 @@ class Inbox:
             (candidates for quarantine; the caller uses ``quiet_time`` on their age).
         """
         now = time.time() if now is None else now
-        seen: set[str] = set()
-        if self.root.is_dir():
-            for path in self.root.rglob("*"):
-                try:
-                    if not path.is_file() or self._skipped(path):
-                        continue
-                    stat = path.stat()
-                except OSError:
-                    continue  # vanished while scanning
-                key = str(path)
-                seen.add(key)
-                old = self._entries.get(key)
-                if old is not None and old.size == stat.st_size and old.mtime_ns == stat.st_mtime_ns:
-                    continue
-                self._entries[key] = _read_entry(path, stat.st_size, stat.st_mtime, stat.st_mtime_ns)
-                arrival = stat.st_mtime if not self._scanned_once else max(now, stat.st_mtime)
-                self._activity[key] = arrival
-        for gone in set(self._entries) - seen:
-            del self._entries[gone]
-            self._activity.pop(gone, None)
+        changed, removed = self._tree.scan(now)
+        dirty: set[str] = set()
+        for key in removed:
+            self._forget(key, dirty)
+            if self._cache is not None:
+                self._cache.drop(key)
+        for key, st in changed.items():
+            old = self._entries.get(key)
+            if old is not None and (old.size, old.mtime_ns, old.ino) == (st.st_size, st.st_mtime_ns,
+                                                                         st.st_ino):
+                continue
+            self._forget(key, dirty)
+            entry = self._entry(key, st)
+            self._entries[key] = entry
+            self._activity[key] = st.st_mtime if not self._scanned_once else max(now, st.st_mtime)
+            if entry.error:
+                self._broken.add(key)
+            elif entry.is_image:
+                self._members.setdefault(entry.study_uid, set()).add(key)
+                dirty.add(entry.study_uid)
+        if self._cache is not None:
+            self._cache.flush()
         self._scanned_once = True
         self._report_ignored()
-        studies: dict[str, PendingStudy] = {}
-        broken: list[BrokenFile] = []
-        for key, entry in self._entries.items():
-            activity = self._activity[key]
-            if entry.error:
-                digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-                broken.append(BrokenFile(key, entry.error,
-                                         f"file:{digest}:{entry.size}:{int(entry.mtime)}"))
-                continue
-            if not entry.is_image:
-                continue
-            study = studies.setdefault(entry.study_uid, PendingStudy(entry.study_uid, [], [], activity))
-            study.files.append(key)
-            study.activities.append(min(activity, now))
-            study.last_activity = max(study.last_activity, activity)
-        for study in studies.values():
-            order = sorted(range(len(study.files)), key=study.files.__getitem__)
-            study.files = [study.files[i] for i in order]
-            study.activities = [study.activities[i] for i in order]
-        return sorted(studies.values(), key=lambda s: s.first_seen), broken
+        for uid in dirty:
+            self._regroup(uid, now)
+        broken = []
+        for key in sorted(self._broken):
+            entry = self._entries[key]
+            digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+            broken.append(BrokenFile(key, entry.error, f"file:{digest}:{entry.size}:{int(entry.mtime)}"))
+        return sorted(self._studies.values(), key=lambda s: s.first_seen), broken
+
+    def _entry(self, path: str, st: os.stat_result) -> FileEntry:
+        """The entry of a new or changed file: from the digest cache when it still matches."""
+        signature = (st.st_size, st.st_mtime_ns, st.st_ino)
+        known = self._cache.get(path, signature) if self._cache is not None else None
+        if known is not None:
+            digest, study_uid, sop_uid, is_image = known
+            return FileEntry(size=st.st_size, mtime=st.st_mtime, mtime_ns=st.st_mtime_ns, ino=st.st_ino,
+                             digest=digest, study_uid=study_uid, sop_uid=sop_uid, is_image=is_image)
+        entry = _read_entry(Path(path), st.st_size, st.st_mtime, st.st_mtime_ns)
+        entry.ino = st.st_ino
+        if self._cache is not None and not entry.error and not entry.ignored:
+            self._cache.put(path, signature,
+                            (entry.digest, entry.study_uid, entry.sop_uid, entry.is_image))
+        return entry
+
+    def _forget(self, key: str, dirty: set[str]) -> None:
+        old = self._entries.pop(key, None)
+        self._activity.pop(key, None)
+        self._broken.discard(key)
+        if old is not None and old.is_image and not old.error:
+            members = self._members.get(old.study_uid)
+            if members is not None:
+                members.discard(key)
+            dirty.add(old.study_uid)
+
+    def _regroup(self, uid: str, now: float) -> None:
+        """Rebuild the :class:`PendingStudy` of one study whose files changed."""
+        files = sorted(self._members.get(uid, ()))
+        if not files:
+            self._members.pop(uid, None)
+            self._studies.pop(uid, None)
+            return
+        activities = [self._activity[f] for f in files]
+        self._studies[uid] = PendingStudy(uid, files, [min(a, now) for a in activities], max(activities))
 
     def _report_ignored(self) -> None:
         """Log the files the daemon will never process, once each, counted by reason (no paths:
@@ -281,6 +328,11 @@ class Inbox:
                     raise InputError(f"{f}: header no longer readable: {exc}") from exc
             out.append(header)
         return out
+
+
+def _skip_name(name: str) -> bool:
+    """Hidden files and files still being written by a cooperating writer are not looked at."""
+    return name.startswith(".") or name.endswith(_PARTIAL_SUFFIXES)
 
 
 def _file_digest(path: Path) -> str:

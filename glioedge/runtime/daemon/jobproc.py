@@ -11,21 +11,29 @@ into the staging folder the daemon names. The daemon publishes the folder and ke
   end of stdin elsewhere); the job is then not charged an attempt (see :meth:`JobStore.recover`).
 * When the outputs cannot be written (full outbox), the child keeps the finished result in memory
   and writes it on the next request for the same job key, without running inference again.
-* The child ignores SIGINT and SIGTERM (a Ctrl-C or ``systemctl stop`` reaches the whole process
-  group): the daemon finishes the running job, then closes the child.
+* The child ignores SIGINT and SIGTERM and runs in its own session: on a stop the daemon waits
+  ``watch.stop_grace`` seconds for the running job, then kills the child's whole process tree (the
+  job is re-queued without being charged). A job that runs past its time limit
+  (``watch.job_timeout``) is killed the same way and charged an attempt; so is a child whose reply
+  is not a JSON object. Temporary files live in the daemon's private ``<state>/work`` folder and
+  are removed after every kill or crash (:mod:`.procs`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +43,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from glioedge.errors import BackendError, ConfigError, GlioedgeError, InputError, ModelError
+from glioedge.runtime.daemon import procs
 from glioedge.runtime.daemon.config import DaemonConfig
 
 logger = logging.getLogger(__name__)
@@ -91,17 +100,28 @@ def read_study(files: Sequence[str]) -> list[Dataset]:
 class JobProcess:
     """The daemon's handle on its inference child (started on first use, restarted after a crash).
 
+    The child runs in its own session with a private ``TMPDIR`` (:mod:`.procs`); a job that does
+    not answer within its time limit, a reply that is not a JSON object, or a stop of the daemon
+    (after ``watch.stop_grace`` seconds) kills the child's whole process tree and removes its
+    temporary files.
+
     Args:
         config: The daemon configuration (passed to the child as JSON).
+        stop: The daemon's stop event: a wait for the child gives up ``stop_grace`` seconds after
+            it is set.
     """
 
     #: The child's command line before its two arguments (tests put a slowed-down child here).
     command: ClassVar[list[str]] = [sys.executable, "-m", "glioedge.runtime.daemon.jobproc"]
 
-    def __init__(self, config: DaemonConfig) -> None:
+    def __init__(self, config: DaemonConfig, stop: threading.Event | None = None) -> None:
         self.config = config
-        self.proc: subprocess.Popen[str] | None = None
+        self.stop = stop or threading.Event()
+        self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
+        self._buffer = b""
+        self._state = config.watch.state_dir
+        self._marker = procs.marker_for(self._state)
 
     @property
     def pid(self) -> int | None:
@@ -109,22 +129,31 @@ class JobProcess:
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
     def start(self) -> dict[str, Any]:
-        """Start the child and wait until its segmenter is loaded.
+        """Start the child and wait until its segmenter is loaded (or the daemon is stopped).
 
         Returns:
             The child's ``ready`` message: ``bundle_id``, ``modalities``, ``backend``.
 
         Raises:
             ModelError, BackendError, ConfigError: as the child reported them.
-            GlioedgeError: the child died before it was ready.
+            GlioedgeError: the child died (or answered nonsense) before it was ready, or the
+                daemon was stopped meanwhile.
         """
         self.close()
         argv = [*self.command, json.dumps(self.config.to_dict(redact=True)), str(os.getpid())]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     bufsize=1, env=child_environment(self.config))
-        reply = self._read()
-        if reply is None or reply.get("status") != "ready":
-            self.close()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     start_new_session=True,
+                                     env=procs.child_environment(self._state,
+                                                                 child_environment(self.config)))
+        self._buffer = b""
+        outcome, reply = self._read(None)
+        if outcome != "ok" or reply is None or reply.get("status") != "ready":
+            self.kill()
+            if outcome == "stopped":
+                raise GlioedgeError("stopped while the inference process was starting")
+            if outcome == "malformed":
+                raise GlioedgeError("the inference process answered with a malformed line before it "
+                                    "was ready")
             if reply is None:
                 raise GlioedgeError("the inference process exited before it was ready (see the "
                                     "log lines above)")
@@ -135,18 +164,45 @@ class JobProcess:
                                                        "bundle_id": reply.get("bundle_id")})
         return reply
 
-    def _read(self) -> dict[str, Any] | None:
+    def _read(self, timeout: float | None) -> tuple[str, dict[str, Any] | None]:
+        """One reply line: ``("ok", reply)``, or ``("eof" | "timeout" | "stopped" | "malformed",
+        None)``; waits at most ``timeout`` seconds (None: no limit), and at most
+        ``watch.stop_grace`` seconds once the stop event is set."""
         assert self.proc is not None and self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            return None
-        return dict(json.loads(line))
+        fd = self.proc.stdout.fileno()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        stop_deadline: float | None = None
+        while b"\n" not in self._buffer:
+            now = time.monotonic()
+            if stop_deadline is None and self.stop.is_set():
+                stop_deadline = now + self.config.watch.stop_grace
+            if stop_deadline is not None and now >= stop_deadline:
+                return "stopped", None
+            if deadline is not None and now >= deadline:
+                return "timeout", None
+            limits = [d - now for d in (deadline, stop_deadline) if d is not None]
+            ready, _, _ = select.select([fd], [], [], max(0.0, min([0.25, *limits])))
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return "eof", None
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            return "malformed", None
+        return "ok", reply
 
-    def run(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Send one job; wait for its reply.
+    def run(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Send one job; wait at most ``timeout`` seconds for its reply.
 
         Returns:
-            The child's reply, or ``{"status": "crashed", "message": ...}`` when it died meanwhile.
+            The child's reply, or ``{"status": "crashed" | "timeout" | "stopped" | "error", ...}``
+            when it died, ran past ``timeout``, was stopped with the daemon, or answered with a
+            malformed line (the last three kill the child's whole process tree).
 
         Raises:
             GlioedgeError: a new child could not be started.
@@ -155,36 +211,76 @@ class JobProcess:
             self.start()
         assert self.proc is not None and self.proc.stdin is not None
         try:
-            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
-            reply = self._read()
+            outcome, reply = self._read(timeout)
         except (BrokenPipeError, ValueError):
-            reply = None
-        if reply is not None:
+            outcome, reply = "eof", None
+        if outcome == "ok" and reply is not None:
             return reply
-        code = self.proc.wait()
-        self.proc = None
-        return {"status": "crashed", "kind": "crash", "message": describe_exit(code)}
+        if outcome == "eof":
+            code = self._reap()
+            return {"status": "crashed", "kind": "crash", "message": describe_exit(code)}
+        self.kill()
+        if outcome == "timeout":
+            return {"status": "timeout", "kind": "timeout",
+                    "message": f"the job ran past its time limit of {timeout:.0f} s: the inference "
+                    "process and everything it started were killed"}
+        if outcome == "stopped":
+            return {"status": "stopped", "kind": "stopped",
+                    "message": "interrupted: the daemon was stopped while the job ran"}
+        return {"status": "error", "kind": "protocol",
+                "message": "the inference process answered with a malformed line; it was killed"}
+
+    def _reap(self) -> int:
+        """Wait for a child whose output ended; kill what it left behind; its exit status."""
+        proc, self.proc = self.proc, None
+        assert proc is not None
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # closed its output but lives on
+            procs.kill_tree(proc.pid, self._marker)
+            code = proc.wait(timeout=10)
+        procs.kill_tree(proc.pid, self._marker)  # what it started may outlive it
+        procs.clean_work(self._state)
+        _close_streams(proc)
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL the child's process tree now and remove its temporary files."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        procs.kill_tree(proc.pid, self._marker)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # e.g. stuck in an uninterruptible read (NFS)
+            logger.error("the killed inference process has not exited yet (uninterruptible wait?); "
+                         "starting a new one", extra={"event": "jobproc", "pid": proc.pid})
+        procs.clean_work(self._state)
+        _close_streams(proc)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Ask the child to exit (kill it after ``timeout`` seconds)."""
-        proc, self.proc = self.proc, None
+        """Ask the child to exit (kill its process tree after ``timeout`` seconds)."""
+        proc = self.proc
         if proc is None:
             return
         if proc.poll() is None:
             try:
                 assert proc.stdin is not None
-                proc.stdin.write(json.dumps({"op": "exit"}) + "\n")
+                proc.stdin.write((json.dumps({"op": "exit"}) + "\n").encode())
                 proc.stdin.close()
             except (BrokenPipeError, ValueError, OSError):
                 pass
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
+        self.kill()
+
+
+def _close_streams(proc: subprocess.Popen[bytes]) -> None:
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
                 stream.close()
 
 
@@ -244,6 +340,12 @@ def _run_job(segmenter: Any, rules: Any, request: dict[str, Any], kept: OrderedD
             kept.popitem(last=False)
         return {"status": "write_error", "errno": exc.errno, "timings": timings,
                 "code": errno.errorcode.get(exc.errno or 0, "?"), "message": exc.strerror or str(exc)}
+    except Exception as exc:  # e.g. a DICOM encoding error: the job's failed attempt, not the child's end
+        shutil.rmtree(staging, ignore_errors=True)
+        logger.exception("writing the outputs failed", extra={"event": "jobproc",
+                                                              "job_id": request.get("job_id")})
+        return {"status": "error", "kind": type(exc).__name__, "timings": timings,
+                "message": f"writing the outputs failed: {type(exc).__name__}: {exc}"}
     seg = getattr(result, "seg", None)
     return {"status": "written", "reused": reused,
             "seg_sop_uid": str(seg.SOPInstanceUID) if seg is not None else "",

@@ -8,8 +8,9 @@ A job is one study version (StudyInstanceUID + its SOP Instance UIDs and file co
      (retry/crash)   ├─► failed                          (max_attempts starts)
                      └─► superseded                      (a newer version was published)
 
-A job found ``running`` at start-up was interrupted (the daemon was stopped or killed): it goes
-back to ``queued`` and its start is given back, since a stop of the daemon is not the job's fault.
+A job found ``running`` at start-up was interrupted by a daemon that was killed: it goes back to
+``queued`` behind the others, its start counted (a job that hangs until the daemon is killed must
+not run first again forever); a SIGTERM re-queues the running job itself, uncharged.
 Inference runs in a child process, so a job that crashes (segfault, out of memory) is seen by the
 daemon and counts as an attempt; a study that crashes every time ends ``failed``.
 A job is one *version* of its study and publishes to its own folder. The study's *current*
@@ -163,7 +164,12 @@ class JobStore:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        except BaseException:  # e.g. disk full or I/O error: never leave the transaction open
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     # ---- jobs -------------------------------------------------------------------------------
     def add_job(self, key: str, study_uid: str, files: Iterable[str]) -> int | None:
@@ -195,17 +201,23 @@ class JobStore:
         """Whether a job with this key exists."""
         return self._db.execute("SELECT 1 FROM jobs WHERE key = ?", (key,)).fetchone() is not None
 
-    def recover(self) -> int:
-        """Put jobs left ``running`` by a stopped daemon back in the queue, giving back their start.
+    def recover(self, delay: float = 0.0) -> int:
+        """Put jobs left ``running`` by a daemon that was killed back in the queue, due after
+        ``delay`` seconds (other queued jobs go first).
+
+        The start stays counted: a job that hangs until someone kills the daemon would otherwise
+        run first again after every restart, forever; ``max_attempts`` ends it. (A stop by SIGTERM
+        re-queues the running job itself, uncharged.)
 
         Returns:
             How many were re-queued.
         """
+        now = time.time()
         with self._tx() as db:
             return db.execute(
-                "UPDATE jobs SET state = ?, error = 'interrupted (daemon stopped while running)', "
-                "attempts = MAX(0, attempts - 1), next_attempt_at = 0, updated_at = ? WHERE state = ?",
-                (JobState.QUEUED.value, time.time(), JobState.RUNNING.value)).rowcount
+                "UPDATE jobs SET state = ?, error = 'interrupted: the daemon was killed while the job "
+                "ran', next_attempt_at = ?, updated_at = ? WHERE state = ?",
+                (JobState.QUEUED.value, now + delay, now, JobState.RUNNING.value)).rowcount
 
     def last_created(self, study_uid: str) -> float | None:
         """When the newest job of this study was created (None: never seen)."""
@@ -214,7 +226,7 @@ class JobStore:
         return None if row is None or row[0] is None else float(row[0])
 
     def claim(self, max_attempts: int) -> Job | None:
-        """Take the oldest due queued job, mark it running and count the attempt.
+        """Take the due queued job that waited longest, mark it running and count the attempt.
 
         Jobs that already used ``max_attempts`` starts are marked failed instead.
         """
@@ -222,7 +234,9 @@ class JobStore:
         with self._tx() as db:
             while True:
                 row = db.execute(
-                    "SELECT * FROM jobs WHERE state = ? AND next_attempt_at <= ? ORDER BY id LIMIT 1",
+                    # a job put back after a failure or an interruption goes behind the fresh ones
+                    "SELECT * FROM jobs WHERE state = ? AND next_attempt_at <= ? "
+                    "ORDER BY next_attempt_at, id LIMIT 1",
                     (JobState.QUEUED.value, now)).fetchone()
                 if row is None:
                     return None
@@ -251,6 +265,19 @@ class JobStore:
             db.execute("UPDATE jobs SET state = ?, error = ?, next_attempt_at = ?, updated_at = ?, "
                        "attempts = MAX(0, attempts - ?) WHERE id = ?",
                        (JobState.QUEUED.value, error, now + delay, now, int(refund), job_id))
+
+    def release(self, job_id: int, error: str, delay: float) -> bool:
+        """Re-queue a job still ``running`` after an unexpected error (its attempt stays counted).
+
+        Returns:
+            Whether the job was running (a job already moved on is left alone).
+        """
+        now = time.time()
+        with self._tx() as db:
+            return db.execute("UPDATE jobs SET state = ?, error = ?, next_attempt_at = ?, updated_at = ? "
+                              "WHERE id = ? AND state = ?",
+                              (JobState.QUEUED.value, error, now + delay, now, job_id,
+                               JobState.RUNNING.value)).rowcount > 0
 
     def finish(self, job_id: int, state: JobState, error: str = "") -> None:
         """Close a job as done, failed or quarantined."""

@@ -4,8 +4,9 @@ One daemon per state folder, outbox and inbox (an exclusive ``flock`` on each of
 folders); inference runs in a child process
 (:mod:`.jobproc`), one job at a time, deliveries in their own thread so that a PACS that is down
 never holds up segmentation. SIGTERM (see :mod:`.commands`) sets the stop event: the running job
-finishes, then the daemon exits; a ``kill -9`` loses nothing but the running job's progress, and
-costs the job no attempt.
+gets ``watch.stop_grace`` seconds to finish, then the inference child's process tree is killed and
+the job re-queued uncharged; a ``kill -9`` loses nothing but the running job's progress, counts
+that start, and the next start kills what the killed daemon left (:mod:`.procs`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from glioedge.errors import ConfigError, InputError
+from glioedge.errors import ConfigError, GlioedgeError, InputError
+from glioedge.runtime.daemon import procs
 from glioedge.runtime.daemon.config import DaemonConfig
 from glioedge.runtime.daemon.delivery import destinations
 from glioedge.runtime.daemon.health import HealthServer, Metrics
 from glioedge.runtime.daemon.inbox import Inbox, PendingStudy, missing_series
+from glioedge.runtime.daemon.inbox_cache import CACHE_NAME
 from glioedge.runtime.daemon.jobproc import JobProcess
 from glioedge.runtime.daemon.jobs import DB_NAME, JobState, JobStore
 from glioedge.runtime.daemon.logging import register_private_folder
@@ -35,7 +38,10 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DB_NAME", "PROBLEM_COUNTERS", "Daemon"]
 #: Counters that make ``--once`` exit with status 1.
-PROBLEM_COUNTERS = ("quarantined", "job_errors", "delivery_failures")
+PROBLEM_COUNTERS = ("quarantined", "job_errors", "delivery_failures", "incomplete_studies",
+                    "jobs_failed")
+#: ``--once`` gives up (status 2) after this many loop errors in a row (a full or broken state disk).
+ONCE_MAX_LOOP_ERRORS = 3
 
 
 class Daemon:
@@ -55,12 +61,17 @@ class Daemon:
         self.required: tuple[str, ...] = ("flair", "t1ce")
         self.rules: Any = None
         self._checked: dict[str, str] = {}
+        #: Job keys of the inbox's studies that the store knows (not looked up on every poll).
+        self._known: set[str] = set()
         #: The inference child's ``ready`` message (bundle id, back-end) for the status page.
         self.ready: dict[str, Any] = {}
         #: Studies still arriving at the last scan (the status page's "queue").
         self.waiting = 0
         #: The status page's patient column, filled by the loop (``[status_page] show_patient``).
         self.patients: Any = None
+        self._once = False
+        #: ``--once``: quiet studies that lack a required series (key → reason), reported once.
+        self.incomplete: dict[str, str] = {}
 
     # ---- set-up -----------------------------------------------------------------------------
     @staticmethod
@@ -75,10 +86,38 @@ class Daemon:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
-            raise ConfigError(f"another glioedge daemon uses the {what} folder {folder} (it holds "
-                              f"its lock); one daemon per inbox, outbox and state folder: stop it "
-                              "or give this one other folders") from exc
+            nested = " (or an inbox inside it)" if what == "inbox" else ""
+            raise ConfigError(f"another glioedge daemon uses the {what} folder {folder}{nested} (it "
+                              "holds its lock); one daemon per inbox, outbox and state folder, and "
+                              "no inbox inside another: stop it or give this one other folders") from exc
         return fd
+
+    @staticmethod
+    def _lock_ancestors(inbox: Path) -> list[int]:
+        """A shared ``flock`` on every folder above the inbox, held while the daemon runs: a daemon
+        whose inbox contains this one cannot take its exclusive inbox lock, and this one cannot
+        start inside another daemon's inbox (or outbox, or state folder).
+
+        Raises:
+            ConfigError: an enclosing folder is another daemon's.
+        """
+        fds: list[int] = []
+        for folder in inbox.resolve().parents:
+            try:
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
+                continue  # not readable: no daemon of ours can lock it either
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                for held in fds:
+                    os.close(held)
+                raise ConfigError(f"the inbox {inbox} lies inside {folder}, a folder another glioedge "
+                                  "daemon uses (its inbox, outbox or state folder): both would process "
+                                  "and send the same studies; give this one a folder of its own") from exc
+            fds.append(fd)
+        return fds
 
     def _rules(self) -> Any:
         if not self.config.model.rules:
@@ -112,14 +151,18 @@ class Daemon:
         try:
             for folder, what in folders.values():
                 locks.append(self._lock(folder, what))
+            locks += self._lock_ancestors(inbox_dir)
         except ConfigError:
             for fd in locks:
                 os.close(fd)
             raise
+        self._once = once
+        started = time.time()
         store = JobStore(state / DB_NAME)
-        jobs = JobProcess(self.config)
+        jobs = JobProcess(self.config, stop=self.stop)
         try:
-            recovered = store.recover()
+            procs.sweep(state)  # a killed daemon's inference tree and temporary files
+            recovered = store.recover(delay=w.retry_initial)
             clean_staging(outbox)
             logger.info("daemon starting", extra={"event": "start", "outbox": w.outbox,
                                                   "recovered_jobs": recovered, "once": once})
@@ -127,20 +170,30 @@ class Daemon:
             if self.config.health.port or self.health is not None:  # TensorRT build: minutes)
                 self._start_health(state)
             self.rules = self._rules()
-            ready = jobs.start()
+            try:
+                ready = jobs.start()
+            except GlioedgeError:
+                if self.stop.is_set():  # SIGTERM while the model was loading: a normal stop
+                    return 0
+                raise
             self.ready = dict(ready)
             self.required = tuple(ready.get("modalities") or self.required)
             dests = destinations(self.config.delivery)
             worker = Worker(self.config, store, jobs, self.metrics, dests)
             self.metrics.starting = False
-            inbox = Inbox(w.inbox, exclude=[outbox, state, w.quarantine_dir],
-                          use_watchdog=w.watchdog and not once)
+            inbox = self.make_inbox(once)
             try:
                 code = self._loop(store, worker, inbox, dests, once)
             finally:
                 inbox.close()
                 if self.health is not None:
                     self.health.stop()
+            if code:
+                return code
+            if once:  # e.g. a job recovered from a killed run with its attempts used up
+                failed = [j.id for j in store.jobs(JobState.FAILED) if store.times(j.id)[1] >= started]
+                if failed:
+                    self.metrics.inc("jobs_failed", len(failed))
             if once and any(self.metrics.total(c) for c in PROBLEM_COUNTERS):
                 logger.warning("finished with problems", extra={
                     "event": "stop", **{c: self.metrics.total(c) for c in PROBLEM_COUNTERS}})
@@ -154,6 +207,13 @@ class Daemon:
             for fd in locks:
                 os.close(fd)
             logger.info("daemon stopped", extra={"event": "stop"})
+
+    def make_inbox(self, once: bool = False) -> Inbox:
+        """The inbox scanner, with its digest cache in the state folder."""
+        w = self.config.watch
+        return Inbox(w.inbox, exclude=[Path(w.outbox), w.state_dir, w.quarantine_dir],
+                     use_watchdog=w.watchdog and not once, cache=w.state_dir / CACHE_NAME,
+                     settle=w.quiet_time, rescan=w.rescan_interval)
 
     def _start_health(self, state: Path) -> None:
         db = JobStore(state / DB_NAME, shared=True)
@@ -205,6 +265,7 @@ class Daemon:
             deliverer = threading.Thread(target=self._deliver_forever, args=(worker,),
                                          name="glioedge-delivery", daemon=True)
             deliverer.start()
+        errors = 0
         try:
             while not self.stop.is_set():
                 self.metrics.tick()
@@ -215,7 +276,14 @@ class Daemon:
                     while not self.stop.is_set() and worker.run_next():
                         self.metrics.tick()
                         self.refresh_patients(store)
+                    errors = 0
                 except (OSError, sqlite3.Error) as exc:  # e.g. the state disk is full: retry later
+                    errors += 1
+                    if once and errors >= ONCE_MAX_LOOP_ERRORS:
+                        logger.error("giving up: the same kind of error keeps recurring", extra={
+                            "event": "stop", "error": f"{type(exc).__name__}: {exc}",
+                            "errors_in_a_row": errors})
+                        return 2
                     logger.exception("daemon loop error; retrying", extra={"event": "loop",
                                                                            "error": str(exc)})
                     self.stop.wait(self.config.watch.retry_initial)
@@ -230,8 +298,9 @@ class Daemon:
         finally:
             self.stop.set()
             inbox.wake()
-            if deliverer is not None:
-                deliverer.join(timeout=self.config.delivery.timeout + 5)
+            if deliverer is not None:  # a send in flight is re-sent after a restart
+                deliverer.join(timeout=min(self.config.delivery.timeout + 5,
+                                           max(1.0, self.config.watch.stop_grace)))
         return 0
 
     def refresh_patients(self, store: JobStore) -> None:
@@ -263,8 +332,11 @@ class Daemon:
         waiting = 0
         for study in studies:
             key = study.fingerprint(inbox.entries())
+            if key in self._known:  # a job exists (rows go only once their inputs are gone)
+                continue
             if store.has_key(key):
                 inbox.forget_headers(study.files)
+                self._known.add(key)
                 continue
             # this version of the study started with its first file newer than the last job of
             # the study: a study sent again waits its quiet time and max_wait afresh
@@ -282,6 +354,11 @@ class Daemon:
                 else:
                     self._checked[key] = missing_series(headers, self.required, self.rules)
             reason = self._checked[key]
+            if reason and self._once and key not in self.incomplete:  # nobody waits for the rest
+                self.incomplete[key] = reason
+                self.metrics.inc("incomplete_studies")
+                logger.warning("study incomplete: not processed", extra={
+                    "event": "inbox", "study_uid": study.study_uid, "reason": reason})
             if reason and not overdue:
                 logger.debug("study incomplete", extra={"event": "inbox", "study_uid": study.study_uid,
                                                         "reason": reason})
@@ -292,6 +369,7 @@ class Daemon:
         current = {study.fingerprint(inbox.entries()) for study in studies}
         self._checked = {k: v for k, v in self._checked.items() if k in current}
         self._release_inputs(store, inbox, studies)
+        self._known &= current
         for bad in broken:
             if now - inbox.activity(bad.path) < w.quiet_time:
                 waiting += 1

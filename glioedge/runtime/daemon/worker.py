@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import shutil
+import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ from glioedge.runtime.daemon.jobproc import JobProcess
 from glioedge.runtime.daemon.jobs import Job, JobState, JobStore
 from glioedge.runtime.daemon.names import safe_uid
 from glioedge.runtime.daemon.quarantine import quarantine
+from glioedge.runtime.daemon.stranded import Stranded
 
 logger = logging.getLogger(__name__)
 
@@ -87,21 +89,39 @@ class Worker:
         self.metrics = metrics
         self.destinations = dict(destinations)
         self.outbox = Path(config.watch.outbox)
+        #: Jobs left ``running`` by an unexpected exception, to put back in the queue.
+        self.stranded = Stranded()
 
     def _retry_delay(self, attempts: int) -> float:
         w = self.config.watch
         return min(w.retry_max, w.retry_initial * 2 ** max(0, attempts - 1))
 
     def run_next(self) -> bool:
-        """Claim and process the next due job; False when there was none."""
+        """Claim and process the next due job; False when there was none.
+
+        An unexpected exception after the claim (an SQLite error, a bug) never leaves the job
+        ``running`` until a restart: it goes back to the queue as a failed attempt, now or, when
+        the store itself fails, before the next claim (:mod:`.stranded`). ``OSError`` and SQLite
+        errors are raised again for the loop to back off; others are logged.
+        """
+        self.stranded.release(self.store, self._retry_delay)
         job = self.store.claim(self.config.watch.max_attempts)
         if job is None:
             return False
         self.metrics.busy_since = time.time()
+        self.metrics.busy_job = job.id
+        self.metrics.busy_limit = self.config.watch.job_limit(len(job.files))
         try:
             self.process(job)
+        except Exception as exc:
+            self.stranded.add(job, exc)
+            self.stranded.release(self.store, self._retry_delay)
+            if isinstance(exc, (OSError, sqlite3.Error)):
+                raise
         finally:
             self.metrics.busy_since = None
+            self.metrics.busy_job = None
+            self.metrics.busy_limit = None
         return True
 
     def process(self, job: Job) -> JobState:
@@ -119,9 +139,12 @@ class Worker:
         logger.info("inference started", extra={**log, "stage": "inference", "pid": self.jobs.pid})
         try:
             reply = self.jobs.run({"op": "run", "job_id": job.id, "key": job.key,
-                                   "files": list(job.files), "staging": str(staging)})
+                                   "files": list(job.files), "staging": str(staging)},
+                                  timeout=self.config.watch.job_limit(len(job.files)))
         except Exception as exc:  # the inference process could not start or answered nonsense
             reply = {"status": "error", "kind": type(exc).__name__, "message": str(exc)}
+            if self.jobs.stop.is_set():  # it was starting when the daemon was told to stop
+                reply = {"status": "stopped", "message": f"interrupted by the stop ({exc})"}
         status = reply.get("status")
         for stage, seconds in dict(reply.get("timings") or {}).items():  # inference ran this time
             self.metrics.observe(stage, float(seconds))
@@ -130,6 +153,14 @@ class Worker:
         if status == "write_error":
             message = (f"[{reply.get('code', '?')}] {reply.get('message', '')}")
             return self._outbox_error(job, int(reply.get("errno") or 0), message, log)
+        if status == "stopped":  # the daemon is stopping: not the job's fault
+            shutil.rmtree(staging, ignore_errors=True)
+            self.store.requeue(job.id, str(reply.get("message")), 0.0, refund=True)
+            logger.warning("job interrupted by the stop; re-queued", extra=log)
+            return JobState.QUEUED
+        if status == "timeout":
+            shutil.rmtree(staging, ignore_errors=True)
+            self.metrics.inc("job_timeouts")
         if status != "written":
             return self._failed_attempt(job, str(reply.get("kind", status)),
                                         study_relative(str(reply.get("message")), job.files), log)

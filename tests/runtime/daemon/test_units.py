@@ -114,21 +114,22 @@ def test_job_life_recovery_and_max_attempts(tmp_path: Path) -> None:
     first = store.add_job("s1#a", "1.2.3", ["/in/a.dcm"])
     assert first is not None
     assert store.add_job("s1#a", "1.2.3", ["/in/a.dcm"]) is None  # same key: never twice
-    job = store.claim(max_attempts=2)
+    job = store.claim(max_attempts=3)
     assert job is not None and job.state is JobState.RUNNING and job.attempts == 1
-    # the daemon is stopped here: a new process recovers the running job and gives its start back
+    # the daemon is killed here: a new process recovers the running job; its start stays counted
+    # (a job that hangs until the daemon is killed must not run first again forever)
     store.close()
     store = JobStore(tmp_path / "jobs.sqlite")
     assert store.recover() == 1
-    job = store.claim(max_attempts=2)
-    assert job is not None and job.attempts == 1
-    store.requeue(job.id, "boom", 0.0)  # a failed attempt (a crash of the job) counts
-    job = store.claim(max_attempts=2)
+    job = store.claim(max_attempts=3)
     assert job is not None and job.attempts == 2
+    store.requeue(job.id, "boom", 0.0)  # a failed attempt (a crash of the job) counts
+    job = store.claim(max_attempts=3)
+    assert job is not None and job.attempts == 3
     store.requeue(job.id, "boom", 0.0)
-    assert store.claim(max_attempts=2) is None  # third start refused
+    assert store.claim(max_attempts=3) is None  # fourth start refused
     assert store.job(job.id).state is JobState.FAILED
-    assert "gave up after 2 attempts" in store.job(job.id).error
+    assert "gave up after 3 attempts" in store.job(job.id).error
     store.close()
 
 
