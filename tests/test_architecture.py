@@ -45,7 +45,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     "train": BASE | {"data"},
     "runtime": BASE | {"dicom_io", "data"},
     "export": BASE | {"train", "data", "dicom_io"},
-    "demo": BASE | {"data", "dicom_io", "train", "export", "runtime"},
+    # synthetic phantoms, cohorts and DICOM writers: for the demo, tests and benches only (named
+    # here so that runtime and export may not import it)
+    "synth": BASE | {"data", "dicom_io"},
+    "demo": BASE | {"data", "dicom_io", "train", "export", "runtime", "synth"},
     "cli": BASE | {"data", "dicom_io", "train", "export", "runtime", "demo"},
 }
 NEUTRAL_IMPORTS = BASE | {"data", "dicom_io"}
