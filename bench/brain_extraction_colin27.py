@@ -64,11 +64,12 @@ def product_stage(volume: Any, model: Any) -> Any:
     return compute_brain_mask({"t1": volume}, d.brain_mask, "t1", model=model, skullstrip=cfg)
 
 
-def evaluate(model: Any, work: Path, geometries: tuple[str, ...] = GEOMETRIES) -> dict[str, Any]:
+def evaluate(model: Any, work: Path, geometries: tuple[str, ...] = GEOMETRIES,
+             keep: Path | None = None) -> dict[str, Any]:
     """Everything the evidence states; ``work`` receives the DICOM series."""
     from glioedge.dicom_io import load_series, scan_folder
     from glioedge.synth.colin27 import colin27, write_colin27_series
-    from glioedge.synth.geometry import CLINICAL_GEOMETRIES, sample_on
+    from glioedge.synth.geometry import CLINICAL_GEOMETRIES, mask_on, sample_on
 
     t1, ref = colin27()
     ml = float(np.prod(t1.spacing)) / 1000.0
@@ -83,6 +84,9 @@ def evaluate(model: Any, work: Path, geometries: tuple[str, ...] = GEOMETRIES) -
         "dice": round(dice(brain, ref), 4),
         "missed_ml": round(float((ref & ~brain).sum()) * ml, 1),
         "extra_ml": round(float((brain & ~ref).sum()) * ml, 1),
+        # where ours has brain and ch2bet has not, how much looks like grey/white matter on the T1
+        # (above the 25th percentile of ch2bet's own brain): the reference's cuts into cortex
+        "extra_tissue_like_ml": round(float((brain & ~ref & tissue_like(t1, ref)).sum()) * ml, 1),
         "reference_outside_dilated_mask_ml": round(float((ref & ~mask).sum()) * ml, 2),
         "dilated_mask_dice": round(dice(mask, ref), 4),
         "seconds_1mm": round(seconds, 1), "warnings": list(ext.warnings), "geometries": {},
@@ -96,17 +100,27 @@ def evaluate(model: Any, work: Path, geometries: tuple[str, ...] = GEOMETRIES) -
         t0 = time.perf_counter()
         out = product_stage(vol, model).extraction
         sec = time.perf_counter() - t0
-        on_grid = np.asarray(sample_on(one_mm, vol, labels=True).array) > 0
-        ref_on_grid = np.asarray(sample_on(t1.with_array(ref.astype(np.uint8)), vol, labels=True).array) > 0
+        on_grid = mask_on(one_mm, vol)
+        nearest = np.asarray(sample_on(one_mm, vol, labels=True).array) > 0
+        ref_on_grid = mask_on(t1.with_array(ref.astype(np.uint8)), vol)
         result["geometries"][name] = {
             "description": geo.description, "shape": list(vol.shape),
             "spacing_mm": [round(float(s), 4) for s in vol.spacing],
             "dice_vs_1mm": round(dice(out.brain, on_grid), 4),
+            "dice_vs_1mm_nearest": round(dice(out.brain, nearest), 4),
             "dice_vs_reference": round(dice(out.brain, ref_on_grid), 4),
             "brain_ml": round(out.brain_ml, 1), "seconds": round(sec, 1),
         }
     result["_arrays"] = {"t1": t1, "ref": ref, "brain": brain}
+    if keep is not None:
+        np.savez_compressed(keep, ref=ref, brain=brain, mask=mask)
     return result
+
+
+def tissue_like(t1: Any, ref: np.ndarray) -> np.ndarray:
+    """Voxels whose T1 signal is at least the 25th percentile of the reference brain's."""
+    img = np.asarray(t1.array, np.float32)
+    return img >= float(np.percentile(img[ref], 25))
 
 
 def picture(t1: Any, ref: np.ndarray, brain: np.ndarray, path: Path) -> None:
@@ -116,6 +130,9 @@ def picture(t1: Any, ref: np.ndarray, brain: np.ndarray, path: Path) -> None:
     from scipy import ndimage
 
     img = np.asarray(t1.array, np.float32)
+    # canonical LPS for display: i → L, j → P, k → S (Colin27's NIfTI runs i → R, j → A)
+    flip = tuple(a for a in range(3) if t1.direction[a, a] < 0)
+    img, ref, brain = (np.flip(x, flip) for x in (img, ref, brain))
     lo, hi = np.percentile(img[img > 0], [1, 99.5])
     grey = (np.clip((img - lo) / (hi - lo), 0, 1) * 255).astype(np.float32)
     # the slices where the two masks disagree most
@@ -158,10 +175,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=None, help="folder with brain_mask.onnx + entry.json")
     ap.add_argument("--png", type=Path, default=None, help="write the picture here")
+    ap.add_argument("--keep", type=Path, default=None, help="save the 1 mm masks here (.npz)")
+    ap.add_argument("--picture-only", action="store_true",
+                    help="only redraw --png from the masks saved with --keep")
     args = ap.parse_args(argv)
+    if args.picture_only:
+        from glioedge.synth.colin27 import colin27
+
+        saved = np.load(args.keep)
+        picture(colin27()[0], saved["ref"], saved["brain"], args.png)
+        return 0
     with tempfile.TemporaryDirectory(prefix="colin27-") as tmp:
         model = load_model(args.model, Path(tmp))
-        res = evaluate(model, Path(tmp) / "dicom")
+        res = evaluate(model, Path(tmp) / "dicom", keep=args.keep)
     arrays = res.pop("_arrays")
     cols = ["input", "Dice vs ch2bet", "brain mL", "missed mL", "extra mL", "Dice vs 1 mm", "s"]
     rows = [dict(zip(cols, ["1 mm NIfTI (ch2)", res["dice"], res["brain_ml"], res["missed_ml"],
@@ -170,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(dict(zip(cols, [f"DICOM {g['description']}", g["dice_vs_reference"], g["brain_ml"],
                                     "-", "-", g["dice_vs_1mm"], g["seconds"]], strict=True)))
     print(f"reference (ch2bet) brain: {res['reference_ml']:.0f} mL; dilated mask leaves "
-          f"{res['reference_outside_dilated_mask_ml']:.2f} mL of it outside")
+          f"{res['reference_outside_dilated_mask_ml']:.2f} mL of it outside; of the extra "
+          f"{res['extra_ml']:.0f} mL, {res['extra_tissue_like_ml']:.0f} mL look like grey/white matter")
     print_table(rows, cols)
     print(f"wrote {write_json('brain_extraction_colin27', res)}")
     if args.png:

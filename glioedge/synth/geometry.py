@@ -19,7 +19,7 @@ from glioedge.dicom_io import Volume, resample_to
 from glioedge.dicom_io.phantom import direction_matrix
 from glioedge.dicom_io.volume import make_affine
 
-__all__ = ["CLINICAL_GEOMETRIES", "ClinicalGeometry", "clinical_grid", "sample_on"]
+__all__ = ["CLINICAL_GEOMETRIES", "ClinicalGeometry", "clinical_grid", "mask_on", "sample_on"]
 
 
 @dataclass(frozen=True)
@@ -100,3 +100,11 @@ def sample_on(volume: Volume, grid: Volume, *, labels: bool = False) -> Volume:
         src = ndimage.gaussian_filter(src, sigma)
     out = resample_to(volume.with_array(src), grid, "bspline")
     return out.with_array(np.clip(np.asarray(out.array), 0, None).astype(np.float32))
+
+
+def mask_on(mask: Volume, grid: Volume) -> np.ndarray:
+    """A binary mask at ``grid``'s voxel centres, to compare masks in physical space: linear
+    interpolation of the 0/1 mask, ≥ 0.5, which places its surface to sub-voxel accuracy (nearest
+    neighbour moves it by up to half a voxel diagonal: ~0.002 Dice on a 1.9 L brain)."""
+    moved = resample_to(mask.with_array(np.asarray(mask.array, np.float32)), grid, "linear")
+    return np.asarray(moved.array) >= 0.5
