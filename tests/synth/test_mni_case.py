@@ -5,8 +5,6 @@ tests/skullstrip/test_mni_study.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -29,21 +27,24 @@ def study(tmp_path_factory: pytest.TempPathFactory):
                            spacing_scale=1.5)
 
 
-def _series(folder: Path):
-    return load_series(next(s for st in scan_folder(folder) for s in st.series.values()))
+@pytest.fixture(scope="module")
+def series(study) -> dict:
+    """Each written series read back by glioedge's intake, once."""
+    return {m: load_series(next(s for st in scan_folder(folder) for s in st.series.values()))
+            for m, folder in study.series.items()}
 
 
-def test_series_lie_on_the_clinical_grids(study) -> None:
-    t1ce = _series(study.series["t1ce"])
+def test_series_lie_on_the_clinical_grids(study, series) -> None:
+    t1ce = series["t1ce"]
     # 3-D sagittal, slab tilted 15° about A–P: the slice normal is 15° off L–R, in the L–S plane
     normal = t1ce.direction[:, 2]
     assert np.degrees(np.arccos(abs(normal[0]))) == pytest.approx(15.0, abs=0.01)
     assert abs(normal[1]) < 1e-6
     assert np.allclose(t1ce.spacing, [1.5, 1.5, 1.5], atol=1e-4)
-    flair = _series(study.series["flair"])
+    flair = series["flair"]
     assert np.allclose(flair.direction, np.eye(3), atol=1e-6)
     assert flair.spacing[2] == pytest.approx(7.5)
-    t1 = _series(study.series["t1"])
+    t1 = series["t1"]
     assert abs(t1.direction[1, 2]) == pytest.approx(1.0)  # coronal: slices along A–P
     assert study.labels.same_grid(t1ce) and study.brain.same_grid(t1ce)
     assert set(np.unique(study.labels.array)) == {0, 1, 2, 3}
@@ -51,17 +52,17 @@ def test_series_lie_on_the_clinical_grids(study) -> None:
     assert 1500 < brain_ml < 2100  # the MNI152 template's intracranial volume (~1.9 L)
 
 
-def test_brats_like_contrasts_hold_on_the_written_images(study) -> None:
+def test_brats_like_contrasts_hold_on_the_written_images(study, series) -> None:
     from scipy import ndimage
 
-    t1ce = _series(study.series["t1ce"])
+    t1ce = series["t1ce"]
     labels = np.asarray(study.labels.array)
     healthy_mask = np.asarray(study.brain.array) & ~ndimage.binary_dilation(labels > 0, iterations=3)
     cores = {lab: ndimage.binary_erosion(labels == lab) for lab in (1, 2, 3)}
     name = {1: 4, 2: 3, 3: 5}  # label → column of the table (CSF, GM, WM, ED, NCR, ET)
     checked = 0
     for mod in ("t1", "t2", "flair", "t1ce"):
-        img = np.asarray(resample_to(_series(study.series[mod]), t1ce, "linear").array, np.float64)
+        img = np.asarray(resample_to(series[mod], t1ce, "linear").array, np.float64)
         table = BRATS_LIKE_CONTRAST[Modality(mod)]
         med = {lab: float(np.median(img[m])) for lab, m in cores.items()}
         for a in (1, 2, 3):
@@ -77,8 +78,8 @@ def test_brats_like_contrasts_hold_on_the_written_images(study) -> None:
     assert checked >= 6
 
 
-def test_clinical_grid_covers_the_source(study) -> None:
-    t1ce = _series(study.series["t1ce"])
+def test_clinical_grid_covers_the_source(series) -> None:
+    t1ce = series["t1ce"]
     grid = clinical_grid(CLINICAL_GEOMETRIES["ax5"], t1ce)
     for corner in ((0, 0, 0), tuple(n - 1 for n in t1ce.shape)):
         p = t1ce.affine @ np.array([*corner, 1.0])
