@@ -28,7 +28,7 @@ from glioedge.synth import TemplateMissingError
 from glioedge.synth.colin27 import colin27, write_colin27_series
 from glioedge.synth.geometry import CLINICAL_GEOMETRIES, mask_on
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # minutes when the machine is shared
 
 #: Measured 2026-12-07 (docs/brain_extraction.md): Dice 0.9xx, missed x mL, extra y mL.
 MIN_DICE_VS_CH2BET = 0.95

@@ -21,7 +21,9 @@ import pytest
 from glioedge.cli import main
 from glioedge.synth import TemplateMissingError, mni152_paths
 
-pytestmark = pytest.mark.slow
+#: ~1-2 min on 2 free cores (bundle export, HD-BET export, the study, one segment); the timeout
+#: leaves room for a machine shared by several jobs, where it took 20 min
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 torch = pytest.importorskip("torch", reason="building a bundle needs the export environment")
 nib = pytest.importorskip("nibabel", reason="the independent NIfTI reader (glioedge[dev])")
 
