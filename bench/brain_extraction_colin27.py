@@ -84,9 +84,7 @@ def evaluate(model: Any, work: Path, geometries: tuple[str, ...] = GEOMETRIES,
         "dice": round(dice(brain, ref), 4),
         "missed_ml": round(float((ref & ~brain).sum()) * ml, 1),
         "extra_ml": round(float((brain & ~ref).sum()) * ml, 1),
-        # where ours has brain and ch2bet has not, how much looks like grey/white matter on the T1
-        # (above the 25th percentile of ch2bet's own brain): the reference's cuts into cortex
-        "extra_tissue_like_ml": round(float((brain & ~ref & tissue_like(t1, ref)).sum()) * ml, 1),
+        **disagreement(t1, ref, brain),
         "reference_outside_dilated_mask_ml": round(float((ref & ~mask).sum()) * ml, 2),
         "dilated_mask_dice": round(dice(mask, ref), 4),
         "seconds_1mm": round(seconds, 1), "warnings": list(ext.warnings), "geometries": {},
@@ -117,10 +115,22 @@ def evaluate(model: Any, work: Path, geometries: tuple[str, ...] = GEOMETRIES,
     return result
 
 
-def tissue_like(t1: Any, ref: np.ndarray) -> np.ndarray:
-    """Voxels whose T1 signal is at least the 25th percentile of the reference brain's."""
+def disagreement(t1: Any, ref: np.ndarray, brain: np.ndarray) -> dict[str, float]:
+    """Where the masks differ: how far the extra voxels lie outside ch2bet's surface, their T1
+    signal against ch2bet's brain, and the largest connected piece of the missed voxels."""
+    from scipy import ndimage
+
     img = np.asarray(t1.array, np.float32)
-    return img >= float(np.percentile(img[ref], 25))
+    ml = float(np.prod(t1.spacing)) / 1000.0
+    extra, missed = brain & ~ref, ref & ~brain
+    dist = ndimage.distance_transform_edt(~ref, sampling=t1.spacing)[extra]
+    labels, _ = ndimage.label(missed, structure=np.ones((3, 3, 3), bool))
+    sizes = np.bincount(labels.ravel())[1:]
+    return {"extra_distance_mm_p50": round(float(np.percentile(dist, 50)), 1),
+            "extra_distance_mm_p90": round(float(np.percentile(dist, 90)), 1),
+            "extra_t1_median": round(float(np.median(img[extra])), 1),
+            "reference_t1_median": round(float(np.median(img[ref])), 1),
+            "missed_largest_piece_ml": round(float(sizes.max()) * ml if sizes.size else 0.0, 1)}
 
 
 def picture(t1: Any, ref: np.ndarray, brain: np.ndarray, path: Path) -> None:
@@ -168,7 +178,7 @@ def picture(t1: Any, ref: np.ndarray, brain: np.ndarray, path: Path) -> None:
               fill="white")
     canvas = canvas.resize((canvas.width * 2, canvas.height * 2), Image.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path, optimize=True)
+    canvas.convert("P", palette=Image.ADAPTIVE, colors=64).save(path, optimize=True)  # small file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         from glioedge.synth.colin27 import colin27
 
         saved = np.load(args.keep)
-        picture(colin27()[0], saved["ref"], saved["brain"], args.png)
+        t1 = colin27()[0]
+        print(disagreement(t1, saved["ref"], saved["brain"]))
+        picture(t1, saved["ref"], saved["brain"], args.png)
         return 0
     with tempfile.TemporaryDirectory(prefix="colin27-") as tmp:
         model = load_model(args.model, Path(tmp))
@@ -196,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(dict(zip(cols, [f"DICOM {g['description']}", g["dice_vs_reference"], g["brain_ml"],
                                     "-", "-", g["dice_vs_1mm"], g["seconds"]], strict=True)))
     print(f"reference (ch2bet) brain: {res['reference_ml']:.0f} mL; dilated mask leaves "
-          f"{res['reference_outside_dilated_mask_ml']:.2f} mL of it outside; of the extra "
-          f"{res['extra_ml']:.0f} mL, {res['extra_tissue_like_ml']:.0f} mL look like grey/white matter")
+          f"{res['reference_outside_dilated_mask_ml']:.2f} mL of it outside; the extra voxels lie "
+          f"{res['extra_distance_mm_p50']} mm (median; 90 %: {res['extra_distance_mm_p90']} mm) outside "
+          f"ch2bet's surface, T1 median {res['extra_t1_median']} vs {res['reference_t1_median']} "
+          f"inside ch2bet; the largest missed piece is {res['missed_largest_piece_ml']} mL")
     print_table(rows, cols)
     print(f"wrote {write_json('brain_extraction_colin27', res)}")
     if args.png:
