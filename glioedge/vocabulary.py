@@ -17,6 +17,8 @@ from typing import Final
 
 __all__ = [
     "BACKGROUND",
+    "BRAIN_SEGMENT",
+    "BRAIN_SEG_CATEGORY",
     "CLASS_NAMES",
     "DEFAULT_STUDENT_MODALITIES",
     "ED",
@@ -128,6 +130,12 @@ SEGMENTS: Final = MappingProxyType({
     ET: SegmentSpec("ET", Code("C113842", "NCIt", "Enhancing Lesion"), "enhancing tumour",
                     (250, 230, 30)),
 })
+
+#: The brain mask as a SEG segment (``--save-brain-mask seg``), in a SEG of its own: category
+#: SCT 91723000 Anatomical Structure, type SCT 12738006 Brain; colour as 3D Slicer's brain.
+BRAIN_SEG_CATEGORY: Final = Code("91723000", "SCT", "Anatomical Structure")
+BRAIN_SEGMENT: Final = SegmentSpec("Brain", Code("12738006", "SCT", "Brain"), "brain mask",
+                                   (250, 250, 225))
 
 # -- sliding window ------------------------------------------------------------------------------
 

@@ -50,7 +50,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     "train": BASE | {"data", "metrics"},
     "runtime": BASE | {"dicom_io", "data"},
     "export": BASE | {"train", "data", "dicom_io"},
-    "demo": BASE | {"data", "dicom_io", "train", "export", "runtime", "metrics"},
+    # synthetic phantoms, cohorts and DICOM writers: for the demo, tests and benches only (named
+    # here so that runtime and export may not import it)
+    "synth": BASE | {"data", "dicom_io"},
+    "demo": BASE | {"data", "dicom_io", "train", "export", "runtime", "metrics", "synth"},
     "cli": BASE | {"data", "dicom_io", "train", "export", "runtime", "demo", "metrics", "evaluation"},
 }
 NEUTRAL_IMPORTS = BASE | {"data", "dicom_io"}

@@ -68,3 +68,16 @@ def test_demo_exits_non_zero_when_the_job_fails(tmp_path: Path, monkeypatch: pyt
     summary = json.loads((tmp_path / "demo" / "demo_summary.json").read_text())
     assert "seg" not in summary
     assert "the daemon produced no SEG" in capsys.readouterr().out
+
+
+def test_demo_anatomy_choices(tmp_path: Path) -> None:
+    """``--anatomy`` takes synthetic or mni (the MNI152 study itself: tests/synth and
+    tests/skullstrip/test_mni_study.py, which use the same writer); anything else is refused."""
+    from glioedge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="anatomy"):
+        demo.write_demo_study(tmp_path, anatomy="phantom")
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--anatomy", "phantom", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert demo.ANATOMIES == ("synthetic", "mni")

@@ -20,7 +20,8 @@ def add_segment_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p = subparsers.add_parser(
         "segment", help="segment one DICOM study with a model bundle → DICOM-SEG + report",
         description="Segment the FLAIR + T1CE series of one DICOM study (a folder, searched "
-        "recursively) and write seg.dcm, report.json (and qa.png, sr.dcm) into --out.",
+        "recursively) and write seg.dcm, report.json (and qa.png, sr.dcm, brain_mask.nii.gz, "
+        "brain_seg.dcm) into --out.",
     )
     p.add_argument("study", type=Path, metavar="STUDY_DIR", help="folder with the study's DICOM files")
     p.add_argument("--bundle", type=Path, required=True, help="model bundle directory")
@@ -49,6 +50,10 @@ def add_segment_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--qa-png", action="store_true", help="also write qa.png (overlay)")
     p.add_argument("--sr", action="store_true", help="also write sr.dcm (TID 1500 volumes)")
+    p.add_argument("--save-brain-mask", nargs="?", const="nifti", default="",
+                   choices=["nifti", "seg", "both"],
+                   help="also write the brain mask: brain_mask.nii.gz (nifti, the default when "
+                   "given alone), brain_seg.dcm (seg: a SEG with one 'Brain' segment) or both")
     p.add_argument("--trusted-key", action="append", default=[], metavar="PUB",
                    help="accept only a bundle signed by this Ed25519 public key (PEM; repeatable)")
     p.add_argument("--require-signature", action="store_true",
@@ -75,6 +80,7 @@ def run_segment(args: argparse.Namespace) -> int:
         brain_mask_command=args.brain_mask_command, brain_mask_series=args.brain_mask_series,
         segmentation_type=args.segmentation_type,
         qa_png=args.qa_png, sr=args.sr, register=args.register,
+        save_brain_mask=args.save_brain_mask,
         require_signature=args.require_signature, trusted_keys=tuple(args.trusted_key),
     )
     with use_progress(Progress()) as progress:

@@ -1,6 +1,6 @@
 """A quality-control picture that reads on its own: the label overlay on three orthogonal slices
-through the tumour, with a legend, orientation markers, the volumes, the bundle id and the
-"not for diagnostic use" disclaimer.
+through the tumour, the brain mask's outline, with a legend, orientation markers, the volumes, the
+bundle id and the "not for diagnostic use" disclaimer.
 
 Pillow draws and encodes it (no matplotlib on an edge box). Colours: the SEG's
 (:data:`glioedge.vocabulary.SEGMENTS`; NCR red, ED green, ET yellow). Each view is resampled
@@ -26,6 +26,8 @@ ALPHA = 0.45
 VIEW_MM = 1.0  # pixel size of the views
 MIN_VIEW_PX = 192  # views are enlarged (nearest neighbour) to at least this height
 DISCLAIMER = "Not for diagnostic use"
+#: Colour of the brain-mask outline (cyan: unlike every segment colour).
+BRAIN_RGB = (0, 200, 255)
 #: LPS axis → (letter for +, letter for -).
 _LETTERS = (("L", "R"), ("P", "A"), ("S", "I"))
 
@@ -66,8 +68,17 @@ def _opposite(letter: str) -> str:
     return {a: b for pair in _LETTERS for a, b in (pair, pair[::-1])}[letter]
 
 
+def _outline(plane: np.ndarray) -> np.ndarray:
+    """The one-pixel inner border of a 2-D mask."""
+    inner = plane.copy()
+    inner[1:-1, 1:-1] = (plane[1:-1, 1:-1] & plane[:-2, 1:-1] & plane[2:, 1:-1]
+                         & plane[1:-1, :-2] & plane[1:-1, 2:])
+    return plane & ~inner
+
+
 def qa_png_bytes(labels: Volume, background: Volume | None = None, *,
-                 volumes_ml: Mapping[str, float] | None = None, bundle_id: str = "") -> bytes:
+                 volumes_ml: Mapping[str, float] | None = None, bundle_id: str = "",
+                 brain: Volume | None = None, brain_ml: float | None = None) -> bytes:
     """PNG bytes: three views through the tumour's centre (the grid's centre without tumour).
 
     Args:
@@ -75,6 +86,8 @@ def qa_png_bytes(labels: Volume, background: Volume | None = None, *,
         background: image under the overlay, on the same grid (default: black).
         volumes_ml: ET/TC/WT (and NCR/ED) volumes to print under the views.
         bundle_id: the model bundle that produced the labels.
+        brain: the brain mask on the same grid, outlined in :data:`BRAIN_RGB` (so a user sees
+            what the tumour model was given). brain_ml: its volume, printed with the others.
     """
     require("PIL", "drawing the QA picture (pip install pillow; part of glioedge[runtime])")
     from PIL import Image, ImageDraw, ImageFont
@@ -88,12 +101,16 @@ def qa_png_bytes(labels: Volume, background: Volume | None = None, *,
     lo, hi = (np.percentile(nonzero, [1, 99.5]) if nonzero.size else (0.0, 1.0))
     grey = np.clip((img - lo) / max(float(hi - lo), 1e-6), 0, 1) * 255
     tiles = []
-    for g, lv in zip(_views(grey, centre, labels.spacing), _views(lab, centre, labels.spacing),
-                     strict=True):
+    brain_views = (_views(np.asarray(brain.array, bool), centre, labels.spacing) if brain is not None
+                   else [None] * 3)
+    for g, lv, bv in zip(_views(grey, centre, labels.spacing), _views(lab, centre, labels.spacing),
+                         brain_views, strict=True):
         rgb = np.repeat(g[..., None], 3, axis=2)
         for cls, colour in COLOURS.items():
             sel = lv == cls
             rgb[sel] = (1 - ALPHA) * rgb[sel] + ALPHA * np.asarray(colour, np.float32)
+        if bv is not None:
+            rgb[_outline(bv)] = BRAIN_RGB
         tiles.append(rgb.astype(np.uint8))
     height = max(t.shape[0] for t in tiles)
     zoom = max(1, -(-MIN_VIEW_PX // height))
@@ -127,8 +144,13 @@ def qa_png_bytes(labels: Volume, background: Volume | None = None, *,
         label = f"{spec.label} ({spec.tracking})"
         draw.text((lx + 18, y), label, fill="white", font=small)
         lx += 18 + int(draw.textlength(label, font=small)) + 16
+    if brain is not None:
+        draw.rectangle((lx, y + 2, lx + 12, y + 14), outline=BRAIN_RGB, width=2)
+        draw.text((lx + 18, y), "brain mask", fill="white", font=small)
     vols = dict(volumes_ml or {})
     text = "   ".join(f"{k} {float(vols[k]):.1f} mL" for k in ("ET", "TC", "WT") if k in vols)
+    if brain_ml is not None:
+        text = f"{text}   brain {float(brain_ml):.0f} mL"
     draw.text((margin, y + 22), text or "volumes: -", fill="white", font=small)
     out = io.BytesIO()
     canvas.save(out, format="PNG", optimize=False)

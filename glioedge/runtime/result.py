@@ -1,9 +1,10 @@
 """The result of one segmentation: label map, SEG, volumes, timings; the report and its files.
 
-:meth:`Result.write` puts ``seg.dcm``, ``report.json`` and, when configured, ``qa.png`` and
-``sr.dcm`` into a folder, each through a temporary file in that folder and :func:`os.replace`,
-so a reader (or a crash) never sees half a file, and a re-run replaces the files with objects of
-the same UIDs. The file names are fixed; callers build the folder name from sanitised UIDs
+:meth:`Result.write` puts ``seg.dcm``, ``report.json`` and, when configured, ``qa.png``,
+``sr.dcm``, ``brain_mask.nii.gz`` and ``brain_seg.dcm`` into a folder, each through a temporary
+file in that folder and :func:`os.replace`, so a reader (or a crash) never sees half a file, and
+a re-run replaces the files with objects of the same UIDs. The file names
+are fixed; callers build the folder name from sanitised UIDs
 (:func:`glioedge.runtime.daemon.names.safe_uid`). Nothing here holds or writes patient names,
 IDs or birth dates. A :class:`Result` is built once, complete, by the :class:`Segmenter`, and is
 immutable afterwards (a frozen dataclass).
@@ -12,12 +13,14 @@ immutable afterwards (a frozen dataclass).
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from glioedge import __version__
@@ -27,13 +30,20 @@ from glioedge.fileio import atomic_write
 __all__ = ["FILES", "Result"]
 
 #: Output file names inside the result folder.
-FILES = {"seg": "seg.dcm", "report": "report.json", "qa_png": "qa.png", "sr": "sr.dcm"}
+FILES = {"seg": "seg.dcm", "report": "report.json", "qa_png": "qa.png", "sr": "sr.dcm",
+         "brain_mask": "brain_mask.nii.gz", "brain_seg": "brain_seg.dcm"}
 
 
 def _dataset_bytes(ds: Dataset) -> bytes:
     buffer = BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def _nifti_bytes(volume: Volume) -> bytes:
+    """``volume`` as gzipped NIfTI bytes (SimpleITK writes to a path: a private temp folder)."""
+    with tempfile.TemporaryDirectory(prefix="glioedge-nii-") as tmp:
+        return volume.to_nifti(Path(tmp) / "mask.nii.gz").read_bytes()
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,10 @@ class Result:
             not used, duplicate instances, repeated acquisitions (``LoadedStudy.intake``; no paths).
         registration: modality → the rigid transform that aligned it to the reference (only
             for series registered because their frame of reference differed).
+        brain_mask: the brain (before the tumour-safe margin) on the reference grid.
+        brain_seg: that brain as a SEG of its own (``save_brain_mask`` ``seg``/``both``).
+        brain: the report's ``brain`` entry: ``volume_ml``, ``mode``, ``from_modalities`` and
+            ``from_series`` (the series the mask was computed from), ``grid_series``.
     """
 
     label_map: Volume
@@ -78,6 +92,9 @@ class Result:
     sources: tuple[Dataset, ...] = field(default=(), repr=False)
     intake: Mapping[str, Any] = field(default_factory=dict)
     registration: Mapping[str, Any] = field(default_factory=dict)
+    brain_mask: Volume | None = field(default=None, repr=False)
+    brain_seg: Dataset | None = field(default=None, repr=False)
+    brain: Mapping[str, Any] = field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
         """The JSON-safe report: volumes, series used, model, timings (no patient data)."""
@@ -94,6 +111,7 @@ class Result:
             "bundle_id": self.bundle_id,
             "backend": self.backend,
             "brain_mask_mode": self.brain_mask_mode,
+            "brain": dict(self.brain),
             "volumes_ml": {k: round(float(v), 4) for k, v in self.volumes_ml.items()},
             "postprocess": dict(self.postprocess),
             "grid": {"shape": list(self.label_map.shape),
@@ -107,10 +125,12 @@ class Result:
         }
 
     def write(self, out_dir: Path) -> dict[str, Path]:
-        """Write the SEG, the report and the optional QA PNG / SR atomically into ``out_dir``.
+        """Write the SEG, the report and the optional QA PNG / SR / brain mask atomically into
+        ``out_dir``.
 
         Returns:
-            kind (``seg``, ``report``, ``qa_png``, ``sr``) → path, for the files written.
+            kind (``seg``, ``report``, ``qa_png``, ``sr``, ``brain_mask``, ``brain_seg``) → path,
+            for the files written.
 
         Raises:
             OSError: ``out_dir`` is not writable or the disk is full.
@@ -124,13 +144,23 @@ class Result:
             from glioedge.runtime.qa_png import qa_png_bytes
 
             png = qa_png_bytes(self.label_map, self.background, volumes_ml=self.volumes_ml,
-                               bundle_id=self.bundle_id)
+                               bundle_id=self.bundle_id, brain=self.brain_mask,
+                               brain_ml=self.brain.get("volume_ml"))
             written["qa_png"] = atomic_write(out_dir / FILES["qa_png"], lambda f: f.write(png))
         if self.options.get("sr") and self.seg is not None:
             from glioedge.runtime.sr import volume_report_sr
 
             sr = _dataset_bytes(volume_report_sr(self.seg, self.sources, self.volumes_ml, self.bundle_id))
             written["sr"] = atomic_write(out_dir / FILES["sr"], lambda f: f.write(sr))
+        save = str(self.options.get("save_brain_mask") or "")
+        if save in ("nifti", "both") and self.brain_mask is not None:
+            nifti = _nifti_bytes(self.brain_mask.with_array(
+                np.asarray(self.brain_mask.array).astype(np.uint8)))
+            written["brain_mask"] = atomic_write(out_dir / FILES["brain_mask"], lambda f: f.write(nifti))
+        if self.brain_seg is not None:
+            brain_seg = _dataset_bytes(self.brain_seg)
+            written["brain_seg"] = atomic_write(out_dir / FILES["brain_seg"],
+                                                lambda f: f.write(brain_seg))
         report = self.report()
         report["files"] = {k: p.name for k, p in written.items()}
         text = (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()

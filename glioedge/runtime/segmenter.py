@@ -33,6 +33,7 @@ from glioedge.dicom_io import (
     resample_to,
     write_seg,
 )
+from glioedge.dicom_io.brain_seg import write_brain_seg
 from glioedge.errors import ConfigError, InputError
 from glioedge.progress import current_progress
 from glioedge.runtime.backends import Backend, select_backend
@@ -40,7 +41,7 @@ from glioedge.runtime.brain_mask import BrainMaskMode, MaskOutcome, compute_brai
 from glioedge.runtime.inference import InferenceOutput, preprocess_params, run_inference
 from glioedge.runtime.postprocess import apply_postprocess, tumour_volumes_ml
 from glioedge.runtime.result import Result
-from glioedge.runtime.skullstrip import BrainMaskModel, SkullStripConfig, grow_for_tumour
+from glioedge.runtime.skullstrip import BrainMaskModel, SkullStripConfig, brain_volume_ml, grow_for_tumour
 from glioedge.vocabulary import WINDOW_STEP
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["Segmenter", "SegmenterConfig"]
 
 #: Options that do not change the SEG's content, left out of its UIDs.
-_NOT_IN_UID = frozenset({"batch_size", "qa_png", "sr", "require_signature", "trusted_keys"})
+_NOT_IN_UID = frozenset({"batch_size", "qa_png", "sr", "require_signature", "trusted_keys",
+                         "save_brain_mask"})
+#: ``save_brain_mask`` values: nothing, the NIfTI, a "Brain" SEG of its own, or both.
+SAVE_BRAIN_MASK = ("", "nifti", "seg", "both")
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,9 @@ class SegmenterConfig:
         series_description: SeriesDescription of the SEG.
         qa_png: also write ``qa.png`` in :meth:`Result.write`.
         sr: also write a TID 1500 SR (``sr.dcm``) with the volumes.
+        save_brain_mask: also write the brain mask (the brain before the tumour-safe margin):
+            ``nifti`` (``brain_mask.nii.gz``), ``seg`` (``brain_seg.dcm``, a SEG of its own with
+            one "Brain" segment; DICOM input only) or ``both``; ``""`` writes neither.
         register: rigidly register series whose frame of reference differs from the
             reference's onto it (else such a study is refused); recorded in the SEG and report.
         require_signature: refuse a bundle without a valid ``manifest.sig`` (needs
@@ -102,6 +109,7 @@ class SegmenterConfig:
     series_description: str = "glioedge tumour segmentation"
     qa_png: bool = False
     sr: bool = False
+    save_brain_mask: str = ""
     register: bool = False
     require_signature: bool = False
     trusted_keys: tuple[str, ...] = ()
@@ -129,6 +137,9 @@ class SegmenterConfig:
                 "--trusted-key PUB; daemon: [segmenter] trusted_keys = [\"/etc/glioedge/release.pub\"])")
         if not 0 < float(self.step_size) <= 1:
             raise ConfigError(f"step_size must be in (0, 1], got {self.step_size}")
+        if self.save_brain_mask not in SAVE_BRAIN_MASK:
+            raise ConfigError(f"save_brain_mask {self.save_brain_mask!r}; valid: nifti, seg, both "
+                              f"(or empty)")
         if int(self.batch_size) < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         if mode is BrainMaskMode.COMMAND and not self.brain_mask_command:
@@ -173,6 +184,8 @@ class _Segmented:
     options: dict[str, Any]
     windows: int
     background: Volume
+    brain: Volume
+    brain_report: dict[str, Any]
 
 
 class Segmenter:
@@ -301,9 +314,19 @@ class Segmenter:
         if study.transforms:  # rigidly registered series: say so in the SEG itself
             recorded["registered"] = "+".join(sorted(study.transforms))
         _record_algorithm_parameters(seg, recorded)
+        brain_seg = None
+        if cfg.save_brain_mask in ("seg", "both"):
+            brain_uid = deterministic_uid(series_uid, "brain-mask")
+            brain_seg = write_brain_seg(
+                core.brain.array, reference, series_instance_uid=brain_uid,
+                sop_instance_uid=deterministic_uid(brain_uid, "instance"), bundle_id=self.bundle_id,
+                series_number=cfg.series_number + 1,
+                parameters={"brain_mask": core.brain_mask_mode,
+                            "series": "+".join(core.brain_report["from_modalities"])})
         t_seg = time.perf_counter() - t1
         result = self._result(
-            core, seg=seg, series_used={m: s.series_instance_uid for m, s in study.series.items()},
+            core, seg=seg, brain_seg=brain_seg,
+            series_used={m: s.series_instance_uid for m, s in study.series.items()},
             study_instance_uid=next(iter(study.series.values())).study_instance_uid,
             sources=(*reference, *others), intake=study.intake,
             registration=study.transforms,
@@ -345,9 +368,14 @@ class Segmenter:
     def _result(self, core: _Segmented, *, seg: Dataset | None, series_used: dict[str, str],
                 study_instance_uid: str, sources: tuple[Dataset, ...],
                 timings: dict[str, float], intake: Mapping[str, Any] | None = None,
-                registration: Mapping[str, Any] | None = None) -> Result:
+                registration: Mapping[str, Any] | None = None,
+                brain_seg: Dataset | None = None) -> Result:
         """The one place a :class:`Result` is built, complete."""
+        brain = {**core.brain_report,
+                 "from_series": {m: series_used.get(m, "") for m in core.brain_report["from_modalities"]},
+                 "grid_series": series_used.get(self.reference, "")}
         return Result(
+            brain_mask=core.brain, brain_seg=brain_seg, brain=brain,
             label_map=core.labels, seg=seg, volumes_ml=core.volumes_ml, series_used=series_used,
             timings={**core.timings, **timings}, backend=self.backend.name, bundle_id=self.bundle_id,
             brain_mask_mode=core.brain_mask_mode, study_instance_uid=study_instance_uid,
@@ -379,7 +407,9 @@ class Segmenter:
         volumes_ml = tumour_volumes_ml(labels, ref.spacing)
         timings["postprocess"] = time.perf_counter() - t0
         background_key = "flair" if "flair" in volumes else reference
+        brain, brain_report = _brain_summary(outcome, volumes, reference, ref)
         return _Segmented(
+            brain=brain, brain_report=brain_report,
             labels=ref.with_array(labels), volumes_ml=volumes_ml, timings=timings,
             brain_mask_mode=outcome.mode, postprocess=info.to_dict(),
             options={**cfg.to_dict(), "brain_extraction": outcome.report},
@@ -443,6 +473,22 @@ def _marked(description: str, intake: Mapping[str, Any]) -> str:
     if (intake.get("completeness") or {}).get("complete", True):
         return description
     return description[: 64 - len(INCOMPLETE_MARK)] + INCOMPLETE_MARK
+
+
+def _brain_summary(outcome: MaskOutcome, volumes: Mapping[str, Volume], reference: str,
+                   ref: Volume) -> tuple[Volume, dict[str, Any]]:
+    """The brain (before the tumour-safe margin, on the reference grid) and what the report says
+    of it: its volume, the mode, and the series it was computed from."""
+    ext = outcome.extraction
+    if ext is not None:  # auto: the network's brain; the series it ran on
+        mask, modalities = ext.brain, list(ext.params.get("series_run", [reference]))
+        extra = {"volume_ml": round(ext.brain_ml, 1), "mask_ml": round(ext.mask_ml, 1),
+                 "margin_mm": ext.params.get("margin_mm")}
+    else:  # skull-stripped: the union of the channels' nonzero voxels; command: its {input}
+        mask = np.asarray(outcome.mask, dtype=bool)
+        modalities = sorted(volumes) if outcome.mode == BrainMaskMode.SKULL_STRIPPED.value else [reference]
+        extra = {"volume_ml": round(brain_volume_ml(mask, ref.spacing), 1)}
+    return ref.with_array(mask), {"mode": outcome.mode, **extra, "from_modalities": modalities}
 
 
 def _record_algorithm_parameters(seg: Dataset, params: Mapping[str, Any]) -> None:

@@ -40,3 +40,18 @@ def test_orientation_letters_follow_the_affine() -> None:
     assert _letter(flipped, 0, 1) == "R" and _letter(flipped, 1, 1) == "A"
     sagittal = np.array([[0, 0, 1, 0], [1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1]], float)
     assert [_letter(sagittal, a, 1) for a in range(3)] == ["P", "I", "L"]
+
+
+def test_qa_picture_outlines_the_brain_mask() -> None:
+    from glioedge.runtime.qa_png import BRAIN_RGB
+
+    labels = _labels()
+    brain = np.zeros(labels.shape, bool)
+    brain[4:36, 6:42, 2:18] = True
+    without = Image.open(io.BytesIO(qa_png_bytes(labels))).convert("RGB")
+    with_brain = Image.open(io.BytesIO(qa_png_bytes(labels, brain=labels.with_array(brain),
+                                                    brain_ml=123.0))).convert("RGB")
+    count = {c: n for n, c in with_brain.getcolors(maxcolors=1 << 20)}
+    assert BRAIN_RGB not in {c for _, c in without.getcolors(maxcolors=1 << 20)}
+    # the outline of three views (each enlarged ≥ 4×) plus the legend square: far more than a legend
+    assert count.get(BRAIN_RGB, 0) > 1000

@@ -5,6 +5,7 @@ studies, and nothing the daemon writes carries an inbox folder name."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ class _WritingChild:
     publication and delivery around it are the real ones)."""
 
     pid = None
+    stop = threading.Event()  # never set: the daemon is not told to stop
 
-    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+    def run(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         staging = Path(request["staging"])
         staging.mkdir(parents=True)
         (staging / "seg.dcm").write_text(f"SEG of job {request['job_id']}")
@@ -150,7 +152,7 @@ def test_quarantine_and_operator_output_carry_no_inbox_folder_names(tmp_path: Pa
     files = _inputs(tmp_path, ["IM1", "IM2"])
 
     class _Bad(_WritingChild):
-        def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        def run(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
             return {"status": "input_error",
                     "message": f"{request['files'][0]}: no FLAIR series found"}
 
