@@ -60,6 +60,8 @@ class Result:
             not used, duplicate instances, repeated acquisitions (``LoadedStudy.intake``; no paths).
         registration: modality → the rigid transform that aligned it to the reference (only
             for series registered because their frame of reference differed).
+        quality: the quality verdict (:meth:`glioedge.runtime.quality.Quality.to_dict`):
+            ``verdict`` (ok | review | reject), ``finding``, ``reasons``, ``scores``.
     """
 
     label_map: Volume
@@ -78,6 +80,12 @@ class Result:
     sources: tuple[Dataset, ...] = field(default=(), repr=False)
     intake: Mapping[str, Any] = field(default_factory=dict)
     registration: Mapping[str, Any] = field(default_factory=dict)
+    quality: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        """``ok``, ``review`` or ``reject`` (``ok`` for a result built without a verdict)."""
+        return str(self.quality.get("verdict", "ok"))
 
     def report(self) -> dict[str, Any]:
         """The JSON-safe report: volumes, series used, model, timings (no patient data)."""
@@ -104,6 +112,7 @@ class Result:
             "config": dict(self.options),
             "intake": dict(self.intake),
             "registration": dict(self.registration),
+            "quality": dict(self.quality),
         }
 
     def write(self, out_dir: Path) -> dict[str, Path]:
@@ -124,12 +133,13 @@ class Result:
             from glioedge.runtime.qa_png import qa_png_bytes
 
             png = qa_png_bytes(self.label_map, self.background, volumes_ml=self.volumes_ml,
-                               bundle_id=self.bundle_id)
+                               bundle_id=self.bundle_id, quality=self.quality)
             written["qa_png"] = atomic_write(out_dir / FILES["qa_png"], lambda f: f.write(png))
         if self.options.get("sr") and self.seg is not None:
             from glioedge.runtime.sr import volume_report_sr
 
-            sr = _dataset_bytes(volume_report_sr(self.seg, self.sources, self.volumes_ml, self.bundle_id))
+            sr = _dataset_bytes(volume_report_sr(self.seg, self.sources, self.volumes_ml, self.bundle_id,
+                                                 quality=self.quality))
             written["sr"] = atomic_write(out_dir / FILES["sr"], lambda f: f.write(sr))
         report = self.report()
         report["files"] = {k: p.name for k, p in written.items()}

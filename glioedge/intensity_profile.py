@@ -1,0 +1,66 @@
+"""Intensity profiles of normalised images inside the brain, and the distance between two.
+
+One definition shared by export (which records the training cases' profile in the bundle's
+``quality`` manifest block) and the runtime (which compares each study's profile with it). A
+profile is computed on the network input (after the product's z-score inside the brain mask), so
+it measures the *shape* of the intensity distribution: a global intensity scale is normalised
+away (and so costs the model nothing), while noise, bias fields, ghosting or a series of another
+contrast change the shape. numpy only; no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["BINS", "PERCENTILES", "merge_profiles", "profile", "profile_distance"]
+
+#: Percentiles recorded per modality.
+PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
+#: Histogram bin edges in z-score units; values outside are clipped into the end bins.
+BINS = np.linspace(-4.0, 6.0, 51)
+
+
+def profile(channel: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    """The profile of one z-scored channel inside ``mask``: percentiles and a normalised histogram.
+
+    Returns:
+        ``{"percentiles": [...], "histogram": [...], "voxels": n}`` (JSON-safe); an empty mask
+        gives ``voxels`` 0 and no values.
+    """
+    vals = np.asarray(channel)[np.asarray(mask, bool)]
+    if vals.size == 0:
+        return {"percentiles": [], "histogram": [], "voxels": 0}
+    vals = np.clip(vals.astype(np.float32, copy=False), BINS[0], BINS[-1])
+    hist, _ = np.histogram(vals, bins=BINS)
+    return {"percentiles": [round(float(p), 4) for p in np.percentile(vals, PERCENTILES)],
+            "histogram": [round(float(h), 6) for h in hist / vals.size],
+            "voxels": int(vals.size)}
+
+
+def merge_profiles(profiles: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The cohort profile of several cases: the mean histogram and percentiles, and the spread
+    (maximum over cases) of each case's distance to that mean (the scale of normal variation)."""
+    used = [p for p in profiles if p.get("voxels")]
+    if not used:
+        return {"percentiles": [], "histogram": [], "cases": 0, "case_distance_max": 0.0}
+    hist = np.mean([p["histogram"] for p in used], axis=0)
+    perc = np.mean([p["percentiles"] for p in used], axis=0)
+    merged: dict[str, Any] = {"percentiles": [round(float(x), 4) for x in perc],
+                              "histogram": [round(float(h), 6) for h in hist], "cases": len(used)}
+    distances = [profile_distance(p, merged) for p in used]
+    merged["case_distance_max"] = round(float(max(distances)), 4)
+    merged["case_distance_mean"] = round(float(np.mean(distances)), 4)
+    return merged
+
+
+def profile_distance(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+    """Wasserstein-1 distance (z-score units) between two profiles' histograms: the area between
+    their cumulative distributions over the bin edges (0 = the same distribution)."""
+    ha, hb = np.asarray(a["histogram"], float), np.asarray(b["histogram"], float)
+    if ha.size == 0 or hb.size == 0 or ha.shape != hb.shape:
+        return float("nan")
+    width = float(BINS[1] - BINS[0])
+    return float(np.abs(np.cumsum(ha) - np.cumsum(hb)).sum() * width)
