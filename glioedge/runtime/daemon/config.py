@@ -106,6 +106,9 @@ class DeliveryConfig:
         backoff_initial: First delay between sends, in seconds.
         backoff_factor: Growth of the delay after each failure.
         backoff_max: Longest delay between sends, in seconds.
+        deliver: Which quality verdicts are sent on as a SEG: ``ok``, ``ok+review`` or ``all``
+            (default, the behaviour before the verdict existed). A study held back is
+            quarantined with its verdict and reasons; its outputs stay in the outbox for review.
     """
 
     folders: tuple[str, ...] = ()
@@ -125,6 +128,7 @@ class DeliveryConfig:
     stowrs_password_env: str = ""
     stowrs_token: str = dataclasses.field(default="", repr=False)
     stowrs_token_env: str = ""
+    deliver: str = "all"
 
     def stowrs_auth(self) -> tuple[str, Any] | None:
         """``("basic", (user, password))``, ``("bearer", token)`` or None, secrets read from the
@@ -287,6 +291,9 @@ class DaemonConfig:
             ConfigError: naming the key and what is accepted.
         """
         w, d = self.watch, self.delivery
+        from glioedge.runtime.quality.policy import check_policy
+
+        check_policy(d.deliver)
         for key, value in (("watch.quiet_time", w.quiet_time), ("watch.retry_initial", w.retry_initial),
                            ("watch.retry_max", w.retry_max),
                            ("delivery.backoff_initial", d.backoff_initial),

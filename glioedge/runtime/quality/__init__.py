@@ -6,9 +6,10 @@ profile, coverage and slice thickness, predictive entropy, anatomical plausibili
 ``quality`` manifest block; the verdict (:mod:`.verdict`). numpy/scipy only, no torch.
 """
 
+from glioedge.runtime.quality.policy import DELIVER_POLICIES, check_policy, delivers, summary_of
 from glioedge.runtime.quality.signals import Reason, entropy_stats
 from glioedge.runtime.quality.thresholds import QualityThresholds
 from glioedge.runtime.quality.verdict import NO_TUMOUR, OK, REJECT, REVIEW, Quality, assess
 
-__all__ = ["NO_TUMOUR", "OK", "REJECT", "REVIEW", "Quality", "QualityThresholds", "Reason", "assess",
-           "entropy_stats"]
+__all__ = ["DELIVER_POLICIES", "NO_TUMOUR", "OK", "REJECT", "REVIEW", "Quality", "QualityThresholds",
+           "Reason", "assess", "check_policy", "delivers", "entropy_stats", "summary_of"]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from glioedge.runtime.quality import signals as S
+from glioedge.runtime.quality.policy import summary_of
 from glioedge.runtime.quality.signals import Reason
 from glioedge.runtime.quality.thresholds import QualityThresholds
 
@@ -43,9 +44,7 @@ class Quality:
 
     def summary(self) -> str:
         """One line: ``REVIEW: brain_cut_off, uncertain`` / ``OK: no tumour found``."""
-        codes = [r.code for r in self.reasons if r.severity != "info"]
-        tail = ", ".join(codes) if codes else self.finding
-        return f"{self.verdict.upper()}: {tail}"
+        return summary_of(self.to_dict())
 
 
 def assess(*, labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float],
