@@ -198,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_receive_parser,
         add_watch_parser,
     )
+    from glioedge.runtime.quality.commands import add_quality_parser
 
     add_export_parser(sub)
     add_bundle_parser(sub)
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_receive_parser(sub)
     _add_doctor(sub)
     add_operator_parsers(sub)
+    add_quality_parser(sub)
     return parser
 
 

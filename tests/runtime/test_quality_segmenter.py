@@ -93,3 +93,35 @@ def test_verdict_travels_to_every_output(quality_bundle: Path, synthetic_study: 
     assert "REVIEW: check the segmentation before use" in meanings
     assert any(m.startswith("REVIEW: the model is unsure") for m in meanings)
     assert files["qa_png"].stat().st_size > 0
+
+
+def test_calibrate_stores_thresholds_that_pass_the_held_out_cases(
+        trained_bundle: Path, tmp_path: Path) -> None:
+    from glioedge.bundle_signing import SIGNATURE_FILE, generate_keypair, load_private_key, sign_manifest
+    from glioedge.cli import main
+
+    from .conftest import write_study
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_bundle, bundle)
+    private, _ = generate_keypair(tmp_path / "key.pem")
+    sign_manifest(bundle, Bundle.load(bundle).manifest.to_dict(), load_private_key(private))
+    assert (bundle / SIGNATURE_FILE).is_file()
+    held_out = tmp_path / "held-out"
+    for seed in (11, 12):
+        write_study(held_out / f"case{seed}", seed=seed)
+    before = Bundle.load(bundle).manifest
+    assert main(["quality", "calibrate", str(held_out), "--bundle", str(bundle), "--false-alarm", "0",
+                 "--backend", "onnxruntime", "--device", "cpu"]) == 0
+    after = Bundle.load(bundle, verify=True).manifest
+    assert after.bundle_id == before.bundle_id  # the segmentation is the same model
+    assert not (bundle / SIGNATURE_FILE).exists()
+    block = after.quality
+    assert block["calibration"]["cases"] == 2 and block["calibration"]["false_alarm"] == 0
+    thresholds = block["thresholds"]
+    # With a false-alarm rate of 0 the held-out cases pass the calibrated entropy signal.
+    with Segmenter.from_bundle(bundle, "onnxruntime", "cpu") as seg:
+        res = seg.segment_study(held_out / "case12")
+    assert res.quality["thresholds"] == "bundle"
+    assert res.quality["scores"]["uncertainty"]["entropy_mean"] <= thresholds["entropy_review"]
+    assert "uncertain" not in {r["code"] for r in res.quality["reasons"]}

@@ -124,14 +124,14 @@ def _when(t: float) -> str:
 
 def format_table(rows: Sequence[JobRow], error_width: int = 60) -> str:
     """A fixed-width text table (UTC times)."""
-    head = ("ID", "QUALITY", "STUDY UID", "STATE", "ATT", "CREATED (UTC)", "UPDATED (UTC)", "RUN S",
+    head = ("ID", "STUDY UID", "STATE", "ATT", "QUALITY", "CREATED (UTC)", "UPDATED (UTC)", "RUN S",
             "LAST ERROR")
     lines = [head]
     for r in rows:
         error = r.error.replace("\n", " ")
         if len(error) > error_width:
             error = error[: error_width - 1] + "…"
-        lines.append((str(r.id), r.verdict.upper() or "-", r.study_uid or "-", r.state, str(r.attempts),
+        lines.append((str(r.id), r.study_uid or "-", r.state, str(r.attempts), r.verdict.upper() or "-",
                       _when(r.created),
                       _when(r.updated), "-" if r.total_s is None else f"{r.total_s:.1f}", error or "-"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head) - 1)]
