@@ -5,7 +5,10 @@ One definition shared by export (which records the training cases' profile in th
 profile is computed on the network input (after the product's z-score inside the brain mask), so
 it measures the *shape* of the intensity distribution: a global intensity scale is normalised
 away (and so costs the model nothing), while noise, bias fields, ghosting or a series of another
-contrast change the shape. numpy only; no torch.
+contrast change the shape. The profile is taken over the tumour-free brain (training: the label
+is background; runtime: the network predicts background) and robustly re-standardised there
+(median 0, IQR-based sigma 1), so a healthy brain or a large tumour, which shift the whole-brain
+z-score, do not by themselves look unlike the training scans: only the shape counts. numpy only.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ BINS = np.linspace(-4.0, 6.0, 51)
 
 
 def profile(channel: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
-    """The profile of one z-scored channel inside ``mask``: percentiles and a normalised histogram.
+    """The profile of one channel inside ``mask``, robustly standardised there (median 0, sigma
+    from the IQR): percentiles and a normalised histogram.
 
     Returns:
         ``{"percentiles": [...], "histogram": [...], "voxels": n}`` (JSON-safe); an empty mask
@@ -33,7 +37,9 @@ def profile(channel: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
     vals = np.asarray(channel)[np.asarray(mask, bool)]
     if vals.size == 0:
         return {"percentiles": [], "histogram": [], "voxels": 0}
-    vals = np.clip(vals.astype(np.float32, copy=False), BINS[0], BINS[-1])
+    vals = vals.astype(np.float32, copy=False)
+    q25, q50, q75 = np.percentile(vals, (25, 50, 75))
+    vals = np.clip((vals - q50) / max(float(q75 - q25) / 1.349, 1e-6), BINS[0], BINS[-1])
     hist, _ = np.histogram(vals, bins=BINS)
     return {"percentiles": [round(float(p), 4) for p in np.percentile(vals, PERCENTILES)],
             "histogram": [round(float(h), 6) for h in hist / vals.size],

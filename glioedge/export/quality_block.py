@@ -2,8 +2,9 @@
 
 At export, the training run's preprocessed cases (``<run>/preprocessed``, the training half of
 ``<run>/split.json`` when present; ``<run>`` is found above the checkpoint folder) give, per
-student modality, the intensity profile of the network input inside the brain
-(:mod:`glioedge.intensity_profile`), and the thickest voxel among the cases' source grids. The
+student modality, the intensity profile of the network input in the tumour-free brain
+(:mod:`glioedge.intensity_profile`; the runtime leaves out the tumour it predicts), and the
+thickest voxel among the cases' source grids. The
 runtime compares each study with them. Without the training folder the block is left out and the
 runtime says that the distribution signal is not available.
 """
@@ -64,6 +65,8 @@ def quality_block(cases: Sequence[Path], channel_modalities: Sequence[str],
     for path in chosen:
         case = load_preprocessed(path)
         mask = np.asarray(case.mask, bool)
+        if case.label is not None:  # normal-appearing brain: the runtime leaves out its predicted tumour
+            mask &= np.asarray(case.label) == 0
         for m, c in index.items():
             per_mod[m].append(profile(np.asarray(case.data[c]), mask))
         spacing = max(spacing, *spacing_of(np.asarray(case.record.original_affine)))

@@ -45,8 +45,8 @@ class InferenceOutput:
         record: the preprocessing record (crop box, network grid).
         windows: network evaluations per mirror combination.
         timings: seconds for ``preprocess``, ``inference`` and ``resample``.
-        profiles: modality → intensity profile of the network input inside the brain
-            (:func:`glioedge.intensity_profile.profile`), for the quality verdict.
+        profiles: modality → intensity profile of the network input in the brain the network
+            calls tumour-free (:func:`glioedge.intensity_profile.profile`), for the quality verdict.
         entropy: predictive entropy inside the predicted tumour (:func:`.quality.entropy_stats`).
     """
 
@@ -129,11 +129,12 @@ def run_inference(
     timings["inference"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     probs = softmax(logits)
+    normal = case.mask & (probs.argmax(axis=0) == 0)  # brain the network calls tumour-free
     restored = restore_to_original(probs, case.record, is_label=False)
     labels = restored.argmax(axis=0).astype(np.uint8)
     timings["resample"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    profiles = {m: profile(case.data[c], case.mask) for c, m in enumerate(params.modalities)}
+    profiles = {m: profile(case.data[c], normal) for c, m in enumerate(params.modalities)}
     entropy = entropy_stats(restored, labels)
     timings["quality_signals"] = time.perf_counter() - t0
     return InferenceOutput(labels=labels, record=case.record, windows=windows, timings=timings,

@@ -44,9 +44,9 @@ class QualityThresholds:
         wt_max_ml_reject: whole tumour larger than this (mL).
     """
 
-    distribution_review: float = 0.12
+    distribution_review: float = 0.15
     distribution_reject: float = 0.6
-    distribution_spread_factor: float = 1.5
+    distribution_spread_factor: float = 2.5
     border_review: float = 0.15
     border_reject: float = 0.5
     slice_thickness_review_mm: float = 3.0
