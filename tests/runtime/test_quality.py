@@ -4,6 +4,7 @@ test_quality_segmenter.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -152,12 +153,24 @@ def test_anatomy_signals() -> None:
 
 
 def test_empty_segmentation_is_no_tumour_found_not_a_failure() -> None:
+    case = make_case(7, replace(CFG, n_tumours=0))  # a healthy brain
+    images = {str(getattr(k, "value", k)): v for k, v in case.images.items()}
+    mask = images["t1ce"] > 0
+    empty = np.zeros(mask.shape, np.uint8)
+    q = _assess(images, case.affine, empty, mask,
+                entropy=entropy_stats(np.zeros((4, *empty.shape)), empty))
+    assert q.finding == NO_TUMOUR and q.verdict == "ok", q.to_dict()
+    assert [r.code for r in q.reasons] == ["no_tumour"]
+    assert q.summary() == "OK: no tumour found"
+
+
+def test_empty_segmentation_of_a_brain_with_tumour_is_flagged() -> None:
+    """A missed tumour stays in the "tumour-free" brain whose intensities are compared."""
     images, affine, labels, mask = _case()
     empty = np.zeros_like(labels)
     q = _assess(images, affine, empty, mask, entropy=entropy_stats(np.zeros((4, *empty.shape)), empty))
-    assert q.finding == NO_TUMOUR and q.verdict == "ok"
-    assert [r.code for r in q.reasons] == ["no_tumour"]
-    assert q.summary() == "OK: no tumour found"
+    assert q.finding == NO_TUMOUR and q.verdict != "ok"
+    assert any(r.code.startswith("intensity_") for r in q.reasons)
 
 
 def test_thresholds_from_the_manifest_block() -> None:

@@ -46,7 +46,7 @@ class QualityThresholds:
 
     distribution_review: float = 0.15
     distribution_reject: float = 0.6
-    distribution_spread_factor: float = 2.5
+    distribution_spread_factor: float = 3.0
     border_review: float = 0.15
     border_reject: float = 0.5
     slice_thickness_review_mm: float = 3.0
