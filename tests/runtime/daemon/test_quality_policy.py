@@ -75,3 +75,20 @@ def test_review_result_held_back_or_delivered(policy: str, tmp_path: Path, revie
     else:
         assert job.state is JobState.DONE
         assert len(delivered) == 1
+
+
+def test_status_page_shows_the_verdict_and_its_reasons() -> None:
+    from glioedge.runtime.daemon.operator import JobRow
+    from glioedge.runtime.daemon.status_page import render_page
+
+    quality = {"verdict": "reject", "finding": "tumour", "reasons": [
+        {"code": "brain_cut_off", "severity": "reject", "message": "the brain reaches the edge <b>"},
+        {"code": "no_training_profile", "severity": "info", "message": "not shown"}]}
+    rows = [JobRow(3, "1.2.3", "quarantined", 1, "held back", 0.0, 0.0, "", {"quality": quality}),
+            JobRow(2, "1.2.4", "queued", 0, "", 0.0, 0.0, "", {})]
+    page = render_page(rows, {"now": 0.0}, refresh=5)
+    row = page[page.index("id='job-3'"):page.index("id='job-2'")]
+    assert "<span class='q-reject'>REJECT</span>" in row
+    assert "the brain reaches the edge &lt;b&gt;" in row and "not shown" not in row  # escaped; info hidden
+    assert "<th>Quality</th>" in page
+    assert rows[0].as_dict()["quality"] == {k: quality[k] for k in ("verdict", "finding", "reasons")}
