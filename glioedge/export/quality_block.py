@@ -66,7 +66,7 @@ def quality_block(cases: Sequence[Path], channel_modalities: Sequence[str],
         case = load_preprocessed(path)
         mask = np.asarray(case.mask, bool)
         if case.label is not None:  # normal-appearing brain: the runtime leaves out its predicted tumour
-            mask &= np.asarray(case.label) == 0
+            mask = mask & (np.asarray(case.label) == 0)  # not in place: the arrays are read-only maps
         for m, c in index.items():
             per_mod[m].append(profile(np.asarray(case.data[c]), mask))
         spacing = max(spacing, *spacing_of(np.asarray(case.record.original_affine)))

@@ -129,11 +129,11 @@ def run_inference(
     timings["inference"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     probs = softmax(logits)
-    normal = case.mask & (probs.argmax(axis=0) == 0)  # brain the network calls tumour-free
     restored = restore_to_original(probs, case.record, is_label=False)
     labels = restored.argmax(axis=0).astype(np.uint8)
     timings["resample"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    normal = case.mask & (probs.argmax(axis=0) == 0)  # brain the network calls tumour-free
     profiles = {m: profile(case.data[c], normal) for c, m in enumerate(params.modalities)}
     entropy = entropy_stats(restored, labels)
     timings["quality_signals"] = time.perf_counter() - t0
