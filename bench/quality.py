@@ -22,7 +22,7 @@ Two modes:
 
 Prints a table and writes bench/results/quality_<mode>.json.
 
-    python bench/quality.py [--bundle B] [--cases 5] [--train-cases 6]
+    python bench/quality.py [--bundle B] [--cases 5] [--train-cases 6] [--only P ...] [--tag T]
 """
 
 from __future__ import annotations
@@ -136,6 +136,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=5)
     ap.add_argument("--train-cases", type=int, default=6)
     ap.add_argument("--only", nargs="*", default=None, help="a subset of the perturbations")
+    ap.add_argument("--tag", default="", help="suffix of the JSON file name")
     args = ap.parse_args()
     block = training_block(args.train_cases)
     seg = None
@@ -161,7 +162,9 @@ def main() -> None:
                 res = seg.segment_volumes({m: Volume(v, affine) for m, v in images.items()})
                 quality, labels = dict(res.quality), np.asarray(res.label_map.array)
                 cost.append(res.timings["quality"] / res.timings["total"])
+                timing = {"quality_s": round(res.timings["quality"], 4), "total_s": round(res.timings["total"], 4)}
             else:
+                timing = {}
                 out = _oracle(images, label, affine, block)
                 quality, labels = out["quality"], out["labels"]
             seconds = time.perf_counter() - t0
@@ -178,7 +181,7 @@ def main() -> None:
             records.append({"perturbation": name, "seed": seed, "verdict": quality["verdict"],
                             "finding": quality["finding"], "seconds": round(seconds, 3),
                             "reasons": [r["code"] for r in quality["reasons"]],
-                            "scores": quality["scores"], "wt_dice": dice[-1] if dice else None})
+                            "scores": quality["scores"], "wt_dice": dice[-1] if dice else None, **timing})
         n = args.cases
         rows.append({"perturbation": name, "n": n, "ok": verdicts["ok"], "review": verdicts["review"],
                      "reject": verdicts["reject"], "flagged_%": 100.0 * (n - verdicts["ok"]) / n,
@@ -189,7 +192,8 @@ def main() -> None:
                      "top_reasons": ",".join(c for c, _ in codes.most_common(3)) or "-"})
     print(f"mode: {mode}" + (f" (bundle {seg.bundle_id})" if seg else " (truth as segmentation)"))
     print_table(rows, list(rows[0]))
-    write_json(f"quality_{mode}", {"mode": mode, "cases": args.cases, "train_cases": args.train_cases,
+    name = f"quality_{mode}" if not args.tag else f"quality_{mode}_{args.tag}"
+    write_json(name, {"mode": mode, "cases": args.cases, "train_cases": args.train_cases,
                                    "rows": rows, "records": records})
 
 
