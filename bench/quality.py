@@ -162,7 +162,8 @@ def main() -> None:
                 res = seg.segment_volumes({m: Volume(v, affine) for m, v in images.items()})
                 quality, labels = dict(res.quality), np.asarray(res.label_map.array)
                 cost.append(res.timings["quality"] / res.timings["total"])
-                timing = {k: round(res.timings[t], 4) for k, t in (("quality_s", "quality"), ("total_s", "total"))}
+                timing = {"quality_s": round(res.timings["quality"], 4),
+                          "total_s": round(res.timings["total"], 4)}
             else:
                 timing = {}
                 out = _oracle(images, label, affine, block)
