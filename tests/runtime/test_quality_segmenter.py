@@ -18,6 +18,7 @@ from glioedge.data.modalities import parse_modalities
 from glioedge.data.preprocess import PreprocessParams
 from glioedge.data.synthetic import SyntheticConfig, generate_cohort
 from glioedge.runtime import Segmenter, SegmenterConfig
+from tests.helpers import dciodvfy_errors
 
 from .conftest import NETWORK_SPACING, make_tiny_checkpoint
 
@@ -93,6 +94,7 @@ def test_verdict_travels_to_every_output(quality_bundle: Path, synthetic_study: 
     assert "REVIEW: check the segmentation before use" in meanings
     assert any(m.startswith("REVIEW: the model is unsure") for m in meanings)
     assert files["qa_png"].stat().st_size > 0
+    assert dciodvfy_errors(files["seg"]) == [] and dciodvfy_errors(files["sr"]) == []
 
 
 def test_calibrate_stores_thresholds_that_pass_the_held_out_cases(
