@@ -116,6 +116,20 @@ def test_brain_cut_at_the_top_is_flagged() -> None:
     assert q.scores["coverage"]["border_face"] == "last plane of axis k"
 
 
+def test_series_covering_part_of_the_brain_is_flagged() -> None:
+    images, affine, labels, mask = _case()
+    kwargs = {"labels": labels, "brain_mask": mask, "spacing": SPACING, "mirror": False,
+              "profiles": _profiles(images, affine, mask, labels), "entropy": _confident(labels),
+              "block": _training_block()}
+    q = assess(**kwargs, images=images)
+    assert q.scores["coverage"]["uncovered_fraction"] == {"flair": 0.0, "t1ce": 0.0} and q.verdict == "ok"
+    ks = np.where(mask.any((0, 1)))[0]
+    partial = {**images, "flair": images["flair"].copy()}
+    partial["flair"][:, :, ks[0] + (ks[-1] - ks[0]) // 2:] = 0  # a FLAIR slab over the lower half only
+    q = assess(**kwargs, images=partial)
+    assert {r.code: r.severity for r in q.reasons}.get("partial_flair") == "reject", q.to_dict()
+
+
 def test_thick_slices_beyond_training_are_flagged() -> None:
     images, affine, labels, mask = _case()
     q = _assess(images, affine, labels, mask, spacing=(2.0, 2.0, 7.0))

@@ -28,7 +28,8 @@ FORCE_REVIEW = {"distribution_review": 1e9, "distribution_reject": 1e9, "border_
                 "slice_thickness_reject_mm": 1e9, "entropy_review": 0.0, "entropy_reject": 1e9,
                 "outside_brain_review": 1e9, "outside_brain_reject": 1e9, "isolated_et_review": 1e9,
                 "components_review": 10**9, "small_fraction_review": 1e9,
-                "wt_brain_fraction_reject": 1e9, "wt_max_ml_reject": 1e9}
+                "wt_brain_fraction_reject": 1e9, "wt_max_ml_reject": 1e9, "uncovered_review": 1e9,
+                "uncovered_reject": 1e9}
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,7 @@ def test_verdict_travels_to_every_output(quality_bundle: Path, synthetic_study: 
     assert report["quality"]["verdict"] == "review", report["quality"]
     assert report["quality"]["thresholds"] == "bundle"
     assert report["quality"]["scores"]["distribution"]["available"] is True
+    assert set(report["quality"]["scores"]["coverage"]["uncovered_fraction"]) == {"flair", "t1ce"}
     assert [r["code"] for r in report["quality"]["reasons"] if r["severity"] != "info"] == ["uncertain"]
     seg_ds = pydicom.dcmread(files["seg"])
     assert str(seg_ds.SeriesDescription) == "REVIEW glioedge tumour segmentation"

@@ -88,8 +88,11 @@ def _face_fraction(mask: np.ndarray) -> tuple[float, str]:
 
 
 def coverage(brain_mask: np.ndarray, spacing: Sequence[float], training_max_spacing: float | None,
-             t: QualityThresholds) -> tuple[Scores, list[Reason]]:
-    """The brain cut off at the edge of the field of view, and slices thicker than training's."""
+             t: QualityThresholds, images: Mapping[str, np.ndarray] | None = None,
+             ) -> tuple[Scores, list[Reason]]:
+    """The brain cut off at the edge of the field of view, slices thicker than training's, and a
+    series that covers only part of the brain (``images`` on the brain mask's grid: a series
+    resampled onto the reference grid is 0 outside its own field of view)."""
     mask = np.asarray(brain_mask, bool)
     frac, where = _face_fraction(mask)
     thickness = float(max(spacing))
@@ -97,6 +100,14 @@ def coverage(brain_mask: np.ndarray, spacing: Sequence[float], training_max_spac
                       "slice_thickness_mm": round(thickness, 3),
                       "training_max_spacing_mm": training_max_spacing}
     reasons: list[Reason] = []
+    n = int(mask.sum())
+    for modality, image in (images or {}).items():
+        missing = float((np.asarray(image)[mask] == 0).sum()) / n if n else 0.0
+        scores.setdefault("uncovered_fraction", {})[modality] = round(missing, 4)
+        if grade := _grade(missing, t.uncovered_review, t.uncovered_reject):
+            reasons.append(Reason(f"partial_{modality}", grade,
+                                  f"the {modality.upper()} series covers only part of the brain "
+                                  f"({missing:.0%} of it has no {modality.upper()} signal)"))
     if grade := _grade(frac, t.border_review, t.border_reject):
         reasons.append(Reason("brain_cut_off", grade,
                               f"the brain reaches the edge of the scanned volume ({where}, "

@@ -29,6 +29,8 @@ class QualityThresholds:
             reference grid, used when the bundle records no training thickness; with it, review
             above ``slice_thickness_factor`` × the thickest training case.
         slice_thickness_factor: see above.
+        uncovered_review, uncovered_reject: fraction of the brain mask where a series has no
+            signal (exactly 0: outside its own field of view after resampling).
         entropy_review, entropy_reject: mean normalised predictive entropy (0..1) inside the
             predicted tumour.
         outside_brain_review, outside_brain_reject: fraction of tumour voxels outside the brain
@@ -52,6 +54,8 @@ class QualityThresholds:
     slice_thickness_review_mm: float = 3.0
     slice_thickness_reject_mm: float = 6.0
     slice_thickness_factor: float = 1.5
+    uncovered_review: float = 0.05
+    uncovered_reject: float = 0.3
     entropy_review: float = 0.35
     entropy_reject: float = 0.6
     outside_brain_review: float = 0.05

@@ -49,7 +49,7 @@ class Quality:
 
 def assess(*, labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float],
            profiles: Mapping[str, Mapping[str, Any]], entropy: Mapping[str, Any], mirror: bool,
-           block: Mapping[str, Any] | None) -> Quality:
+           block: Mapping[str, Any] | None, images: Mapping[str, np.ndarray] | None = None) -> Quality:
     """All signals of one case and their verdict.
 
     Args:
@@ -59,6 +59,7 @@ def assess(*, labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[floa
         entropy: :func:`signals.entropy_stats` of the softmax on the reference grid.
         mirror: whether test-time mirroring was on.
         block: the manifest's ``quality`` block (training profile, thresholds), or ``None``.
+        images: modality → image on the label map's grid (for the per-series coverage).
 
     Raises:
         ModelError: the block's thresholds are malformed.
@@ -69,7 +70,7 @@ def assess(*, labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[floa
     reasons: list[Reason] = []
     for name, (sc, rs) in {
         "distribution": S.distribution(profiles, block.get("intensity"), t),
-        "coverage": S.coverage(brain_mask, spacing, block.get("training_max_spacing_mm"), t),
+        "coverage": S.coverage(brain_mask, spacing, block.get("training_max_spacing_mm"), t, images),
         "uncertainty": S.uncertainty(entropy, mirror, t),
         "anatomy": S.anatomy(labels, brain_mask, spacing, t),
     }.items():
