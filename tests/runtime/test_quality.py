@@ -118,6 +118,7 @@ def test_brain_cut_at_the_top_is_flagged() -> None:
 
 def test_series_covering_part_of_the_brain_is_flagged() -> None:
     images, affine, labels, mask = _case()
+    images = {m: images[m] for m in PARAMS.modalities}
     kwargs = {"labels": labels, "brain_mask": mask, "spacing": SPACING, "mirror": False,
               "profiles": _profiles(images, affine, mask, labels), "entropy": _confident(labels),
               "block": _training_block()}
