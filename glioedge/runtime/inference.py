@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -22,8 +23,10 @@ from glioedge.bundle import Manifest
 from glioedge.data.preprocess import PreprocessParams, PreprocessRecord, preprocess, restore_to_original
 from glioedge.data.sliding_window import count_windows, sliding_window_predict
 from glioedge.errors import ModelError
+from glioedge.intensity_profile import profile
 from glioedge.progress import current_progress
 from glioedge.runtime.backends import Backend
+from glioedge.runtime.quality import entropy_stats
 from glioedge.vocabulary import WINDOW_STEP
 
 logger = logging.getLogger(__name__)
@@ -42,12 +45,17 @@ class InferenceOutput:
         record: the preprocessing record (crop box, network grid).
         windows: network evaluations per mirror combination.
         timings: seconds for ``preprocess``, ``inference`` and ``resample``.
+        profiles: modality → intensity profile of the network input in the brain the network
+            calls tumour-free (:func:`glioedge.intensity_profile.profile`), for the quality verdict.
+        entropy: predictive entropy inside the predicted tumour (:func:`.quality.entropy_stats`).
     """
 
     labels: np.ndarray
     record: PreprocessRecord
     windows: int
     timings: dict[str, float]
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    entropy: dict[str, Any] = field(default_factory=dict)
 
 
 def preprocess_params(manifest: Manifest) -> PreprocessParams:
@@ -124,4 +132,10 @@ def run_inference(
     restored = restore_to_original(probs, case.record, is_label=False)
     labels = restored.argmax(axis=0).astype(np.uint8)
     timings["resample"] = time.perf_counter() - t0
-    return InferenceOutput(labels=labels, record=case.record, windows=windows, timings=timings)
+    t0 = time.perf_counter()
+    normal = case.mask & (probs.argmax(axis=0) == 0)  # brain the network calls tumour-free
+    profiles = {m: profile(case.data[c], normal) for c, m in enumerate(params.modalities)}
+    entropy = entropy_stats(restored, labels)
+    timings["quality_signals"] = time.perf_counter() - t0
+    return InferenceOutput(labels=labels, record=case.record, windows=windows, timings=timings,
+                           profiles=profiles, entropy=entropy)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,8 @@ def _outline(plane: np.ndarray) -> np.ndarray:
 
 def qa_png_bytes(labels: Volume, background: Volume | None = None, *,
                  volumes_ml: Mapping[str, float] | None = None, bundle_id: str = "",
-                 brain: Volume | None = None, brain_ml: float | None = None) -> bytes:
+                 brain: Volume | None = None, brain_ml: float | None = None,
+                 quality: Mapping[str, Any] | None = None) -> bytes:
     """PNG bytes: three views through the tumour's centre (the grid's centre without tumour).
 
     Args:
@@ -88,6 +90,8 @@ def qa_png_bytes(labels: Volume, background: Volume | None = None, *,
         bundle_id: the model bundle that produced the labels.
         brain: the brain mask on the same grid, outlined in :data:`BRAIN_RGB` (so a user sees
             what the tumour model was given). brain_ml: its volume, printed with the others.
+        quality: the quality verdict (``Quality.to_dict()``): drawn as a coloured banner at the
+            bottom (green ok, amber review, red reject) with its reason codes.
     """
     require("PIL", "drawing the QA picture (pip install pillow; part of glioedge[runtime])")
     from PIL import Image, ImageDraw, ImageFont
@@ -116,7 +120,7 @@ def qa_png_bytes(labels: Volume, background: Volume | None = None, *,
     zoom = max(1, -(-MIN_VIEW_PX // height))
     font = _font(ImageFont, 14)
     small = _font(ImageFont, 12)
-    margin, header, footer = 36, 30, 54
+    margin, header, footer = 36, 30, 54 + (_BANNER_PX if quality else 0)
     widths = [t.shape[1] * zoom for t in tiles]
     width = sum(widths) + margin * (len(tiles) + 1)
     canvas = Image.new("RGB", (max(width, 520), header + height * zoom + 2 * margin + footer), "black")
@@ -152,6 +156,8 @@ def qa_png_bytes(labels: Volume, background: Volume | None = None, *,
     if brain_ml is not None:
         text = f"{text}   brain {float(brain_ml):.0f} mL"
     draw.text((margin, y + 22), text or "volumes: -", fill="white", font=small)
+    if quality:
+        _banner(draw, quality, canvas.width, canvas.height - _BANNER_PX, font)
     out = io.BytesIO()
     canvas.save(out, format="PNG", optimize=False)
     return out.getvalue()
@@ -162,3 +168,20 @@ def _font(image_font: object, size: int) -> object:
         return image_font.load_default(size=size)  # type: ignore[attr-defined]
     except TypeError:  # Pillow < 10.1: the fixed bitmap font
         return image_font.load_default()  # type: ignore[attr-defined]
+
+
+_BANNER_PX = 28
+#: Banner colours of the verdicts.
+VERDICT_COLOURS = {"ok": (40, 140, 60), "review": (230, 160, 0), "reject": (200, 30, 30)}
+
+
+def _banner(draw: Any, quality: Mapping[str, Any], width: int, top: int, font: object) -> None:
+    """The verdict across the bottom: ``QUALITY REVIEW: brain_cut_off, uncertain``."""
+    verdict = str(quality.get("verdict", "ok"))
+    codes = [r["code"] for r in quality.get("reasons", []) if r.get("severity") != "info"]
+    detail = ", ".join(codes) if codes else str(quality.get("finding", ""))
+    draw.rectangle((0, top, width, top + _BANNER_PX), fill=VERDICT_COLOURS.get(verdict, (90, 90, 90)))
+    text = f"QUALITY {verdict.upper()}: {detail}"
+    while len(text) > 20 and draw.textlength(text, font=font) > width - 24:
+        text = text[:-2] + "…"
+    draw.text((12, top + 6), text, fill="black" if verdict == "review" else "white", font=font)

@@ -74,6 +74,8 @@ class Result:
         brain_seg: that brain as a SEG of its own (``save_brain_mask`` ``seg``/``both``).
         brain: the report's ``brain`` entry: ``volume_ml``, ``mode``, ``from_modalities`` and
             ``from_series`` (the series the mask was computed from), ``grid_series``.
+        quality: the quality verdict (:meth:`glioedge.runtime.quality.Quality.to_dict`):
+            ``verdict`` (ok | review | reject), ``finding``, ``reasons``, ``scores``.
     """
 
     label_map: Volume
@@ -95,6 +97,12 @@ class Result:
     brain_mask: Volume | None = field(default=None, repr=False)
     brain_seg: Dataset | None = field(default=None, repr=False)
     brain: Mapping[str, Any] = field(default_factory=dict)
+    quality: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        """``ok``, ``review`` or ``reject`` (``ok`` for a result built without a verdict)."""
+        return str(self.quality.get("verdict", "ok"))
 
     def report(self) -> dict[str, Any]:
         """The JSON-safe report: volumes, series used, model, timings (no patient data)."""
@@ -122,6 +130,7 @@ class Result:
             "config": dict(self.options),
             "intake": dict(self.intake),
             "registration": dict(self.registration),
+            "quality": dict(self.quality),
         }
 
     def write(self, out_dir: Path) -> dict[str, Path]:
@@ -145,12 +154,13 @@ class Result:
 
             png = qa_png_bytes(self.label_map, self.background, volumes_ml=self.volumes_ml,
                                bundle_id=self.bundle_id, brain=self.brain_mask,
-                               brain_ml=self.brain.get("volume_ml"))
+                               brain_ml=self.brain.get("volume_ml"), quality=self.quality)
             written["qa_png"] = atomic_write(out_dir / FILES["qa_png"], lambda f: f.write(png))
         if self.options.get("sr") and self.seg is not None:
             from glioedge.runtime.sr import volume_report_sr
 
-            sr = _dataset_bytes(volume_report_sr(self.seg, self.sources, self.volumes_ml, self.bundle_id))
+            sr = _dataset_bytes(volume_report_sr(self.seg, self.sources, self.volumes_ml, self.bundle_id,
+                                                 quality=self.quality))
             written["sr"] = atomic_write(out_dir / FILES["sr"], lambda f: f.write(sr))
         save = str(self.options.get("save_brain_mask") or "")
         if save in ("nifti", "both") and self.brain_mask is not None:

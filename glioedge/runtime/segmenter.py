@@ -40,6 +40,7 @@ from glioedge.runtime.backends import Backend, select_backend
 from glioedge.runtime.brain_mask import BrainMaskMode, MaskOutcome, compute_brain_mask, mask_mode
 from glioedge.runtime.inference import InferenceOutput, preprocess_params, run_inference
 from glioedge.runtime.postprocess import apply_postprocess, tumour_volumes_ml
+from glioedge.runtime.quality import OK, Quality, assess
 from glioedge.runtime.result import Result
 from glioedge.runtime.skullstrip import BrainMaskModel, SkullStripConfig, brain_volume_ml, grow_for_tumour
 from glioedge.vocabulary import WINDOW_STEP
@@ -186,6 +187,7 @@ class _Segmented:
     background: Volume
     brain: Volume
     brain_report: dict[str, Any]
+    quality: Quality
 
 
 class Segmenter:
@@ -313,6 +315,7 @@ class Segmenter:
                     "inputs": "+".join(sorted(study.series))}
         if study.transforms:  # rigidly registered series: say so in the SEG itself
             recorded["registered"] = "+".join(sorted(study.transforms))
+        recorded["quality"] = core.quality.verdict
         _record_algorithm_parameters(seg, recorded)
         brain_seg = None
         if cfg.save_brain_mask in ("seg", "both"):
@@ -323,6 +326,7 @@ class Segmenter:
                 series_number=cfg.series_number + 1,
                 parameters={"brain_mask": core.brain_mask_mode,
                             "series": "+".join(core.brain_report["from_modalities"])})
+        _mark_verdict(seg, core.quality)
         t_seg = time.perf_counter() - t1
         result = self._result(
             core, seg=seg, brain_seg=brain_seg,
@@ -381,7 +385,7 @@ class Segmenter:
             brain_mask_mode=core.brain_mask_mode, study_instance_uid=study_instance_uid,
             postprocess=core.postprocess, options=core.options, windows=core.windows,
             background=core.background, sources=sources, intake=dict(intake or {}),
-            registration=dict(registration or {}),
+            registration=dict(registration or {}), quality=core.quality.to_dict(),
         )
 
     def _segment(self, volumes: Mapping[str, Volume], reference: str) -> _Segmented:
@@ -406,6 +410,13 @@ class Segmenter:
                                          self._params.target_spacing, enabled=cfg.postprocess)
         volumes_ml = tumour_volumes_ml(labels, ref.spacing)
         timings["postprocess"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        quality = assess(labels=labels, brain_mask=outcome.mask, spacing=ref.spacing,
+                         profiles=out.profiles, entropy=out.entropy, mirror=cfg.mirror,
+                         block=m.quality, images=images)
+        timings["quality"] = time.perf_counter() - t0 + timings.pop("quality_signals", 0.0)
+        if quality.verdict != OK:
+            logger.warning("quality %s", quality.summary())
         background_key = "flair" if "flair" in volumes else reference
         brain, brain_report = _brain_summary(outcome, volumes, reference, ref)
         return _Segmented(
@@ -413,7 +424,7 @@ class Segmenter:
             labels=ref.with_array(labels), volumes_ml=volumes_ml, timings=timings,
             brain_mask_mode=outcome.mode, postprocess=info.to_dict(),
             options={**cfg.to_dict(), "brain_extraction": outcome.report},
-            windows=out.windows, background=volumes[background_key],
+            windows=out.windows, background=volumes[background_key], quality=quality,
         )
 
     def _regrow(self, outcome: MaskOutcome, out: InferenceOutput, images: Mapping[str, np.ndarray],
@@ -499,3 +510,12 @@ def _record_algorithm_parameters(seg: Dataset, params: Mapping[str, Any]) -> Non
         for algo in segment.get("SegmentationAlgorithmIdentificationSequence", []):
             current = str(algo.get("AlgorithmParameters", ""))
             algo.AlgorithmParameters = f"{current},{extra}" if current else extra
+
+
+def _mark_verdict(seg: Dataset, quality: Quality) -> None:
+    """Prefix the SEG's SeriesDescription with ``REVIEW`` / ``REJECT`` (what a PACS list shows)
+    when the verdict is not ``ok``; the UIDs and references stay as they are."""
+    if quality.verdict == OK:
+        return
+    text = f"{quality.verdict.upper()} {seg.get('SeriesDescription', '')}".strip()
+    seg.SeriesDescription = text[:64]  # LO: at most 64 characters

@@ -46,7 +46,8 @@ def test_labels_on_input_grid_with_resampling(trained_bundle: Path) -> None:
     outside = np.ones(out.labels.shape, bool)
     outside[tuple(slice(lo, hi) for lo, hi in out.record.crop_bbox)] = False
     assert not out.labels[outside].any()  # outside the brain box: background
-    assert set(out.timings) == {"preprocess", "inference", "resample"}
+    assert set(out.timings) == {"preprocess", "inference", "resample", "quality_signals"}
+    assert set(out.profiles) == set(images) and out.entropy["tumour_voxels"] == int((out.labels > 0).sum())
 
 
 @pytest.mark.slow

@@ -141,6 +141,9 @@ class DeliveryConfig:
         backoff_initial: First delay between sends, in seconds.
         backoff_factor: Growth of the delay after each failure.
         backoff_max: Longest delay between sends, in seconds.
+        deliver: Which quality verdicts are sent on as a SEG: ``ok``, ``ok+review`` or ``all``
+            (default, the behaviour before the verdict existed). A study held back is
+            quarantined with its verdict and reasons; its outputs stay in the outbox for review.
     """
 
     folders: tuple[str, ...] = ()
@@ -169,6 +172,7 @@ class DeliveryConfig:
             return False
         return not self.cstore_tls_nodes or parse_cstore(node) in {
             parse_cstore(n) for n in self.cstore_tls_nodes}
+    deliver: str = "all"
 
     def stowrs_auth(self) -> tuple[str, Any] | None:
         """``("basic", (user, password))``, ``("bearer", token)`` or None, secrets read from the
@@ -353,6 +357,9 @@ class DaemonConfig:
             ConfigError: naming the key and what is accepted.
         """
         w, d = self.watch, self.delivery
+        from glioedge.runtime.quality.policy import check_policy
+
+        check_policy(d.deliver)
         for key, value in (("watch.quiet_time", w.quiet_time), ("watch.retry_initial", w.retry_initial),
                            ("watch.retry_max", w.retry_max), ("watch.job_timeout", w.job_timeout),
                            ("watch.stop_grace", w.stop_grace),

@@ -349,7 +349,15 @@ def _run_job(segmenter: Any, rules: Any, request: dict[str, Any], kept: OrderedD
     seg = getattr(result, "seg", None)
     return {"status": "written", "reused": reused,
             "seg_sop_uid": str(seg.SOPInstanceUID) if seg is not None else "",
-            "timings": timings}
+            "timings": timings, "quality": _verdict(result)}
+
+
+def _verdict(result: Any) -> dict[str, str]:
+    """The result's quality verdict and its one-line summary, for the delivery policy."""
+    from glioedge.runtime.quality import summary_of
+
+    quality = dict(getattr(result, "quality", {}) or {})
+    return {"verdict": str(quality.get("verdict", "ok")), "summary": summary_of(quality)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

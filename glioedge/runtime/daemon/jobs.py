@@ -290,6 +290,14 @@ class JobStore:
         with self._tx() as db:
             db.execute("UPDATE jobs SET files = '[]', updated_at = ? WHERE id = ?", (time.time(), job_id))
 
+    def outputs_held(self, job_id: int, output_dir: str, seg_sop_uid: str, reason: str) -> None:
+        """Record outputs that the delivery policy holds back: the job is quarantined with
+        ``reason`` and no delivery is created, in one transaction."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET state = ?, error = ?, output_dir = ?, seg_sop_uid = ?, "
+                       "updated_at = ? WHERE id = ?",
+                       (JobState.QUARANTINED.value, reason, output_dir, seg_sop_uid, time.time(), job_id))
+
     def outputs_written(self, job_id: int, output_dir: str, seg_sop_uid: str,
                         destinations: Iterable[str]) -> JobState:
         """Record the outputs and create one pending delivery per destination, atomically.

@@ -71,6 +71,11 @@ class JobRow:
         return dict(self.report.get("volumes_ml") or {})
 
     @property
+    def verdict(self) -> str:
+        """The quality verdict (ok | review | reject) from the report, ``""`` without one."""
+        return str((self.report.get("quality") or {}).get("verdict", ""))
+
+    @property
     def total_s(self) -> float | None:
         """Seconds of the segmentation (the report's ``total``), if known."""
         value = (self.report.get("timings_s") or {}).get("total")
@@ -80,9 +85,17 @@ class JobRow:
         """JSON form (``glioedge jobs --json``)."""
         out = dataclasses.asdict(self)
         out.pop("report")
-        out.update(volumes_ml=self.volumes, total_s=self.total_s,
+        out.update(volumes_ml=self.volumes, total_s=self.total_s, quality=_quality_brief(self.report),
                    bundle_id=self.report.get("bundle_id"), backend=self.report.get("backend"))
         return out
+
+
+def _quality_brief(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The verdict, finding and reasons of a report's ``quality`` (its scores left out)."""
+    quality = report.get("quality")
+    if not quality:
+        return None
+    return {k: quality.get(k) for k in ("verdict", "finding", "reasons")}
 
 
 def read_report(output_dir: str) -> dict[str, Any]:
@@ -129,14 +142,16 @@ def _when(t: float) -> str:
 
 def format_table(rows: Sequence[JobRow], error_width: int = 60) -> str:
     """A fixed-width text table (UTC times)."""
-    head = ("ID", "STUDY UID", "STATE", "ATT", "VERSION", "CREATED (UTC)", "UPDATED (UTC)", "RUN S",
+    head = ("ID", "STUDY UID", "STATE", "ATT", "VERSION", "QUALITY", "CREATED (UTC)", "UPDATED (UTC)",
+            "RUN S",
             "LAST ERROR")
     lines = [head]
     for r in rows:
         error = r.error.replace("\n", " ")
         if len(error) > error_width:
             error = error[: error_width - 1] + "…"
-        lines.append((str(r.id), r.study_uid or "-", r.state, str(r.attempts), r.version, _when(r.created),
+        lines.append((str(r.id), r.study_uid or "-", r.state, str(r.attempts), r.version,
+                      r.verdict.upper() or "-", _when(r.created),
                       _when(r.updated), "-" if r.total_s is None else f"{r.total_s:.1f}", error or "-"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]

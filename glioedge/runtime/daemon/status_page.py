@@ -27,6 +27,9 @@ th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:to
 th{background:#eee} .done{color:#070} .failed,.quarantined{color:#b00} .queued,.running,
 .delivering{color:#a60} .note{color:#555;font-size:.85em} img.qa{max-width:380px;display:block}
 dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em} dt{font-weight:bold}
+.q-ok{color:#070;font-weight:bold} .q-review{color:#a60;font-weight:bold}
+.q-reject{color:#b00;font-weight:bold}
+.reasons{font-size:.85em;max-width:22em;overflow-wrap:anywhere}
 """
 
 
@@ -87,6 +90,17 @@ class PatientColumn:
         """The row's ``"NAME (ID)"``, or ``"…"`` while the loop has not read it."""
         with self._lock:
             return self._known.get(row.id, self.PENDING)
+def _quality_cell(row: JobRow) -> str:
+    """The verdict in capitals (coloured by class ``q-ok``/``q-review``/``q-reject``) and its
+    reasons' sentences below; ``-`` without a verdict."""
+    quality = row.report.get("quality") or {}
+    verdict = str(quality.get("verdict", ""))
+    if not verdict:
+        return "-"
+    reasons = "; ".join(str(r.get("message", "")) for r in quality.get("reasons", [])
+                        if r.get("severity") != "info") or str(quality.get("finding", ""))
+    return (f"<span class='q-{_e(verdict)}'>{_e(verdict.upper())}</span>"
+            f"<div class='reasons'>{_e(reasons)}</div>")
 
 
 def render_page(rows: Sequence[JobRow], info: Mapping[str, Any], *, refresh: int,
@@ -121,14 +135,15 @@ def render_page(rows: Sequence[JobRow], info: Mapping[str, Any], *, refresh: int
     for name, problem in sorted(dict(info.get("problems") or {}).items()):
         head.append(f"<dt class='failed'>Problem: {_e(name)}</dt><dd class='failed'>{_e(problem)}</dd>")
     head.append("</dl>")
-    cols = ["Job", "Study UID", *(["Patient"] if patient else []), "State", "Version", "Attempts",
+    cols = ["Job", "Quality", "Study UID", *(["Patient"] if patient else []), "State", "Version",
+            "Attempts",
             "Created", "Updated", "Run (s)", "Volumes ET / TC / WT", "Reason / last error", "QA overlay"]
     table = ["<table id='jobs'><thead><tr>" + "".join(f"<th>{c}</th>" for c in cols)
              + "</tr></thead><tbody>"]
     for r in rows:
         qa = (f"<img class='qa' alt='QA overlay of job {r.id}' src='/qa/{r.id}.png'>"
               if r.output_dir and (Path(r.output_dir) / "qa.png").is_file() else "-")
-        cells = [str(r.id), _e(r.study_uid or "(unreadable file)"),
+        cells = [str(r.id), _quality_cell(r), _e(r.study_uid or "(unreadable file)"),
                  *([_e(patient(r))] if patient else []),
                  f"<span class='{_e(r.state)}'>{_e(r.state)}</span>",
                  f"<span class='version' data-version='{_e(r.version)}'>{_e(r.version)}</span>",

@@ -179,6 +179,12 @@ class Worker:
         self.metrics.set_problem("outbox", None)
         self.metrics.observe("write", time.perf_counter() - t1)
         seg_uid = str(reply.get("seg_sop_uid", ""))
+        if held := self._held_back(reply):  # the delivery policy keeps this verdict from the PACS
+            reason = f"{held}; its outputs are in {final.name} for review"
+            state = self._quarantine(job, reason, log)  # copies the inputs with the reason
+            if state is JobState.QUARANTINED:
+                self.store.outputs_held(job.id, str(final), seg_uid, reason)
+            return state
         state = self.store.outputs_written(job.id, str(final), seg_uid, self.destinations)
         self.metrics.observe("job", time.perf_counter() - t0)
         logger.info("outputs written", extra={**log, "output": str(final), "seg_sop_uid": seg_uid})
@@ -190,6 +196,18 @@ class Worker:
             self._finished(job)
             return JobState.DONE
         return JobState.DELIVERING
+
+    def _held_back(self, reply: dict[str, Any]) -> str:
+        """Why the delivery policy (``[delivery] deliver``) holds this result back, or ``""``."""
+        from glioedge.runtime.quality import delivers
+
+        quality = dict(reply.get("quality") or {})
+        policy = self.config.delivery.deliver
+        if delivers(policy, quality.get("verdict")):
+            return ""
+        self.metrics.inc("held_back", verdict=str(quality.get("verdict")))
+        return (f"quality {quality.get('summary') or quality.get('verdict')}: not delivered "
+                f"(delivery.deliver = {policy!r})")
 
     def _failed_attempt(self, job: Job, kind: str, message: str, log: dict[str, Any]) -> JobState:
         delay = self._retry_delay(job.attempts)

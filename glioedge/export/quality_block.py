@@ -1,0 +1,76 @@
+"""The bundle's ``quality`` manifest block from the training cases (issue 19).
+
+At export, the training run's preprocessed cases (``<run>/preprocessed``, the training half of
+``<run>/split.json`` when present; ``<run>`` is found above the checkpoint folder) give, per
+student modality, the intensity profile of the network input in the tumour-free brain
+(:mod:`glioedge.intensity_profile`; the runtime leaves out the tumour it predicts), and the
+thickest voxel among the cases' source grids. The
+runtime compares each study with them. Without the training folder the block is left out and the
+runtime says that the distribution signal is not available.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glioedge.data.dataset import load_preprocessed
+from glioedge.data.geometry import spacing_of
+from glioedge.intensity_profile import merge_profiles, profile
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MAX_CASES", "find_training_cases", "quality_block"]
+
+#: Cases read at most (evenly spread over the training set); the profile of 64 is stable.
+MAX_CASES = 64
+
+
+def find_training_cases(checkpoint: Path) -> list[Path]:
+    """The ``<id>.npy`` files of the training cases of the run that wrote ``checkpoint``
+    (``[]`` when the run folder is not beside it)."""
+    for run in (checkpoint, *checkpoint.parents[:3]):
+        pre = run / "preprocessed"
+        if not pre.is_dir():
+            continue
+        cases = sorted(p for p in pre.glob("*.npy") if not p.name.endswith(("_seg.npy", "_mask.npy")))
+        split = run / "split.json"
+        if split.is_file():
+            train = set(json.loads(split.read_text()).get("train", []))
+            cases = [p for p in cases if p.stem in train] or cases
+        return cases
+    return []
+
+
+def quality_block(cases: Sequence[Path], channel_modalities: Sequence[str],
+                  student_modalities: Sequence[str]) -> dict[str, Any] | None:
+    """The ``quality`` block from preprocessed cases whose channels are ``channel_modalities``.
+
+    Returns:
+        ``{"intensity": {modality: merged profile}, "training_max_spacing_mm": mm, "cases": n,
+        "source": "training preprocessed cases"}``, or ``None`` without cases.
+    """
+    if not cases:
+        return None
+    step = max(1, len(cases) // MAX_CASES)
+    chosen = list(cases)[::step][:MAX_CASES]
+    index = {m: list(channel_modalities).index(m) for m in student_modalities if m in channel_modalities}
+    per_mod: dict[str, list[dict[str, Any]]] = {m: [] for m in index}
+    spacing = 0.0
+    for path in chosen:
+        case = load_preprocessed(path)
+        mask = np.asarray(case.mask, bool)
+        if case.label is not None:  # normal-appearing brain: the runtime leaves out its predicted tumour
+            mask = mask & (np.asarray(case.label) == 0)  # not in place: the arrays are read-only maps
+        for m, c in index.items():
+            per_mod[m].append(profile(np.asarray(case.data[c]), mask))
+        spacing = max(spacing, *spacing_of(np.asarray(case.record.original_affine)))
+    logger.info("quality block: intensity profiles of %d training cases", len(chosen))
+    return {"intensity": {m: merge_profiles(p) for m, p in per_mod.items()},
+            "training_max_spacing_mm": round(spacing, 4), "cases": len(chosen),
+            "source": "training preprocessed cases"}

@@ -1,0 +1,102 @@
+"""``glioedge quality calibrate``: thresholds from held-out cases, stored in the bundle's manifest.
+
+Each held-out study (a sub-folder of DICOM files) is segmented with the bundle; for every
+continuous score the ``review`` threshold becomes its ``1 - false_alarm`` quantile over the cases
+(so about that fraction of clean cases is flagged by that signal; with few cases the quantile is
+close to the maximum) for the intensity distance and the entropy; for the brain-border and
+outside-brain fractions, where clean cases score about 0, it only ever raises the default;
+``reject`` stays at least twice as far (entropy: halfway to 1). Thresholds
+of signals a clean held-out set cannot inform (components, plausibility limits) keep their
+defaults. The manifest's ``quality`` block gains ``thresholds`` and ``calibration`` (what was
+used); the bundle id does not change, a signature is removed (it signed the old manifest).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glioedge.bundle import Bundle, write_manifest
+from glioedge.errors import ConfigError, InputError
+from glioedge.runtime.quality.thresholds import QualityThresholds
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["calibrate_bundle", "thresholds_from_scores"]
+
+
+def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
+                           base: QualityThresholds) -> QualityThresholds:
+    """Thresholds from the ``scores`` of clean held-out results (``Quality.to_dict()["scores"]``)."""
+    if not 0 <= false_alarm < 1:
+        raise ConfigError(f"false_alarm must be in [0, 1), got {false_alarm}")
+    q = 100 * (1 - false_alarm)
+
+    def quantile(values: list[float]) -> float | None:
+        finite = [v for v in values if v is not None and np.isfinite(v)]
+        return float(np.percentile(finite, q)) if finite else None
+
+    dist = quantile([d for s in scores for d in (s["distribution"].get("distance") or {}).values()])
+    ent = quantile([s["uncertainty"].get("entropy_mean") for s in scores])
+    border = quantile([s["coverage"]["border_fraction"] for s in scores])
+    outside = quantile([s["anatomy"].get("outside_brain_fraction") for s in scores])
+    t = base
+    if dist is not None:  # the calibrated distance replaces the training-spread rule
+        t = replace(t, distribution_review=dist, distribution_spread_factor=0.0,
+                    distribution_reject=max(base.distribution_reject, 2 * dist))
+    if ent is not None:
+        review = min(max(ent, 0.0), 0.99)
+        t = replace(t, entropy_review=review, entropy_reject=max(base.entropy_reject, (1 + review) / 2))
+    # Clean cases mostly score 0 here: the quantile only ever raises the default.
+    if border is not None:
+        review = max(border, base.border_review)
+        t = replace(t, border_review=review, border_reject=max(base.border_reject, 2 * review))
+    if outside is not None:
+        review = max(outside, base.outside_brain_review)
+        t = replace(t, outside_brain_review=review,
+                    outside_brain_reject=max(base.outside_brain_reject, 2 * review))
+    return t
+
+
+def calibrate_bundle(bundle_dir: Path, studies: Sequence[Path], *, false_alarm: float = 0.05,
+                     backend: str = "auto", device: str | None = None) -> dict[str, Any]:
+    """Segment ``studies`` with the bundle and store calibrated thresholds in its manifest.
+
+    Returns:
+        The manifest's new ``quality`` block.
+
+    Raises:
+        InputError: no study given or a study cannot be segmented.
+        ConfigError: ``false_alarm`` out of range.
+    """
+    from glioedge.runtime.segmenter import Segmenter
+
+    if not studies:
+        raise InputError("quality calibrate: no held-out studies given")
+    scores = []
+    with Segmenter.from_bundle(bundle_dir, backend, device) as seg:
+        for study in studies:
+            result = seg.segment_study(study)
+            scores.append(result.quality["scores"])
+            logger.info("calibration case %d/%d: %s", len(scores), len(studies), result.quality["verdict"])
+    bundle = Bundle.load(bundle_dir, verify=True)
+    thresholds = thresholds_from_scores(scores, false_alarm, QualityThresholds())
+    block = dict(bundle.manifest.quality or {})
+    block["thresholds"] = thresholds.to_dict()
+    block["calibration"] = {"cases": len(scores), "false_alarm": false_alarm,
+                            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    write_manifest(bundle.root, replace(bundle.manifest, quality=block))
+    from glioedge.bundle_signing import SIGNATURE_FILE
+
+    signature = bundle.root / SIGNATURE_FILE
+    if signature.exists():  # it signed the previous manifest: it no longer holds
+        signature.unlink()
+        logger.warning("%s: the manifest changed (quality thresholds); its signature was removed: "
+                       "sign the bundle again (glioedge bundle sign)", bundle.root)
+    return block

@@ -1,0 +1,211 @@
+"""The quality signals, one function each: scores plus the reasons they give (numpy/scipy only).
+
+Each function returns ``(scores, reasons)``; a signal that cannot be computed says why in its
+scores (``"available": False`` and ``"why"``) instead of guessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from glioedge.intensity_profile import profile_distance
+from glioedge.runtime.quality.thresholds import QualityThresholds
+from glioedge.vocabulary import ET
+
+__all__ = ["Reason", "anatomy", "coverage", "distribution", "entropy_stats", "uncertainty"]
+
+Scores = dict[str, Any]
+_MAX_ENTROPY_VOXELS = 100_000
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason of a verdict: a short code, its severity (``review``, ``reject`` or ``info``:
+    information that does not lower the verdict) and a sentence for the radiologist."""
+
+    code: str
+    severity: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "severity": self.severity, "message": self.message}
+
+
+def _grade(value: float, review: float, reject: float) -> str | None:
+    if value > reject:
+        return "reject"
+    if value > review:
+        return "review"
+    return None
+
+
+def distribution(profiles: Mapping[str, Mapping[str, Any]], training: Mapping[str, Any] | None,
+                 t: QualityThresholds) -> tuple[Scores, list[Reason]]:
+    """Each modality's intensity profile inside the brain against the training cases' profile."""
+    if not training:
+        return ({"available": False, "why": "the bundle records no training intensity profile "
+                 "(exported before this signal existed, or without its training folder)"}, [])
+    scores: Scores = {"available": True, "distance": {}}
+    reasons: list[Reason] = []
+    for modality, prof in profiles.items():
+        ref = training.get(modality)
+        if not ref:
+            continue
+        d = profile_distance(prof, ref)
+        spread = float(ref.get("case_distance_max", 0.0)) * t.distribution_spread_factor
+        review, reject = max(t.distribution_review, spread), max(t.distribution_reject, 2 * spread)
+        scores["distance"][modality] = round(d, 4)
+        scores.setdefault("review_above", {})[modality] = round(review, 4)
+        grade = _grade(d, review, reject) if np.isfinite(d) else "review"
+        if grade:
+            reasons.append(Reason(
+                f"intensity_{modality}", grade,
+                f"{modality.upper()} intensities inside the brain differ from the training scans "
+                f"(distance {d:.2f}, review above {review:.2f}): noise, artefact, a strong bias "
+                "field or a series of another contrast?"))
+    return scores, reasons
+
+
+def _face_fraction(mask: np.ndarray) -> tuple[float, str]:
+    """Largest brain-mask area on a face of the volume relative to the brain's largest
+    cross-section parallel to that face, and which face."""
+    worst, where = 0.0, ""
+    for axis in range(3):
+        areas = mask.sum(axis=tuple(a for a in range(3) if a != axis))
+        biggest = float(areas.max()) if areas.size else 0.0
+        if biggest <= 0:
+            continue
+        for end, area in (("first", areas[0]), ("last", areas[-1])):
+            frac = float(area) / biggest
+            if frac > worst:
+                worst, where = frac, f"{end} plane of axis {'ijk'[axis]}"
+    return worst, where
+
+
+def coverage(brain_mask: np.ndarray, spacing: Sequence[float], training_max_spacing: float | None,
+             t: QualityThresholds, images: Mapping[str, np.ndarray] | None = None,
+             ) -> tuple[Scores, list[Reason]]:
+    """The brain cut off at the edge of the field of view, slices thicker than training's, and a
+    series that covers only part of the brain (``images`` on the brain mask's grid: a series
+    resampled onto the reference grid is 0 outside its own field of view)."""
+    mask = np.asarray(brain_mask, bool)
+    frac, where = _face_fraction(mask)
+    thickness = float(max(spacing))
+    scores: Scores = {"border_fraction": round(frac, 4), "border_face": where,
+                      "slice_thickness_mm": round(thickness, 3),
+                      "training_max_spacing_mm": training_max_spacing}
+    reasons: list[Reason] = []
+    n = int(mask.sum())
+    for modality, image in (images or {}).items():
+        missing = float((np.asarray(image)[mask] == 0).sum()) / n if n else 0.0
+        scores.setdefault("uncovered_fraction", {})[modality] = round(missing, 4)
+        if grade := _grade(missing, t.uncovered_review, t.uncovered_reject):
+            reasons.append(Reason(f"partial_{modality}", grade,
+                                  f"the {modality.upper()} series covers only part of the brain "
+                                  f"({missing:.0%} of it has no {modality.upper()} signal)"))
+    if grade := _grade(frac, t.border_review, t.border_reject):
+        reasons.append(Reason("brain_cut_off", grade,
+                              f"the brain reaches the edge of the scanned volume ({where}, "
+                              f"{frac:.0%} of its cross-section): part of the brain, and possibly "
+                              "of the tumour, is outside the field of view"))
+    if training_max_spacing:
+        review = t.slice_thickness_factor * training_max_spacing
+        reject = max(t.slice_thickness_reject_mm, 2 * review)
+    else:
+        review, reject = t.slice_thickness_review_mm, t.slice_thickness_reject_mm
+    if grade := _grade(thickness, review, reject):
+        reasons.append(Reason("thick_slices", grade,
+                              f"voxels are {thickness:.1f} mm thick, beyond what the model was "
+                              f"trained for (review above {review:.1f} mm): small lesions and "
+                              "borders are uncertain"))
+    return scores, reasons
+
+
+def entropy_stats(probs: np.ndarray, labels: np.ndarray) -> Scores:
+    """Normalised predictive entropy (0..1) of softmax ``probs`` ``(K, i, j, k)`` inside the
+    predicted tumour (``labels > 0``)."""
+    tumour = np.asarray(labels) > 0
+    n = int(tumour.sum())
+    if n == 0:
+        return {"tumour_voxels": 0}
+    idx = np.flatnonzero(tumour)
+    idx = idx[:: idx.size // _MAX_ENTROPY_VOXELS + 1]  # a regular subsample of large tumours
+    p = np.clip(probs.reshape(probs.shape[0], -1)[:, idx].astype(np.float32, copy=False), 1e-7, 1.0)
+    ent = -(p * np.log(p)).sum(axis=0) / np.log(probs.shape[0])
+    return {"tumour_voxels": n, "entropy_mean": round(float(ent.mean()), 4),
+            "entropy_p90": round(float(np.percentile(ent, 90)), 4)}
+
+
+def uncertainty(stats: Mapping[str, Any], mirror: bool, t: QualityThresholds) -> tuple[Scores, list[Reason]]:
+    """Predictive entropy inside the predicted tumour; what mirroring would add."""
+    scores: Scores = dict(stats)
+    scores["mirror_disagreement"] = {
+        "available": False,
+        "why": ("mirroring is on, but the sliding window averages the mirrored predictions "
+                "before they reach the runtime: their disagreement is not measured yet") if mirror
+        else ("mirroring is off (the default on a CPU-only box): the disagreement between mirrored "
+              "predictions, a second uncertainty estimate, is not available; the entropy below "
+              "comes from one prediction")}
+    reasons: list[Reason] = []
+    mean = stats.get("entropy_mean")
+    if mean is not None and (grade := _grade(float(mean), t.entropy_review, t.entropy_reject)):
+        reasons.append(Reason("uncertain", grade,
+                              f"the model is unsure of its tumour labels (mean entropy {mean:.2f}, "
+                              f"review above {t.entropy_review:.2f})"))
+    return scores, reasons
+
+
+def anatomy(labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float],
+            t: QualityThresholds) -> tuple[Scores, list[Reason]]:
+    """Tumour outside the brain, enhancement without a tumour around it, speckle, implausible size."""
+    labels = np.asarray(labels)
+    tumour = labels > 0
+    n = int(tumour.sum())
+    vox_ml = float(np.prod(np.asarray(spacing, float))) / 1000.0
+    brain_ml = float(np.asarray(brain_mask, bool).sum()) * vox_ml
+    if n == 0:
+        return {"tumour_voxels": 0, "brain_ml": round(brain_ml, 2)}, []
+    outside = float((tumour & ~np.asarray(brain_mask, bool)).sum()) / n
+    box = ndimage.find_objects(tumour.astype(np.uint8))[0]  # label only the tumour's box
+    tumour, labels = tumour[box], labels[box]
+    components, count = ndimage.label(tumour, structure=np.ones((3, 3, 3), bool))
+    sizes = np.bincount(components.ravel())[1:] * vox_ml
+    big = int((sizes >= t.component_min_ml).sum())
+    small_fraction = float((sizes < t.component_min_ml).mean()) if count else 0.0
+    # Enhancement is inside the core: an ET voxel in a component with neither NCR nor ED is isolated.
+    et = labels == ET
+    isolated = 0.0
+    if et.any():
+        other = np.bincount(components[tumour & ~et], minlength=count + 1)
+        isolated = float((other[components[et]] == 0).mean())
+    wt_ml = n * vox_ml
+    wt_brain = wt_ml / brain_ml if brain_ml > 0 else float("inf")
+    scores: Scores = {"outside_brain_fraction": round(outside, 4), "components": int(count),
+                      "components_large": big, "small_component_fraction": round(small_fraction, 4),
+                      "isolated_et_fraction": round(isolated, 4), "wt_ml": round(wt_ml, 3),
+                      "brain_ml": round(brain_ml, 2), "wt_brain_fraction": round(wt_brain, 4)}
+    reasons: list[Reason] = []
+    if grade := _grade(outside, t.outside_brain_review, t.outside_brain_reject):
+        reasons.append(Reason("tumour_outside_brain", grade,
+                              f"{outside:.0%} of the segmented tumour lies outside the brain mask"))
+    if isolated > t.isolated_et_review:
+        reasons.append(Reason("isolated_enhancement", "review",
+                              f"{isolated:.0%} of the enhancing tumour has no necrosis or oedema "
+                              "around it (vessels, contrast in the wrong series?)"))
+    if big >= t.components_review:
+        reasons.append(Reason("many_components", "review",
+                              f"{big} separate tumour regions of at least {t.component_min_ml:g} mL"))
+    if count >= 5 and small_fraction > t.small_fraction_review:
+        reasons.append(Reason("speckle", "review",
+                              f"{small_fraction:.0%} of {count} tumour regions are smaller than "
+                              f"{t.component_min_ml:g} mL (scattered false positives?)"))
+    if wt_brain > t.wt_brain_fraction_reject or wt_ml > t.wt_max_ml_reject:
+        reasons.append(Reason("implausible_volume", "reject",
+                              f"the whole tumour ({wt_ml:.0f} mL) is {wt_brain:.0%} of the brain "
+                              "mask: not a plausible segmentation"))
+    return scores, reasons

@@ -1,0 +1,199 @@
+"""The per-case quality verdict (issue 19): each signal on small synthetic cases, the verdict, the
+thresholds and the manifest block. numpy only (no bundle): the Segmenter's use is tested in
+test_quality_segmenter.py."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pytest
+
+from glioedge.data.preprocess import PreprocessParams, preprocess
+from glioedge.data.synthetic import SyntheticConfig, make_case
+from glioedge.errors import ModelError
+from glioedge.intensity_profile import merge_profiles, profile, profile_distance
+from glioedge.runtime.quality import NO_TUMOUR, QualityThresholds, assess, entropy_stats
+from glioedge.vocabulary import ET
+
+CFG = SyntheticConfig(shape=(96, 96, 64), spacing=(2.0, 2.0, 2.0))
+PARAMS = PreprocessParams(modalities=("flair", "t1ce"), target_spacing=(2.0, 2.0, 2.0))
+SPACING = (2.0, 2.0, 2.0)
+
+
+def _profiles(images: dict[str, np.ndarray], affine: np.ndarray, mask: np.ndarray | None = None,
+              label: np.ndarray | None = None):
+    """Profiles of the tumour-free brain (``label`` plays the network's prediction)."""
+    case = preprocess(images, affine, PARAMS, brain_mask=mask, label=label)
+    normal = case.mask if case.label is None else case.mask & (case.label == 0)
+    return {m: profile(case.data[c], normal) for c, m in enumerate(PARAMS.modalities)}
+
+
+@cache
+def _training_block() -> dict[str, Any]:
+    """The manifest block of five training cases (what export records)."""
+    cases = [make_case(seed, CFG) for seed in range(100, 105)]
+    per = [_profiles(c.images, c.affine, label=c.label) for c in cases]
+    return {"intensity": {m: merge_profiles([p[m] for p in per]) for m in PARAMS.modalities},
+            "training_max_spacing_mm": 2.0}
+
+
+def _case(seed: int = 7):
+    case = make_case(seed, CFG)
+    images = {str(getattr(k, "value", k)): v for k, v in case.images.items()}
+    return images, case.affine, case.label, images["t1ce"] > 0
+
+
+def _confident(labels: np.ndarray) -> dict[str, Any]:
+    probs = np.full((4, *labels.shape), 0.01, np.float32)
+    np.put_along_axis(probs, labels[None].astype(np.int64), 0.97, axis=0)
+    return entropy_stats(probs, labels)
+
+
+def _assess(images, affine, labels, mask, *, block=None, spacing=SPACING, entropy=None):
+    return assess(labels=labels, brain_mask=mask, spacing=spacing,
+                  profiles=_profiles(images, affine, mask, labels if labels.shape == mask.shape else None),
+                  entropy=entropy if entropy is not None else _confident(labels), mirror=False,
+                  block=_training_block() if block is None else block)
+
+
+def test_clean_held_out_case_is_ok() -> None:
+    images, affine, labels, mask = _case()
+    q = _assess(images, affine, labels, mask)
+    assert q.verdict == "ok", q.to_dict()
+    assert q.finding == "tumour"
+    assert set(q.scores) == {"distribution", "coverage", "uncertainty", "anatomy"}
+    dist = q.scores["distribution"]
+    assert all(d < dist["review_above"][m] for m, d in dist["distance"].items())
+
+
+def test_intensity_scale_is_normalised_away() -> None:
+    images, affine, _, mask = _case()
+    a = _profiles(images, affine, mask)
+    b = _profiles({k: v * 10 for k, v in images.items()}, affine, mask)
+    assert profile_distance(a["t1ce"], b["t1ce"]) < 1e-3
+
+
+@pytest.mark.parametrize("perturbation", ["noise", "bias", "flair_is_t2"])
+def test_distribution_flags_perturbed_inputs(perturbation: str) -> None:
+    images, affine, labels, mask = _case()
+    rng = np.random.default_rng(0)
+    if perturbation == "noise":  # heavy Rician noise
+        def rician(v: np.ndarray) -> np.ndarray:
+            s = 0.3 * np.median(v[mask])
+            return np.where(mask, np.hypot(v + rng.normal(0, s, v.shape), rng.normal(0, s, v.shape)), 0)
+        images = {k: rician(v) for k, v in images.items()}
+    elif perturbation == "bias":  # a strong bias field
+        x = np.linspace(-1, 1, mask.shape[0])[:, None, None]
+        images = {k: v * np.exp(0.8 * x) for k, v in images.items()}
+    else:  # a T2 series accepted as the FLAIR
+        images = {**images, "flair": {str(getattr(k, "value", k)): v for k, v in
+                                      make_case(7, CFG).images.items()}["t2"]}
+    q = _assess(images, affine, labels, mask)
+    assert q.verdict in ("review", "reject"), q.to_dict()
+    assert any(r.code.startswith("intensity_") for r in q.reasons)
+
+
+def test_without_training_profile_the_signal_says_not_available() -> None:
+    images, affine, labels, mask = _case()
+    q = _assess(images, affine, labels, mask, block={})
+    assert q.scores["distribution"]["available"] is False
+    assert "no training intensity profile" in q.scores["distribution"]["why"]
+    assert [r.code for r in q.reasons] == ["no_training_profile"] and q.verdict == "ok"
+
+
+def test_brain_cut_at_the_top_is_flagged() -> None:
+    images, affine, labels, mask = _case()
+    ks = np.where(mask.any((0, 1)))[0]
+    top = ks[0] + int(0.7 * (ks[-1] - ks[0]))  # the top 30 % of the brain outside the volume
+    cut = {k: v[:, :, :top] for k, v in images.items()}
+    q = _assess(cut, affine, labels[:, :, :top], mask[:, :, :top])
+    codes = {r.code: r.severity for r in q.reasons}
+    assert codes.get("brain_cut_off") == "reject", q.to_dict()
+    assert q.verdict == "reject"
+    assert q.scores["coverage"]["border_face"] == "last plane of axis k"
+
+
+def test_series_covering_part_of_the_brain_is_flagged() -> None:
+    images, affine, labels, mask = _case()
+    images = {m: images[m] for m in PARAMS.modalities}
+    kwargs = {"labels": labels, "brain_mask": mask, "spacing": SPACING, "mirror": False,
+              "profiles": _profiles(images, affine, mask, labels), "entropy": _confident(labels),
+              "block": _training_block()}
+    q = assess(**kwargs, images=images)
+    assert q.scores["coverage"]["uncovered_fraction"] == {"flair": 0.0, "t1ce": 0.0} and q.verdict == "ok"
+    ks = np.where(mask.any((0, 1)))[0]
+    partial = {**images, "flair": images["flair"].copy()}
+    partial["flair"][:, :, ks[0] + (ks[-1] - ks[0]) // 2:] = 0  # a FLAIR slab over the lower half only
+    q = assess(**kwargs, images=partial)
+    assert {r.code: r.severity for r in q.reasons}.get("partial_flair") == "reject", q.to_dict()
+
+
+def test_thick_slices_beyond_training_are_flagged() -> None:
+    images, affine, labels, mask = _case()
+    q = _assess(images, affine, labels, mask, spacing=(2.0, 2.0, 7.0))
+    assert {r.code for r in q.reasons} >= {"thick_slices"} and q.verdict == "reject"
+    q = _assess(images, affine, labels, mask, spacing=(2.0, 2.0, 3.5))
+    assert {r.code: r.severity for r in q.reasons}["thick_slices"] == "review"
+
+
+def test_uncertain_prediction_is_flagged() -> None:
+    images, affine, labels, mask = _case()
+    uniform = np.full((4, *labels.shape), 0.25, np.float32)
+    q = _assess(images, affine, labels, mask, entropy=entropy_stats(uniform, labels))
+    assert q.scores["uncertainty"]["entropy_mean"] == pytest.approx(1.0, abs=1e-3)
+    assert {r.code: r.severity for r in q.reasons}["uncertain"] == "reject"
+    assert "mirroring is off" in q.scores["uncertainty"]["mirror_disagreement"]["why"]
+
+
+def test_anatomy_signals() -> None:
+    images, affine, labels, mask = _case()
+    outside = labels.copy()
+    outside[:4, :4, :4] = 2  # a tumour in the corner, far outside the brain
+    outside[:, :, :] = np.where(mask, 0, outside)  # and none inside
+    codes = {r.code for r in _assess(images, affine, outside, mask).reasons}
+    assert "tumour_outside_brain" in codes
+    isolated = labels.copy()
+    isolated[isolated > 0] = 0
+    isolated[30:33, 30:33, 20:23] = ET  # enhancement with no core or oedema around it
+    assert "isolated_enhancement" in {r.code for r in _assess(images, affine, isolated, mask).reasons}
+    speckle = labels.copy()
+    speckle[mask & (np.random.default_rng(1).random(mask.shape) < 0.002)] = 2
+    assert "speckle" in {r.code for r in _assess(images, affine, speckle, mask).reasons}
+    huge = np.where(mask, 2, 0).astype(np.uint8)
+    q = _assess(images, affine, huge, mask)
+    assert "implausible_volume" in {r.code for r in q.reasons} and q.verdict == "reject"
+
+
+def test_empty_segmentation_is_no_tumour_found_not_a_failure() -> None:
+    case = make_case(7, replace(CFG, n_tumours=0))  # a healthy brain
+    images = {str(getattr(k, "value", k)): v for k, v in case.images.items()}
+    mask = images["t1ce"] > 0
+    empty = np.zeros(mask.shape, np.uint8)
+    q = _assess(images, case.affine, empty, mask,
+                entropy=entropy_stats(np.zeros((4, *empty.shape)), empty))
+    assert q.finding == NO_TUMOUR and q.verdict == "ok", q.to_dict()
+    assert [r.code for r in q.reasons] == ["no_tumour"]
+    assert q.summary() == "OK: no tumour found"
+
+
+def test_empty_segmentation_of_a_brain_with_tumour_is_flagged() -> None:
+    """A missed tumour stays in the "tumour-free" brain whose intensities are compared."""
+    images, affine, labels, mask = _case()
+    empty = np.zeros_like(labels)
+    q = _assess(images, affine, empty, mask, entropy=entropy_stats(np.zeros((4, *empty.shape)), empty))
+    assert q.finding == NO_TUMOUR and q.verdict != "ok"
+    assert any(r.code.startswith("intensity_") for r in q.reasons)
+
+
+def test_thresholds_from_the_manifest_block() -> None:
+    t = QualityThresholds.from_manifest({"thresholds": {"entropy_review": 0.01, "components_review": 2}})
+    assert t.entropy_review == 0.01 and t.components_review == 2 and t.border_review == 0.15
+    with pytest.raises(ModelError, match="unknown keys"):
+        QualityThresholds.from_manifest({"thresholds": {"entropy": 1}})
+    images, affine, labels, mask = _case()
+    block = {**_training_block(), "thresholds": {"entropy_review": 0.0001}}
+    q = _assess(images, affine, labels, mask, block=block)
+    assert "uncertain" in {r.code for r in q.reasons} and q.thresholds_source == "bundle"
