@@ -42,12 +42,15 @@ class InferenceOutput:
         record: the preprocessing record (crop box, network grid).
         windows: network evaluations per mirror combination.
         timings: seconds for ``preprocess``, ``inference`` and ``resample``.
+        probabilities: ``(K, i, j, k)`` float32 class probabilities on the input grid, kept only
+            when asked for (``return_probabilities``; parity benches and tests), else None.
     """
 
     labels: np.ndarray
     record: PreprocessRecord
     windows: int
     timings: dict[str, float]
+    probabilities: np.ndarray | None = None
 
 
 def preprocess_params(manifest: Manifest) -> PreprocessParams:
@@ -84,6 +87,7 @@ def run_inference(
     step_size: float = WINDOW_STEP,
     batch_size: int = 2,
     mirror: bool = False,
+    return_probabilities: bool = False,
 ) -> InferenceOutput:
     """Segment one case whose images share one grid (``affine``, LPS).
 
@@ -96,6 +100,7 @@ def run_inference(
         step_size: window step as a fraction of the patch.
         batch_size: windows per back-end call.
         mirror: test-time mirroring over the three axes (8 evaluations per window).
+        return_probabilities: also return the probabilities on the input grid.
 
     Raises:
         InputError: a modality is missing, shapes differ, or the brain mask is empty.
@@ -124,4 +129,5 @@ def run_inference(
     restored = restore_to_original(probs, case.record, is_label=False)
     labels = restored.argmax(axis=0).astype(np.uint8)
     timings["resample"] = time.perf_counter() - t0
-    return InferenceOutput(labels=labels, record=case.record, windows=windows, timings=timings)
+    return InferenceOutput(labels=labels, record=case.record, windows=windows, timings=timings,
+                           probabilities=restored if return_probabilities else None)
