@@ -8,8 +8,8 @@ One command for the numbers in docs/nnunet_parity.md. On synthetic BraTS-format 
 1. **Preprocessing.** glioedge's :func:`glioedge.data.preprocess.preprocess` against nnU-Net's
    ``DefaultPreprocessor`` with its MR plans (``ZScoreNormalization``, ``use_mask_for_norm``):
    crop box, grid shape, per-voxel |Δ|, at the network's spacing (no resampling) and, when
-   ``--resample-spacing`` is given, resampled onto that spacing (nnU-Net's data order 1 against
-   glioedge's ``linear``, order 3 against ``bspline3``).
+   resampled onto ``--resample-spacing`` (nnU-Net's data order 1 against glioedge's ``linear``,
+   order 3 against ``bspline3``).
 2. **Inference.** One PlainConvUNet (a glioedge checkpoint, or random He-initialised weights)
    run four ways, mirroring off and on: nnU-Net's ``nnUNetPredictor`` from an nnU-Net results
    folder (:mod:`nnunet_adapter`) as shipped; the same with its float16 logit accumulation made
@@ -17,7 +17,9 @@ One command for the numbers in docs/nnunet_parity.md. On synthetic BraTS-format 
    :func:`glioedge.train.validation.torch_predictor`) and glioedge's ONNX path (the runtime's
    :func:`glioedge.runtime.inference.run_inference` with :class:`OrtBackend`, what ``Segmenter``
    calls). Probabilities on the original grid: max |Δ| (everywhere and inside the brain) and the
-   share of equal labels.
+   share of equal labels. With random weights (no ``--checkpoint``) also at a network spacing
+   other than the cases' (``--resample-spacing``; nnU-Net data order 1, glioedge ``linear``), so
+   the input is resampled and the logits resampled back.
 3. **Time and memory.** Each of nnU-Net's predictor and glioedge's ONNX path in its own process,
    same thread count, on the same case: files → labels on the original grid, after one warm-up
    run; wall time and the process's peak RSS.
@@ -155,7 +157,8 @@ def compare(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
 
 
 def inference_parity(cases: list[Path], checkpoint: Path, bundle: Path, results: Path,
-                     threads: int) -> list[dict[str, Any]]:
+                     threads: int, setting: str = "native", mirrors: tuple[bool, ...] = (False, True),
+                     ) -> list[dict[str, Any]]:
     from glioedge.bundle import Bundle
     from glioedge.runtime.backends.ort_backend import OrtBackend
     from glioedge.train.checkpoint import load_student
@@ -164,7 +167,7 @@ def inference_parity(cases: list[Path], checkpoint: Path, bundle: Path, results:
     manifest = Bundle.load(bundle, verify=True).manifest
     ort = OrtBackend.from_bundle(Bundle.load(bundle, verify=True), device="cpu", threads=threads)
     rows = []
-    for mirror in (False, True):
+    for mirror in mirrors:
         predictor = A.make_predictor(results, mirror=mirror, threads=threads)
         for case in cases:
             images, _ = read_case(case)
@@ -181,7 +184,8 @@ def inference_parity(cases: list[Path], checkpoint: Path, bundle: Path, results:
                 "glioedge PyTorch vs nnU-Net fp32-acc": (pt, nn32),
                 "glioedge ONNX vs glioedge PyTorch": (ox, pt),
             }.items():
-                rows.append({"case": case.name, "mirror": mirror, "pair": pair, **compare(x, y, brain)})
+                rows.append({"case": case.name, "setting": setting, "mirror": mirror, "pair": pair,
+                             **compare(x, y, brain)})
     ort.close()
     return rows
 
@@ -284,14 +288,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=2)
     ap.add_argument("--cohort", default="brats-like")
     ap.add_argument("--spacing", type=float, default=2.0, help="case grid and network spacing, mm")
-    ap.add_argument("--resample-spacing", type=float, default=1.5,
-                    help="also compare preprocessing resampled onto this spacing (0: skip)")
+    ap.add_argument("--resample-spacing", type=float, default=2.5,
+                    help="also compare preprocessing, and inference without mirroring, with the "
+                         "network at this spacing (0: skip)")
     ap.add_argument("--preset", default="small")
     ap.add_argument("--checkpoint", type=Path, default=None,
                     help="a glioedge checkpoint (default: random He-initialised weights)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--timing-only", action="store_true", help="skip the parity tables")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per side (after a warm-up)")
     ap.add_argument("--timing-mirror", action="store_true", help="time with mirroring (8x slower)")
     ap.add_argument("--work", type=Path, default=None, help="keep the cases and models here")
@@ -323,13 +329,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"nnU-Net parity: {len(cases)} {args.cohort} cases at {args.spacing} mm, plan "
           f"{meta.plan.name} (patch {meta.plan.patch_size}), weights: "
           f"{'checkpoint ' + str(ckpt) if args.checkpoint else 'random He init'}, {args.threads} thread(s)\n")
-    pre = preprocessing_parity(cases, net, meta.plan, work, spacing[0], args.resample_spacing or None)
-    print_table(pre, ["case", "setting", "shape_glioedge", "shape_nnunet", "bbox_equal", "max_abs_d",
-                      "mean_abs_d", "share_over_1e3"])
-    print()
-    inf = inference_parity(cases, ckpt, bundle, results, args.threads)
-    print_table(inf, ["case", "mirror", "pair", "max_abs_dp", "max_abs_dp_brain", "p9999_abs_dp",
-                      "labels_equal"])
+    pre: list[dict[str, Any]] = []
+    inf: list[dict[str, Any]] = []
+    if not args.timing_only:
+        pre = preprocessing_parity(cases, net, meta.plan, work, spacing[0], args.resample_spacing or None)
+        print_table(pre, ["case", "setting", "shape_glioedge", "shape_nnunet", "bbox_equal", "max_abs_d",
+                          "mean_abs_d", "share_over_1e3"])
+        print()
+        inf = inference_parity(cases, ckpt, bundle, results, args.threads,
+                               setting=f"native ({spacing[0]} mm)")
+        if args.resample_spacing and not args.checkpoint:
+            # the same weights with a network grid of another spacing: nnU-Net resamples the input
+            # there and the logits back; so must glioedge
+            rs = args.resample_spacing
+            ckpt2 = random_checkpoint(work / "checkpoint-resampled", args.preset, rs, args.seed)
+            bundle2 = export_bundle(ckpt2, work / "bundle-resampled",
+                                    ExportOptions(fp16=False, force=True)).root
+            net2, _ = load_student(ckpt2)
+            results2 = A.write_results_folder(work / "nnunet_results-resampled", net2, meta.plan, MODALITIES,
+                                              (rs,) * 3, data_order=1)
+            inf += inference_parity(cases, ckpt2, bundle2, results2, args.threads,
+                                    setting=f"resampled ({rs} mm, order 1)", mirrors=(False,))
+        print_table(inf, ["case", "setting", "mirror", "pair", "max_abs_dp", "max_abs_dp_brain",
+                          "p9999_abs_dp", "labels_equal"])
     times: list[dict[str, Any]] = []
     if not args.no_timing:
         print()

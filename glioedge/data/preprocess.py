@@ -31,7 +31,7 @@ available for nnU-Net fidelity. Every step is recorded in a :class:`PreprocessRe
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -390,7 +390,8 @@ def _normalise(
 
 
 def restore_to_original(
-    array: np.ndarray, record: PreprocessRecord, *, is_label: bool
+    array: np.ndarray, record: PreprocessRecord, *, is_label: bool,
+    on_crop: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Map a prediction from the preprocessed grid back onto the original grid.
 
@@ -400,6 +401,9 @@ def restore_to_original(
             ``is_label=False`` is treated as one channel.
         record: the record of :func:`preprocess`.
         is_label: nearest-neighbour label map (True) or probability map (False).
+        on_crop: applied to the (channels, cropped grid) array after resampling and before the
+            un-crop; e.g. a softmax, so that logits are resampled and then turned into
+            probabilities, as nnU-Net does.
 
     Returns:
         The array on the original grid. Outside the crop: 0 (background) for labels; for
@@ -426,6 +430,8 @@ def restore_to_original(
         back = np.stack([
             resample_to_grid(c, resampled_aff, cshape, cropped_aff, interp) for c in chans
         ])
+    if on_crop is not None:
+        back = on_crop(back)
     out = np.zeros((chans.shape[0], *record.original_shape), dtype=back.dtype)
     if not is_label and chans.shape[0] > 1:
         out[0] = 1

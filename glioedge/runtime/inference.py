@@ -4,8 +4,9 @@ manifest modalities → :func:`glioedge.data.preprocess.preprocess` (crop to the
 resample to the network spacing, z-score) → :func:`glioedge.data.sliding_window.sliding_window_predict`
 with the back-end's ``predict`` (nnU-Net: Gaussian σ = patch/8, step 0.5, batches of windows,
 padding of small volumes, optional mirroring, float32 accumulation whose bound is documented
-there) → softmax → :func:`glioedge.data.preprocess.restore_to_original` of the probabilities
-(linear) → argmax on the reference grid. numpy only.
+there) → :func:`glioedge.data.preprocess.restore_to_original` of the logits (linear) → softmax
+→ argmax on the reference grid, in nnU-Net v2's order (logits are resampled, then turned into
+probabilities; docs/nnunet_parity.md). numpy only.
 """
 
 from __future__ import annotations
@@ -125,8 +126,7 @@ def run_inference(
     )
     timings["inference"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    probs = softmax(logits)
-    restored = restore_to_original(probs, case.record, is_label=False)
+    restored = restore_to_original(logits, case.record, is_label=False, on_crop=softmax)
     labels = restored.argmax(axis=0).astype(np.uint8)
     timings["resample"] = time.perf_counter() - t0
     return InferenceOutput(labels=labels, record=case.record, windows=windows, timings=timings,

@@ -34,15 +34,10 @@ def case(work: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(work: Path) -> Path:
-    return B.random_checkpoint(work / "ckpt", "tiny", SPACING, seed=3)
-
-
-@pytest.fixture(scope="module")
-def student(checkpoint: Path):
+def student(work: Path):
     from glioedge.train.checkpoint import load_student
 
-    return load_student(checkpoint)
+    return load_student(B.random_checkpoint(work / "ckpt", "tiny", SPACING, seed=3))
 
 
 def _holed_case(case: Path, out: Path) -> Path:
@@ -103,20 +98,35 @@ def test_old_manifests_keep_their_preprocessing() -> None:
     assert PreprocessParams.from_dict(new.to_dict()) == new
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("mirror", [False, True])
-def test_same_weights_same_probabilities_as_nnunet_predictor(case: Path, checkpoint: Path, student,
-                                                            work: Path, mirror: bool) -> None:
-    from glioedge.bundle import Bundle
+def _models(work: Path, spacing: float) -> tuple[Path, Path]:
+    """A TINY random-weight checkpoint whose network grid is ``spacing`` (the same weights at
+    every spacing), its glioedge bundle and its nnU-Net results folder (data order 1)."""
     from glioedge.export.pipeline import ExportOptions, export_bundle
-    from glioedge.runtime.backends.ort_backend import OrtBackend
+    from glioedge.train.checkpoint import load_student
 
-    net, meta = student
-    bundle_dir = work / "bundle"
-    if not bundle_dir.exists():
-        export_bundle(checkpoint, bundle_dir, ExportOptions(fp16=False))
+    root = work / f"models-{spacing}"
+    if not root.exists():
+        ckpt = B.random_checkpoint(root / "ckpt", "tiny", spacing, seed=3)
+        export_bundle(ckpt, root / "bundle", ExportOptions(fp16=False))
+        net, meta = load_student(ckpt)
+        A.write_results_folder(root / "results", net, meta.plan, B.MODALITIES, (spacing,) * 3, data_order=1)
+    return root / "bundle", root / "results"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("spacing", "mirror"), [
+    (SPACING, False), (SPACING, True),  # the cases' own grid
+    (5.0, False),  # input resampled to 5 mm, logits resampled back
+])
+def test_same_weights_same_probabilities_as_nnunet_predictor(case: Path, work: Path, spacing: float,
+                                                            mirror: bool) -> None:
+    from glioedge.bundle import Bundle
+    from glioedge.runtime.backends.ort_backend import OrtBackend
+    from glioedge.train.checkpoint import load_student
+
+    bundle_dir, results = _models(work, spacing)
     bundle = Bundle.load(bundle_dir, verify=True)
-    results = A.write_results_folder(work / "results", net, meta.plan, B.MODALITIES, (SPACING,) * 3)
+    net, _ = load_student(work / f"models-{spacing}" / "ckpt")
     predictor = A.make_predictor(results, mirror=mirror, threads=1)
     images, _ = B.read_case(case)
     brain = np.any([images[m] != 0 for m in B.MODALITIES], axis=0)
