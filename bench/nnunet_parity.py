@@ -99,6 +99,18 @@ def random_checkpoint(out: Path, preset: str, spacing: float, seed: int) -> Path
     return save_checkpoint(out, meta, {"student": net})
 
 
+def export_options(random: bool) -> Any:
+    """FP32 ONNX only. Random He-initialised SMALL/NNUNET networks give logits in the hundreds,
+    where ONNX Runtime and PyTorch differ by a few 1e-3 (export's default bound is 1e-3); for
+    random weights the bound is relaxed knowingly: this bench measures the ONNX path's
+    probabilities against PyTorch and nnU-Net itself."""
+    from glioedge.export.pipeline import ExportOptions
+    from glioedge.export.verify import Thresholds
+
+    fp32 = Thresholds(max_abs_logit=1e-2) if random else Thresholds()
+    return ExportOptions(fp16=False, force=True, fp32=fp32)
+
+
 # -- the four predictors ---------------------------------------------------------------------
 @contextlib.contextmanager
 def nnunet_float32_accumulation() -> Iterator[None]:
@@ -314,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from glioedge.export.pipeline import ExportOptions, export_bundle
+    from glioedge.export.pipeline import export_bundle
     from glioedge.train.checkpoint import load_student
 
     torch.set_num_threads(args.threads)
@@ -323,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = args.checkpoint or random_checkpoint(work / "checkpoint", args.preset, args.spacing, args.seed)
     net, meta = load_student(ckpt)
     spacing = tuple(meta.preprocess["target_spacing"])
-    bundle = export_bundle(ckpt, work / "bundle", ExportOptions(fp16=False, force=True)).root
+    bundle = export_bundle(ckpt, work / "bundle", export_options(random=args.checkpoint is None)).root
     results = A.write_results_folder(work / "nnunet_results", net, meta.plan, MODALITIES, spacing)
 
     print(f"nnU-Net parity: {len(cases)} {args.cohort} cases at {args.spacing} mm, plan "
@@ -343,8 +355,7 @@ def main(argv: list[str] | None = None) -> int:
             # there and the logits back; so must glioedge
             rs = args.resample_spacing
             ckpt2 = random_checkpoint(work / "checkpoint-resampled", args.preset, rs, args.seed)
-            bundle2 = export_bundle(ckpt2, work / "bundle-resampled",
-                                    ExportOptions(fp16=False, force=True)).root
+            bundle2 = export_bundle(ckpt2, work / "bundle-resampled", export_options(random=True)).root
             net2, _ = load_student(ckpt2)
             results2 = A.write_results_folder(work / "nnunet_results-resampled", net2, meta.plan, MODALITIES,
                                               (rs,) * 3, data_order=1)
