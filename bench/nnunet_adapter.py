@@ -175,6 +175,15 @@ def nnunet_predict(predictor: Any, files: Sequence[Path]) -> tuple[np.ndarray, n
             np.ascontiguousarray(np.asarray(probs, dtype=np.float32).transpose(0, 3, 2, 1)))
 
 
+def nnunet_labels(predictor: Any, files: Sequence[Path]) -> np.ndarray:
+    """Labels ``(i, j, k)`` of one case by nnU-Net's label-only path (no probabilities kept)."""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    images, props = SimpleITKIO().read_images([str(f) for f in files])
+    seg = predictor.predict_single_npy_array(images, props, None, None, False)
+    return np.ascontiguousarray(np.asarray(seg).transpose(2, 1, 0))
+
+
 def nnunet_preprocess(results: Path, files: Sequence[Path]) -> tuple[np.ndarray, dict[str, Any]]:
     """nnU-Net's ``DefaultPreprocessor`` output ``(C, i, j, k)`` (glioedge axis order) and its
     properties (``bbox_used_for_cropping`` in nnU-Net's order)."""

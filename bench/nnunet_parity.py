@@ -20,9 +20,10 @@ One command for the numbers in docs/nnunet_parity.md. On synthetic BraTS-format 
    share of equal labels. With random weights (no ``--checkpoint``) also at a network spacing
    other than the cases' (``--resample-spacing``; nnU-Net data order 1, glioedge ``linear``), so
    the input is resampled and the logits resampled back.
-3. **Time and memory.** Each of nnU-Net's predictor and glioedge's ONNX path in its own process,
-   same thread count, on the same case: files → labels on the original grid, after one warm-up
-   run; wall time and the process's peak RSS.
+3. **Time and memory.** Each of nnU-Net's predictor (as shipped, and with float32 accumulation)
+   and glioedge's ONNX path in its own process, same thread count, on the same case: files →
+   labels on the original grid (nnU-Net's label-only path, without probabilities), after one
+   warm-up run; wall time and the process's peak RSS.
 
 Prints tables and writes ``bench/results/nnunet_parity.json``.
 """
@@ -247,11 +248,14 @@ def _time_one(side: str, case: Path, model: Path, threads: int, mirror: bool,
               repeats: int) -> dict[str, Any]:
     """Runs inside a fresh process: load, warm up on the case, then time the whole case
     ``repeats`` times (``wall_s`` is the fastest: the least disturbed by a busy machine)."""
-    if side == "nnunet":
+    if side.startswith("nnunet"):
         predictor = A.make_predictor(model, mirror=mirror, threads=threads)
+        if side == "nnunet-fp32acc":
+            stack = contextlib.ExitStack()
+            stack.enter_context(nnunet_float32_accumulation())
 
         def run() -> np.ndarray:
-            return A.nnunet_predict(predictor, case_files(case))[0]
+            return A.nnunet_labels(predictor, case_files(case))
     else:
         from glioedge.bundle import Bundle
         from glioedge.runtime.backends.ort_backend import OrtBackend
@@ -280,7 +284,7 @@ def timing(case: Path, results: Path, bundle: Path, threads: int, mirror: bool,
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "nnUNet_def_n_proc": str(threads)}
     rows = []
-    for side, model in (("nnunet", results), ("glioedge-onnx", bundle)):
+    for side, model in (("nnunet", results), ("nnunet-fp32acc", results), ("glioedge-onnx", bundle)):
         proc = subprocess.run([sys.executable, __file__, "--_time", side, "--_case", str(case),
                                "--_model", str(model), "--threads", str(threads),
                                "--repeats", str(repeats)]
