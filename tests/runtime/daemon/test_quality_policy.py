@@ -62,7 +62,7 @@ def test_review_result_held_back_or_delivered(policy: str, tmp_path: Path, revie
         job = store.jobs()[0]
         rows = job_rows(store)
         store.close()
-    report = json.loads((tmp_path / "outbox" / safe_uid(uid) / "report.json").read_text())
+    report = json.loads((Path(job.output_dir) / "report.json").read_text())  # its version's folder
     assert report["quality"]["verdict"] == "review"
     assert rows[0].verdict == "review" and "REVIEW" in format_table(rows)
     delivered = list(pacs.rglob("seg.dcm")) if pacs.exists() else []
