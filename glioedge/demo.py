@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from glioedge.fileio import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 #: The unseen case written as DICOM (the training cohort uses seeds 0..n-1 of another stream).
@@ -84,7 +86,7 @@ def run_daemon_once(inbox: Path, outbox: Path, bundle: Path, config_dir: Path) -
     from glioedge.runtime.daemon.commands import main
 
     config = config_dir / "demo_daemon.toml"
-    config.write_text("[segmenter]\nqa_png = true\n")
+    atomic_write_text(config, "[segmenter]\nqa_png = true\n")
     time.sleep(1.2)  # let the study's files age past the quiet time, as a finished transfer would
     return main(["watch", str(inbox), "--bundle", str(bundle), "--out", str(outbox),
                  "--config", str(config), "--quiet-time", "1", "--once", "--log-format", "text"])
@@ -149,7 +151,7 @@ def run_demo(out: Path, quick: bool = False, anatomy: str = "synthetic") -> int:
         summary["dice_vs_truth"] = score_against_truth(seg, study, truth)
         summary["tumour_ml"] = json.loads(seg.with_name("report.json").read_text()).get("volumes_ml")
     summary["seconds"] = round(time.perf_counter() - t0, 1)
-    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "demo_summary.json", json.dumps(summary, indent=2))
     _print_summary(summary)
     return 0 if segs and code == 0 else 1
 

@@ -28,6 +28,7 @@ from glioedge.data.preprocess import (
     preprocess,
 )
 from glioedge.errors import InputError
+from glioedge.fileio import atomic_write, atomic_write_text
 
 __all__ = ["case_files_of", "dataset_digest", "load_preprocessed", "preprocess_cohort"]
 
@@ -112,18 +113,15 @@ def _process_one(files: CaseFiles, params: PreprocessParams, out_dir: Path) -> P
     case = load_case(files, params.modalities)  # type: ignore[arg-type]
     pre = preprocess(case.images, case.affine, params, label=case.label)  # type: ignore[arg-type]
     paths["json"].unlink(missing_ok=True)  # the JSON is written last: it marks completion
-    np.save(paths["data"], pre.data)
-    np.save(paths["mask"], pre.mask)
-    if pre.label is not None:
-        np.save(paths["seg"], pre.label)
-    else:
+    for key, array in (("data", pre.data), ("mask", pre.mask), ("seg", pre.label)):
+        if array is not None:
+            atomic_write(paths[key], lambda f, a=array: np.save(f, a))
+    if pre.label is None:
         paths["seg"].unlink(missing_ok=True)
     meta = {"case_id": files.case_id, "format_version": FORMAT_VERSION, "digest": digest,
             "params": params.to_dict(), "record": pre.record.to_dict(),
             "has_label": pre.label is not None}
-    tmp = paths["json"].with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    tmp.replace(paths["json"])
+    atomic_write_text(paths["json"], json.dumps(meta, indent=1))
     return paths["data"]
 
 

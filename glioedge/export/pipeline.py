@@ -37,6 +37,7 @@ from glioedge.export.tensorrt import (
     cuda_compute_capability,
     tensorrt_unavailable_reason,
 )
+from glioedge.fileio import publish_dir
 
 logger = logging.getLogger(__name__)
 
@@ -249,9 +250,7 @@ def export_bundle(checkpoint: Path, out: Path, options: ExportOptions | None = N
         }
         _finalise(tmp, fields)
         tmp.chmod(0o755)  # mkdtemp makes 0700; the runtime may run as another user
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        publish_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -23,6 +23,7 @@ from typing import Any
 
 from glioedge.bundle import Bundle, EngineEntry
 from glioedge.errors import ConfigError
+from glioedge.fileio import atomic_write_text
 
 DEFAULT_MODEL_NAME = "glioedge_student"
 
@@ -212,6 +213,6 @@ def write_triton_repository(
         shutil.copy2(bundle.root / "manifest.json", model_dir / "glioedge_manifest.json")
         cfg = _config(name, platform, bundle, dims_in, dims_out, mb, filename, gpu)
         path = model_dir / "config.pbtxt"
-        path.write_text(to_pbtxt(cfg) + "\n")
+        atomic_write_text(path, to_pbtxt(cfg) + "\n")
         written.append(path)
     return written

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from glioedge import __version__
 from glioedge._optional import require
 from glioedge.errors import ConfigError, ModelError
+from glioedge.fileio import publish_dir
 from glioedge.train.plan import NetworkPlan
 
 if TYPE_CHECKING:
@@ -149,14 +150,7 @@ def save_checkpoint(
             st.save_file(tensors, str(tmp / "optimizer.safetensors"))
             (tmp / "optimizer.json").write_text(json.dumps(opt_meta, indent=1))
         (tmp / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2))
-        old = _previous(out_dir)
-        if out_dir.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        if old.exists():
-            shutil.rmtree(old)
+        publish_dir(tmp, out_dir, old=_previous(out_dir))
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

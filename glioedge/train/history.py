@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
 
-from glioedge.fileio import atomic_write_text
+from glioedge.fileio import atomic_write_bytes, atomic_write_text
 
 
 def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -41,12 +42,11 @@ class History:
         atomic_write_text(self.json_path, json.dumps(self.records, indent=1))
         flat = [_flatten(r) for r in self.records]
         columns = sorted({k for r in flat for k in r}, key=lambda k: (k != "epoch", k))
-        csv_tmp = self.out_dir / ".history.csv.tmp"
-        with csv_tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(flat)
-        csv_tmp.replace(self.out_dir / "history.csv")
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(flat)
+        atomic_write_text(self.out_dir / "history.csv", text.getvalue())
 
     def plot(self, path: Path | None = None) -> Path | None:
         """Loss curves and validation Dice to ``curves.png``; None without matplotlib."""
@@ -80,8 +80,7 @@ class History:
         if ax_dice.lines:
             ax_dice.legend(fontsize=7)
         fig.tight_layout()
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp, dpi=90)
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=90)
         plt.close(fig)
-        tmp.replace(path)
-        return path
+        return atomic_write_bytes(path, png.getvalue())

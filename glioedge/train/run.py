@@ -26,6 +26,7 @@ from glioedge.data.loader import load_preprocessed, make_train_loader
 from glioedge.data.modalities import parse_modalities
 from glioedge.data.preprocess import PreprocessParams
 from glioedge.errors import InputError
+from glioedge.fileio import atomic_write_text
 from glioedge.train.checkpoint import resumable_checkpoint
 from glioedge.train.config import TrainConfig
 from glioedge.train.distributed import barrier, init_distributed, pick_device, shutdown
@@ -96,7 +97,7 @@ def train_from_folder(
     pre_dir = out_dir / "preprocessed"
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "split.json").write_text(json.dumps({"train": train_ids, "val": val_ids}, indent=1))
+        atomic_write_text(out_dir / "split.json", json.dumps({"train": train_ids, "val": val_ids}, indent=1))
     # Rank 0 preprocesses; the others wait, then find every case cached (digests match).
     if info.is_main:
         paths = preprocess_cohort(cases, params, pre_dir, num_workers=max(1, config.num_workers))

@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 
 from glioedge._optional import require
 from glioedge.errors import GlioedgeError
+from glioedge.fileio import publish_dir
 from glioedge.runtime.daemon.config import DeliveryConfig, parse_cstore
 from glioedge.runtime.daemon.names import safe_uid
 
@@ -51,7 +52,7 @@ class FolderDestination:
         self.name = f"folder:{self.folder}"
 
     def send(self, output_dir: Path) -> None:
-        """Copy into a hidden temporary folder, then rename into place.
+        """Copy into a hidden temporary folder, then publish it (:func:`glioedge.fileio.publish_dir`).
 
         Raises:
             DeliveryError: the copy failed (full disk, permissions, missing share).
@@ -64,12 +65,10 @@ class FolderDestination:
         tmp = self.folder / f".{flat}.{os.getpid()}.tmp"
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            for stale in self.folder.glob(f".{flat}.*.tmp"):  # left by a killed daemon
+            for stale in self.folder.glob(f".{flat}.*.tmp*"):  # left by a killed daemon
                 shutil.rmtree(stale, ignore_errors=True)
             shutil.copytree(output_dir, tmp)
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)  # the same file system: final's parent is inside self.folder
+            publish_dir(tmp, final)  # the same file system: final's parent is inside self.folder
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise DeliveryError(f"{self.name}: cannot copy {output_dir.name}: {exc}") from exc

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from glioedge.fileio import publish_dir
 from glioedge.runtime.daemon.config import DaemonConfig
 from glioedge.runtime.daemon.delivery import DeliveryError, Destination, output_folder
 from glioedge.runtime.daemon.health import Metrics
@@ -48,26 +49,6 @@ def study_relative(message: str, files: tuple[str, ...] | list[str]) -> str:
     except ValueError:
         return message
     return message.replace(base.rstrip("/") + "/", "") if base not in ("", "/") else message
-
-
-def _publish(staging: Path, final: Path) -> None:
-    """Swap ``staging`` into ``final`` (replacing a previous run's folder) with renames only."""
-    if final.exists():
-        trash = staging.with_name(staging.name + ".old")
-        shutil.rmtree(trash, ignore_errors=True)
-        final.rename(trash)
-        staging.rename(final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        staging.rename(final)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Worker:
@@ -169,9 +150,7 @@ class Worker:
                         "not run again", extra=log)
         t1 = time.perf_counter()
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            _publish(staging, final)
-            _fsync_dir(final.parent)
+            publish_dir(staging, final)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             message = f"[{errno.errorcode.get(exc.errno or 0, '?')}] {exc.strerror or exc}"
