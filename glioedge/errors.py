@@ -40,3 +40,22 @@ class VerificationError(CheckFailedError, ModelError):
 
 class MissingDependencyError(GlioedgeError, ImportError):
     """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+def lineage(exc: BaseException) -> list[str]:
+    """The names of ``exc``'s class and its bases, most derived first: what a process sends of an
+    error so that the receiver can raise the nearest class of this hierarchy (:func:`error_class`)."""
+    return [cls.__name__ for cls in type(exc).__mro__]
+
+
+def error_class(names: str | list[str] | tuple[str, ...]) -> type[GlioedgeError]:
+    """The class of this module that an error with these class names maps to across a process
+    boundary: the first of ``names`` (an error's :func:`lineage`) that names a class here, so a
+    ``VerificationError`` stays one and a subclass defined elsewhere becomes its nearest base
+    here; :class:`GlioedgeError` when none does (an error from outside the hierarchy)."""
+    known = {name: obj for name, obj in globals().items()
+             if isinstance(obj, type) and issubclass(obj, GlioedgeError)}
+    for name in [names] if isinstance(names, str) else names:
+        if name in known:
+            return known[name]
+    return GlioedgeError

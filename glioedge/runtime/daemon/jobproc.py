@@ -42,7 +42,7 @@ from typing import IO, Any, ClassVar
 import pydicom
 from pydicom.dataset import Dataset
 
-from glioedge.errors import BackendError, ConfigError, GlioedgeError, InputError, ModelError
+from glioedge.errors import GlioedgeError, InputError, error_class, lineage
 from glioedge.runtime.daemon import procs
 from glioedge.runtime.daemon.config import DaemonConfig
 
@@ -50,8 +50,21 @@ logger = logging.getLogger(__name__)
 
 #: Finished results kept in the child while the outbox cannot take them.
 KEEP_RESULTS = 2
-_ERRORS: dict[str, type[GlioedgeError]] = {"ModelError": ModelError, "BackendError": BackendError,
-                                           "ConfigError": ConfigError, "InputError": InputError}
+
+
+def error_reply(exc: BaseException, message: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The child's reply for an error: its class name (``kind``, the metrics label), its
+    :func:`~glioedge.errors.lineage` and the message."""
+    return {"status": "error", "kind": type(exc).__name__, "lineage": lineage(exc),
+            "message": str(exc) if message is None else message, **extra}
+
+
+def raised_error(reply: dict[str, Any]) -> GlioedgeError:
+    """The exception of ``glioedge.errors`` that an error reply stands for: the class the child
+    raised, or its nearest base in the hierarchy (so exit codes and handling are the ones an
+    in-process error gets)."""
+    names = [str(reply.get("kind")), *map(str, reply.get("lineage") or ())]
+    return error_class(names)(str(reply.get("message")))
 
 
 #: Environment variables the inference child may inherit (exact names, then prefixes): what
@@ -135,9 +148,10 @@ class JobProcess:
             The child's ``ready`` message: ``bundle_id``, ``modalities``, ``backend``.
 
         Raises:
-            ModelError, BackendError, ConfigError: as the child reported them.
-            GlioedgeError: the child died (or answered nonsense) before it was ready, or the
-                daemon was stopped meanwhile.
+            GlioedgeError: what the child raised while loading, as the same class of
+                ``glioedge.errors`` (e.g. ``VerificationError`` for a tampered bundle) or its
+                nearest base there (:func:`raised_error`); a plain ``GlioedgeError`` when the
+                child died (or answered nonsense) before it was ready, or the daemon was stopped.
         """
         self.close()
         argv = [*self.command, json.dumps(self.config.to_dict(redact=True)), str(os.getpid())]
@@ -157,7 +171,7 @@ class JobProcess:
             if reply is None:
                 raise GlioedgeError("the inference process exited before it was ready (see the "
                                     "log lines above)")
-            raise _ERRORS.get(str(reply.get("kind")), GlioedgeError)(str(reply.get("message")))
+            raise raised_error(reply)
         self.info = reply
         logger.info("inference process ready", extra={"event": "jobproc", "pid": self.proc.pid,
                                                        "backend": reply.get("backend"),
@@ -327,7 +341,7 @@ def _run_job(segmenter: Any, rules: Any, request: dict[str, Any], kept: OrderedD
             return {"status": "input_error", "message": str(exc)}
         except Exception as exc:  # a job's exception is a failed attempt, never the child's end
             logger.exception("inference failed", extra={"event": "jobproc", "job_id": request.get("job_id")})
-            return {"status": "error", "kind": type(exc).__name__, "message": f"{type(exc).__name__}: {exc}"}
+            return error_reply(exc, f"{type(exc).__name__}: {exc}")
         timings = {k: float(v) for k, v in getattr(result, "timings", {}).items()}
     try:
         shutil.rmtree(staging, ignore_errors=True)
@@ -344,8 +358,8 @@ def _run_job(segmenter: Any, rules: Any, request: dict[str, Any], kept: OrderedD
         shutil.rmtree(staging, ignore_errors=True)
         logger.exception("writing the outputs failed", extra={"event": "jobproc",
                                                               "job_id": request.get("job_id")})
-        return {"status": "error", "kind": type(exc).__name__, "timings": timings,
-                "message": f"writing the outputs failed: {type(exc).__name__}: {exc}"}
+        return error_reply(exc, f"writing the outputs failed: {type(exc).__name__}: {exc}",
+                           timings=timings)
     seg = getattr(result, "seg", None)
     return {"status": "written", "reused": reused,
             "seg_sop_uid": str(seg.SOPInstanceUID) if seg is not None else "",
@@ -393,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             rules = load_rules(config.model.rules)
     except GlioedgeError as exc:
-        _reply(protocol, {"status": "error", "kind": type(exc).__name__, "message": str(exc)})
+        _reply(protocol, error_reply(exc))
         return 2
     _reply(protocol, {"status": "ready", "bundle_id": segmenter.bundle_id,
                       "modalities": list(segmenter.bundle.manifest.modalities),

@@ -1,0 +1,101 @@
+"""Errors cross the inference child's process boundary as the classes of ``glioedge.errors`` that
+were raised (issue 21, item 4): exit codes and job handling are those of the same error in-process."""
+
+from __future__ import annotations
+
+import shutil
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from pydicom.dataset import FileMetaDataset
+
+from glioedge import errors
+from glioedge.cli import exit_code
+from glioedge.errors import GlioedgeError, InputError, VerificationError
+from glioedge.runtime.daemon.delivery import DeliveryError
+from glioedge.runtime.daemon.jobproc import JobProcess, _run_job, error_reply, raised_error
+from tests.runtime.daemon.conftest import daemon_config
+
+HIERARCHY = sorted((c for c in vars(errors).values()
+                    if isinstance(c, type) and issubclass(c, GlioedgeError)), key=lambda c: c.__name__)
+
+
+def test_the_walk_sees_the_whole_hierarchy() -> None:
+    names = {c.__name__ for c in HIERARCHY}
+    assert {"GlioedgeError", "InputError", "ModelError", "BackendError", "ConfigError",
+            "CheckFailedError", "VerificationError", "MissingDependencyError"} <= names
+
+
+@pytest.mark.parametrize("cls", HIERARCHY, ids=lambda c: c.__name__)
+def test_every_class_of_the_hierarchy_arrives_as_itself(cls: type[GlioedgeError]) -> None:
+    sent = cls("what was wrong")
+    got = raised_error(error_reply(sent))
+    assert type(got) is cls
+    assert str(got) == "what was wrong"
+    assert exit_code(got) == exit_code(sent)
+
+
+def test_a_class_from_elsewhere_arrives_as_its_nearest_base_in_the_hierarchy() -> None:
+    class SliceGapError(InputError):
+        pass
+
+    assert type(raised_error(error_reply(SliceGapError("gap")))) is InputError
+    assert type(raised_error(error_reply(DeliveryError("PACS down")))) is GlioedgeError
+    assert type(raised_error(error_reply(ValueError("bug")))) is GlioedgeError
+    # a reply without the lineage (an older child) still maps by its class name
+    assert type(raised_error({"kind": "MissingDependencyError", "message": "m"})) is \
+        errors.MissingDependencyError
+
+
+def _study(tmp_path: Path) -> Path:
+    path = tmp_path / "in.dcm"
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize(("raised", "status"), [
+    (errors.VerificationError("engine checksum"), "error"),  # retried, as in-process
+    (errors.MissingDependencyError("pip install glioedge[runtime]"), "error"),
+    (type("SliceGapError", (InputError,), {})("slice missing"), "input_error"),  # quarantined
+])
+def test_a_jobs_error_in_the_child_is_handled_as_in_process(tmp_path: Path, raised: Exception,
+                                                            status: str) -> None:
+    class Segmenter:
+        def segment_study(self, datasets: Any, rules: Any = None) -> Any:
+            raise raised
+
+    reply = _run_job(Segmenter(), None, {"key": "k", "staging": str(tmp_path / "staging"),
+                                         "files": [str(_study(tmp_path))], "job_id": 1}, OrderedDict())
+    assert reply["status"] == status  # the worker quarantines "input_error", retries "error"
+    assert (status == "input_error") == isinstance(raised, InputError)
+    if status == "error":
+        assert reply["kind"] == type(raised).__name__  # the job_errors{kind} label
+        assert type(raised_error(reply)) is type(raised)
+
+
+def test_a_tampered_bundle_fails_the_child_as_it_fails_in_process(trained_bundle: Path,
+                                                                  tmp_path: Path) -> None:
+    from glioedge.runtime.segmenter import Segmenter
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_bundle, bundle)
+    with (bundle / "model.onnx").open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(VerificationError) as in_process:
+        Segmenter.from_bundle(bundle)
+    jobs = JobProcess(daemon_config(tmp_path, bundle))
+    try:
+        with pytest.raises(VerificationError) as in_child:
+            jobs.start()
+    finally:
+        jobs.close()
+    assert "model.onnx" in str(in_child.value)
+    assert exit_code(in_child.value) == exit_code(in_process.value) == 1
