@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -38,10 +39,12 @@ from glioedge.vocabulary import WINDOW_STEP
 
 __all__ = [
     "PredictFn",
+    "WindowPlan",
     "compute_window_starts",
     "count_windows",
     "gaussian_importance_map",
     "pad_to_min_shape",
+    "plan_windows",
     "sliding_window_predict",
     "window_slices",
 ]
@@ -277,6 +280,86 @@ def _predict_batch(
     return total
 
 
+@dataclass(frozen=True)
+class WindowPlan:
+    """What every sliding-window blender shares (this module's and the torch back-end's): the
+    checked arguments, the image padded to at least the patch, the windows, the mirror flips and
+    the weight map. Built by :func:`plan_windows`.
+
+    Attributes:
+        patch: the patch shape.
+        image: the ``(C, *spatial)`` float32 image, zero-padded to at least ``patch``.
+        revert: slices that crop a ``(K, *spatial)`` result of ``image`` back to the input's shape.
+        slices: the spatial slices of every window, in nnU-Net order.
+        flips: the axes of a ``(B, C, *patch)`` batch to flip per mirror combination (``()`` first).
+        weight: the read-only importance map (Gaussian, or ones) in the accumulation dtype.
+        num_classes: ``K``.
+        batch_size: windows per network call.
+    """
+
+    patch: tuple[int, ...]
+    image: np.ndarray
+    revert: tuple[slice, ...]
+    slices: list[tuple[slice, ...]]
+    flips: list[tuple[int, ...]]
+    weight: np.ndarray
+    num_classes: int
+    batch_size: int
+
+    def batches(self) -> Iterator[tuple[int, list[tuple[slice, ...]]]]:
+        """``(index of the first window, its windows)`` per network call."""
+        for first in range(0, len(self.slices), self.batch_size):
+            yield first, self.slices[first : first + self.batch_size]
+
+
+def plan_windows(
+    image: np.ndarray,
+    patch_size: Sequence[int],
+    *,
+    num_classes: int,
+    step_size: float = WINDOW_STEP,
+    batch_size: int = 2,
+    use_gaussian: bool = True,
+    mirror_axes: tuple[int, ...] = (),
+    accumulate_dtype: DTypeLike = np.float32,
+) -> WindowPlan:
+    """Check a sliding window's arguments and lay out its windows (see :func:`sliding_window_predict`).
+
+    Raises:
+        InputError: ``image`` has the wrong number of axes or is empty.
+        ConfigError: ``patch_size``, ``step_size``, ``batch_size``, ``num_classes``,
+            ``mirror_axes`` or ``accumulate_dtype`` is invalid.
+    """
+    patch = _check_patch_size(patch_size)
+    step = _check_step_size(step_size)
+    n_spatial = len(patch)
+    image = np.asarray(image)
+    if image.ndim != n_spatial + 1:
+        raise InputError(
+            f"image must be (C, *spatial) with {n_spatial} spatial axes to match patch size "
+            f"{patch}, got shape {image.shape}"
+        )
+    if image.size == 0:
+        raise InputError(f"image is empty (shape {image.shape})")
+    if int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    if int(num_classes) < 1:
+        raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
+    acc_dtype = np.dtype(accumulate_dtype)
+    if acc_dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ConfigError(f"accumulate_dtype must be float32 or float64, got {acc_dtype}")
+    flips = _mirror_combinations(mirror_axes, n_spatial)
+    data, revert = pad_to_min_shape(np.asarray(image, dtype=np.float32), patch)
+    if use_gaussian:
+        weight = _gaussian_cached(patch, 1.0 / 8, acc_dtype.str, 1.0)
+    else:
+        weight = np.ones(patch, dtype=acc_dtype)
+        weight.flags.writeable = False
+    return WindowPlan(patch=patch, image=data, revert=revert,
+                      slices=window_slices(data.shape[1:], patch, step), flips=flips, weight=weight,
+                      num_classes=int(num_classes), batch_size=int(batch_size))
+
+
 def sliding_window_predict(
     image: np.ndarray,
     predict_fn: PredictFn,
@@ -331,52 +414,29 @@ def sliding_window_predict(
             ``mirror_axes`` or ``accumulate_dtype`` is invalid.
         BackendError: ``predict_fn`` returns an array of the wrong shape.
     """
-    patch = _check_patch_size(patch_size)
-    step = _check_step_size(step_size)
-    n_spatial = len(patch)
-    image = np.asarray(image)
-    if image.ndim != n_spatial + 1:
-        raise InputError(
-            f"image must be (C, *spatial) with {n_spatial} spatial axes to match patch size "
-            f"{patch}, got shape {image.shape}"
-        )
-    if image.size == 0:
-        raise InputError(f"image is empty (shape {image.shape})")
-    if int(batch_size) < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    if int(num_classes) < 1:
-        raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
-    acc_dtype = np.dtype(accumulate_dtype)
-    if acc_dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ConfigError(f"accumulate_dtype must be float32 or float64, got {acc_dtype}")
-    flips = _mirror_combinations(mirror_axes, n_spatial)
-
-    data = np.asarray(image, dtype=np.float32)
-    data, revert = pad_to_min_shape(data, patch)
+    plan = plan_windows(image, patch_size, num_classes=num_classes, step_size=step_size,
+                        batch_size=batch_size, use_gaussian=use_gaussian, mirror_axes=mirror_axes,
+                        accumulate_dtype=accumulate_dtype)
+    data, patch, weight = plan.image, plan.patch, plan.weight
+    acc_dtype = weight.dtype
     spatial = data.shape[1:]
-    slices = window_slices(spatial, patch, step)
-
-    if use_gaussian:
-        weight = _gaussian_cached(patch, 1.0 / 8, acc_dtype.str, 1.0)
-    else:
-        weight = np.ones(patch, dtype=acc_dtype)
-    logits = np.zeros((int(num_classes), *spatial), dtype=acc_dtype)
+    logits = np.zeros((plan.num_classes, *spatial), dtype=acc_dtype)
     weight_sum = np.zeros(spatial, dtype=acc_dtype)
 
     n_channels = data.shape[0]
-    for first in range(0, len(slices), int(batch_size)):
-        chunk = slices[first : first + int(batch_size)]
+    for first, chunk in plan.batches():
         batch = np.empty((len(chunk), n_channels, *patch), dtype=np.float32)
         for b, sl in enumerate(chunk):
             batch[b] = data[(slice(None), *sl)]
-        pred = _predict_batch(predict_fn, batch, flips, (len(chunk), int(num_classes), *patch), acc_dtype)
+        pred = _predict_batch(predict_fn, batch, plan.flips, (len(chunk), plan.num_classes, *patch),
+                              acc_dtype)
         if use_gaussian:
             pred *= weight
         for b, sl in enumerate(chunk):
             logits[(slice(None), *sl)] += pred[b]
             weight_sum[sl] += weight
         if on_progress is not None:
-            on_progress(first + len(chunk), len(slices))
+            on_progress(first + len(chunk), len(plan.slices))
 
     logits /= weight_sum
-    return np.ascontiguousarray(logits[(slice(None), *revert[1:])], dtype=np.float32)
+    return np.ascontiguousarray(logits[(slice(None), *plan.revert[1:])], dtype=np.float32)

@@ -64,3 +64,27 @@ def test_torch_backend_blends_on_the_device_like_the_numpy_path() -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert seen["torch"] == seen["numpy"] and seen["torch"][-1][0] == seen["torch"][-1][1] > 0
     assert backend.name == "torch-cpu" and not backend.fp16  # FP16 autocast is CUDA-only
+
+
+@pytest.mark.parametrize("bad", [
+    {"image": np.zeros((2, 8, 8), np.float32)},  # an axis short
+    {"image": np.zeros((2, 0, 8, 8), np.float32)},  # empty
+    {"patch_size": (8, 0, 8)},
+    {"step_size": 1.5},
+    {"batch_size": 0},
+    {"num_classes": 0},
+    {"mirror_axes": (3,)},
+])
+def test_both_windows_refuse_bad_arguments_with_the_same_error(bad: dict) -> None:
+    """One plan (``plan_windows``) checks both: the same class and message from either."""
+    from glioedge.errors import GlioedgeError
+
+    kw = {"image": np.zeros((2, 8, 8, 8), np.float32), "patch_size": (8, 8, 8), "num_classes": 3,
+          **bad}
+    image, patch = kw.pop("image"), kw.pop("patch_size")
+    with pytest.raises(GlioedgeError) as numpy_error:
+        sliding_window_predict(image, lambda x: x, patch, **kw)
+    with pytest.raises(GlioedgeError) as torch_error:
+        sliding_window_predict_torch(image, lambda x: x, patch, **kw)
+    assert type(torch_error.value) is type(numpy_error.value)
+    assert str(torch_error.value) == str(numpy_error.value)

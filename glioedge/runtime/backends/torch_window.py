@@ -5,8 +5,8 @@ The numpy version brings every window's logits back to the host and blends them 
 240×240×155 case with 4 classes that is tens of windows × 8 MiB copied and summed on the CPU. Here
 the volume goes to the device once (through page-locked memory), windows are cut, predicted,
 weighted and summed on the device, and only the blended logits come back. Windows, padding,
-Gaussian map and mirroring are the numpy module's own (same helpers), so both give the same
-result; the test holds them equal on CPU tensors.
+Gaussian map and mirroring are the numpy module's own (:func:`~glioedge.data.sliding_window.plan_windows`),
+so both give the same result; the test holds them equal on CPU tensors.
 
 Imports torch: used only by the optional torch back-end.
 """
@@ -18,15 +18,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from glioedge.data.sliding_window import (
-    _check_patch_size,
-    _check_step_size,
-    _gaussian_cached,
-    _mirror_combinations,
-    pad_to_min_shape,
-    window_slices,
-)
-from glioedge.errors import BackendError, ConfigError, InputError
+from glioedge.data.sliding_window import plan_windows
+from glioedge.errors import BackendError, ConfigError
 from glioedge.vocabulary import WINDOW_STEP
 
 __all__ = ["sliding_window_predict_torch", "to_device"]
@@ -66,38 +59,24 @@ def sliding_window_predict_torch(
         ConfigError: invalid patch, step, batch size, class count, mirror axes or dtype.
         BackendError: ``predict_fn`` returns the wrong shape.
     """
-    patch = _check_patch_size(patch_size)
-    step = _check_step_size(step_size)
-    image = np.asarray(image)
-    if image.ndim != len(patch) + 1 or image.size == 0:
-        raise InputError(f"image must be a non-empty (C, *spatial) array with {len(patch)} spatial "
-                         f"axes, got shape {image.shape}")
-    if int(batch_size) < 1 or int(num_classes) < 1:
-        raise ConfigError(f"batch_size and num_classes must be ≥ 1, got {batch_size}, {num_classes}")
-    if accumulate_dtype not in (torch.float32, torch.float64):
+    np_dtype = {torch.float32: np.float32, torch.float64: np.float64}.get(accumulate_dtype)
+    if np_dtype is None:
         raise ConfigError(f"accumulate_dtype must be float32 or float64, got {accumulate_dtype}")
-    flips = _mirror_combinations(mirror_axes, len(patch))
+    plan = plan_windows(image, patch_size, num_classes=num_classes, step_size=step_size,
+                        batch_size=batch_size, use_gaussian=use_gaussian, mirror_axes=mirror_axes,
+                        accumulate_dtype=np_dtype)
     dev = torch.device(device)
-
-    data_np, revert = pad_to_min_shape(np.asarray(image, dtype=np.float32), patch)
-    spatial = data_np.shape[1:]
-    slices = window_slices(spatial, patch, step)
-    data = to_device(data_np, dev)
-    np_dtype = np.float64 if accumulate_dtype == torch.float64 else np.float32
-    if use_gaussian:
-        weight = torch.from_numpy(np.array(_gaussian_cached(patch, 1.0 / 8, np.dtype(np_dtype).str, 1.0)))
-    else:
-        weight = torch.ones(patch, dtype=accumulate_dtype)
-    weight = weight.to(dev)
-    logits = torch.zeros((int(num_classes), *spatial), dtype=accumulate_dtype, device=dev)
+    patch, spatial = plan.patch, plan.image.shape[1:]
+    data = to_device(plan.image, dev)
+    weight = torch.from_numpy(np.array(plan.weight)).to(dev)
+    logits = torch.zeros((plan.num_classes, *spatial), dtype=accumulate_dtype, device=dev)
     weight_sum = torch.zeros(spatial, dtype=accumulate_dtype, device=dev)
 
-    for first in range(0, len(slices), int(batch_size)):
-        chunk = slices[first:first + int(batch_size)]
+    for first, chunk in plan.batches():
         batch = torch.stack([data[(slice(None), *sl)] for sl in chunk])
-        expected = (len(chunk), int(num_classes), *patch)
+        expected = (len(chunk), plan.num_classes, *patch)
         total: torch.Tensor | None = None
-        for axes in flips:
+        for axes in plan.flips:
             y = predict_fn(torch.flip(batch, axes) if axes else batch)
             if tuple(y.shape) != expected:
                 raise BackendError(f"predict_fn returned shape {tuple(y.shape)} for a batch of "
@@ -105,15 +84,15 @@ def sliding_window_predict_torch(
             y = (torch.flip(y, axes) if axes else y).to(accumulate_dtype)
             total = y.clone() if total is None else total.add_(y)
         assert total is not None  # flips always holds the identity
-        if len(flips) > 1:
-            total /= len(flips)
+        if len(plan.flips) > 1:
+            total /= len(plan.flips)
         if use_gaussian:
             total *= weight
         for b, sl in enumerate(chunk):
             logits[(slice(None), *sl)] += total[b]
             weight_sum[sl] += weight
         if on_progress is not None:
-            on_progress(first + len(chunk), len(slices))
+            on_progress(first + len(chunk), len(plan.slices))
 
     logits /= weight_sum
-    return logits[(slice(None), *revert[1:])].float().contiguous()
+    return logits[(slice(None), *plan.revert[1:])].float().contiguous()

@@ -1,6 +1,7 @@
 """Inference in a child process, so that a crash of a job is not a crash of the daemon.
 
-The daemon starts ``python -m glioedge.runtime.daemon.jobproc CONFIG_JSON PARENT_PID``. The child
+The daemon starts ``python -m glioedge.runtime.daemon.jobproc CONFIG_JSON PARENT_PID RULES_JSON``
+(the modality rules the daemon loaded, or ``null``). The child
 loads the segmenter once, says ``ready``, then answers one request per line on stdin with one
 reply per line on stdout, both JSON (no pickle): read the job's files, segment, write the outputs
 into the staging folder the daemon names. The daemon publishes the folder and keeps the books.
@@ -42,6 +43,7 @@ from typing import IO, Any, ClassVar
 import pydicom
 from pydicom.dataset import Dataset
 
+from glioedge.dicom_io.modality import ModalityRules, load_rules
 from glioedge.errors import GlioedgeError, InputError, error_class, lineage
 from glioedge.runtime.daemon import procs
 from glioedge.runtime.daemon.config import DaemonConfig
@@ -122,14 +124,25 @@ class JobProcess:
         config: The daemon configuration (passed to the child as JSON).
         stop: The daemon's stop event: a wait for the child gives up ``stop_grace`` seconds after
             it is set.
+        rules: The modality rules the daemon loaded from ``model.rules`` (loaded here when not
+            given). They reach the child as their JSON form, so parent and child use the same
+            validated rules and the child never reads the rule file again (an edit of the file
+            while the daemon runs cannot make a restarted child choose series differently).
+
+    Raises:
+        ConfigError: ``rules`` is not given and the rule file is invalid.
     """
 
-    #: The child's command line before its two arguments (tests put a slowed-down child here).
+    #: The child's command line before its arguments (tests put a slowed-down child here).
     command: ClassVar[list[str]] = [sys.executable, "-m", "glioedge.runtime.daemon.jobproc"]
 
-    def __init__(self, config: DaemonConfig, stop: threading.Event | None = None) -> None:
+    def __init__(self, config: DaemonConfig, stop: threading.Event | None = None,
+                 rules: ModalityRules | None = None) -> None:
         self.config = config
         self.stop = stop or threading.Event()
+        if rules is None and config.model.rules:
+            rules = load_rules(config.model.rules)
+        self.rules = rules
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
         self._buffer = b""
@@ -154,7 +167,8 @@ class JobProcess:
                 child died (or answered nonsense) before it was ready, or the daemon was stopped.
         """
         self.close()
-        argv = [*self.command, json.dumps(self.config.to_dict(redact=True)), str(os.getpid())]
+        argv = [*self.command, json.dumps(self.config.to_dict(redact=True)), str(os.getpid()),
+                json.dumps(self.rules.to_dict() if self.rules is not None else None)]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      start_new_session=True,
                                      env=procs.child_environment(self._state,
@@ -375,7 +389,7 @@ def _verdict(result: Any) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The child: ``CONFIG_JSON PARENT_PID``; requests on stdin, replies on stdout."""
+    """The child: ``CONFIG_JSON PARENT_PID [RULES_JSON]``; requests on stdin, replies on stdout."""
     args = list(sys.argv[1:] if argv is None else argv)
     protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the protocol
@@ -401,11 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                           config=SegmenterConfig.from_dict(config.segmenter),
                                           cache_dir=Path(config.model.engine_cache) if
                                           config.model.engine_cache else None)
-        rules = None
-        if config.model.rules:
-            from glioedge.dicom_io import load_rules
-
-            rules = load_rules(config.model.rules)
+        rules_data = json.loads(args[2]) if len(args) > 2 else None  # validated by the daemon
+        rules = ModalityRules.from_dict(rules_data) if rules_data is not None else None
     except GlioedgeError as exc:
         _reply(protocol, error_reply(exc))
         return 2

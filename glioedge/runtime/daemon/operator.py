@@ -136,7 +136,8 @@ def job_rows(store: JobStore, limit: int | None = None, state: str | None = None
     return rows
 
 
-def _when(t: float) -> str:
+def utc_time(t: float) -> str:
+    """A Unix time as ``YYYY-MM-DD HH:MM:SS`` in UTC (the job table and the status page)."""
     return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -151,8 +152,8 @@ def format_table(rows: Sequence[JobRow], error_width: int = 60) -> str:
         if len(error) > error_width:
             error = error[: error_width - 1] + "…"
         lines.append((str(r.id), r.study_uid or "-", r.state, str(r.attempts), r.version,
-                      r.verdict.upper() or "-", _when(r.created),
-                      _when(r.updated), "-" if r.total_s is None else f"{r.total_s:.1f}", error or "-"))
+                      r.verdict.upper() or "-", utc_time(r.created),
+                      utc_time(r.updated), "-" if r.total_s is None else f"{r.total_s:.1f}", error or "-"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head) - 1)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
                      for line in lines) + "\n"

@@ -152,6 +152,7 @@ class Daemon:
             for folder, what in folders.values():
                 locks.append(self._lock(folder, what))
             locks += self._lock_ancestors(inbox_dir)
+            self.rules = self._rules()  # loaded once: the inference child gets these
         except ConfigError:
             for fd in locks:
                 os.close(fd)
@@ -159,7 +160,7 @@ class Daemon:
         self._once = once
         started = time.time()
         store = JobStore(state / DB_NAME)
-        jobs = JobProcess(self.config, stop=self.stop)
+        jobs = JobProcess(self.config, stop=self.stop, rules=self.rules)
         try:
             procs.sweep(state)  # a killed daemon's inference tree and temporary files
             recovered = store.recover(delay=w.retry_initial)
@@ -169,7 +170,6 @@ class Daemon:
             self.metrics.starting = True  # /healthz "starting" while the model loads (a first
             if self.config.health.port or self.health is not None:  # TensorRT build: minutes)
                 self._start_health(state)
-            self.rules = self._rules()
             try:
                 ready = jobs.start()
             except GlioedgeError:

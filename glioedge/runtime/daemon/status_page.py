@@ -9,14 +9,13 @@ Every value is HTML-escaped; error texts pass through the log scrubber first.
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from glioedge.runtime.daemon.operator import JobRow
+from glioedge.runtime.daemon.operator import JobRow, utc_time
 
 __all__ = ["PatientColumn", "patient_of", "qa_image", "render_page"]
 
@@ -35,10 +34,6 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em} dt{font-wei
 
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
-
-
-def _when(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _volumes(row: JobRow) -> str:
@@ -121,7 +116,8 @@ def render_page(rows: Sequence[JobRow], info: Mapping[str, Any], *, refresh: int
         "<title>glioedge status</title>", f"<style>{_CSS}</style></head><body>",
         "<h1>glioedge: studies next to the scanner</h1>",
         "<p class='note'>Research software: not for diagnostic use. "
-        f"Page generated {_e(_when(float(info.get('now', 0.0))))}; it reloads every {int(refresh)} s.</p>",
+        f"Page generated {_e(utc_time(float(info.get('now', 0.0))))} UTC; "
+        f"it reloads every {int(refresh)} s.</p>",
         "<dl id='summary'>",
         f"<dt>Health</dt><dd id='health'>{_e(info.get('health', '?'))}</dd>",
         f"<dt>Bundle</dt><dd id='bundle'>{_e(info.get('bundle_id') or '-')}</dd>",
@@ -148,7 +144,7 @@ def render_page(rows: Sequence[JobRow], info: Mapping[str, Any], *, refresh: int
                  f"<span class='{_e(r.state)}'>{_e(r.state)}</span>",
                  f"<span class='version' data-version='{_e(r.version)}'>{_e(r.version)}</span>",
                  str(r.attempts),
-                 _e(_when(r.created)), _e(_when(r.updated)),
+                 _e(utc_time(r.created)) + " UTC", _e(utc_time(r.updated)) + " UTC",
                  "-" if r.total_s is None else f"{r.total_s:.1f}", _e(_volumes(r)),
                  _e(r.error) or "-", qa]
         table.append(f"<tr id='job-{r.id}' data-state='{_e(r.state)}'>"

@@ -1,8 +1,11 @@
-"""Errors cross the inference child's process boundary as the classes of ``glioedge.errors`` that
-were raised (issue 21, item 4): exit codes and job handling are those of the same error in-process."""
+"""What crosses the inference child's process boundary (issue 21): errors as the classes of
+``glioedge.errors`` that were raised (item 4: exit codes and job handling are those of the same
+error in-process), and the modality rules the daemon loaded (item 5: the child never reads the
+rule file again)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import OrderedDict
 from pathlib import Path
@@ -14,6 +17,7 @@ from pydicom.dataset import FileMetaDataset
 
 from glioedge import errors
 from glioedge.cli import exit_code
+from glioedge.dicom_io.modality import ModalityRules
 from glioedge.errors import GlioedgeError, InputError, VerificationError
 from glioedge.runtime.daemon.delivery import DeliveryError
 from glioedge.runtime.daemon.jobproc import JobProcess, _run_job, error_reply, raised_error
@@ -99,3 +103,16 @@ def test_a_tampered_bundle_fails_the_child_as_it_fails_in_process(trained_bundle
         jobs.close()
     assert "model.onnx" in str(in_child.value)
     assert exit_code(in_child.value) == exit_code(in_process.value) == 1
+
+
+def test_the_child_gets_the_rules_the_daemon_loaded_not_the_file(trained_bundle: Path,
+                                                                 tmp_path: Path) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"pin": {"flair": 3}}))
+    jobs = JobProcess(daemon_config(tmp_path, trained_bundle, model={"rules": str(rules)}))
+    assert jobs.rules == ModalityRules.from_dict({"pin": {"flair": 3}})
+    rules.write_text("{ not JSON")  # edited after the daemon loaded it: the child must not care
+    try:
+        assert jobs.start()["status"] == "ready"
+    finally:
+        jobs.close()
