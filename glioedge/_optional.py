@@ -21,6 +21,7 @@ _HOW_TO_INSTALL: dict[str, str] = {
     "watchdog": "pip install 'glioedge[runtime]'",
     "pynetdicom": "pip install 'glioedge[runtime]'",
     "dicomweb_client": "pip install 'glioedge[runtime]'",
+    "prometheus_client": "pip install 'glioedge[runtime]'",
     "matplotlib": "pip install 'glioedge[evaluate]' (or 'glioedge[train]')",
     "tqdm": "pip install 'glioedge[train]'",
 }

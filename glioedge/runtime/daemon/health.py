@@ -1,10 +1,13 @@
-"""HTTP health endpoint and Prometheus metrics (text exposition format 0.0.4, written by hand).
+"""HTTP health endpoint and Prometheus metrics (text exposition format 0.0.4, by ``prometheus_client``).
 
 ``GET /healthz`` → 200 ``{"status": "ok", ...}`` while the daemon loop ticks and can do its work,
 503 ``"stalled"`` when the loop has stalled, 503 ``"degraded"`` (with ``problems``) when it runs
 but cannot write results (full or unwritable outbox);
 ``GET /metrics`` → jobs by state, deliveries by destination and state, stage latency
-histograms, counters, and GPU memory when ``nvidia-smi`` answers.
+histograms, counters, and GPU memory when ``nvidia-smi`` answers. :class:`Metrics` keeps the
+numbers; at each request a custom collector hands them to ``prometheus_client`` in a registry of
+its own (never the process-wide default registry, so two daemons or tests in one process do not
+collide), which writes the exposition text (types, escaping, format).
 """
 
 from __future__ import annotations
@@ -17,14 +20,30 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from glioedge._optional import require
 
 logger = logging.getLogger(__name__)
 
 #: Histogram bucket bounds in seconds (a tiny CPU model to a full-size case on 2 cores).
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+#: ``/metrics``' content type: the text format ``prometheus_client.generate_latest`` writes.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: HELP texts of the counters ``glioedge_<name>_total`` (docs/daemon.md, "Health and metrics").
+COUNTER_HELP = {
+    "jobs_done": "Jobs finished and published.",
+    "jobs_failed": "Jobs that used up their attempts (--once).",
+    "quarantined": "Studies quarantined.",
+    "held_back": "Results kept from delivery by the quality policy.",
+    "incomplete_studies": "Studies whose files stopped arriving without a required series.",
+    "job_errors": "Failed job attempts by kind.",
+    "job_timeouts": "Jobs killed at their time limit.",
+    "deliveries": "Objects a destination acknowledged.",
+    "delivery_failures": "Failed delivery attempts.",
+}
 
 
 class Metrics:
@@ -83,45 +102,65 @@ class Metrics:
 
     def render(self, job_counts: Mapping[str, int],
                delivery_counts: Mapping[tuple[str, str], int]) -> str:
-        """The exposition text."""
-        lines = ["# HELP glioedge_up 1 while the daemon runs.", "# TYPE glioedge_up gauge",
-                 "glioedge_up 1",
-                 "# HELP glioedge_jobs Jobs in the store by state.", "# TYPE glioedge_jobs gauge"]
-        lines += [f'glioedge_jobs{{state="{s}"}} {n}' for s, n in sorted(job_counts.items())]
-        lines += ["# HELP glioedge_deliveries Delivery rows by destination and state.",
-                  "# TYPE glioedge_deliveries gauge"]
-        lines += [f'glioedge_deliveries{{destination="{_esc(d)}",state="{s}"}} {n}'
-                  for (d, s), n in sorted(delivery_counts.items())]
+        """The exposition text (:data:`CONTENT_TYPE`).
+
+        Raises:
+            MissingDependencyError: ``prometheus_client`` is not installed (``glioedge[runtime]``).
+        """
+        client = require("prometheus_client", "serving /metrics")
+        registry = client.CollectorRegistry(auto_describe=False)  # this request's, not the global one
+        registry.register(_Collector(list(self._families(job_counts, delivery_counts))))
+        return client.generate_latest(registry).decode("utf-8")
+
+    def _families(self, job_counts: Mapping[str, int],
+                  delivery_counts: Mapping[tuple[str, str], int]) -> Iterator[Any]:
+        core = require("prometheus_client.core", "serving /metrics")
+        up = core.GaugeMetricFamily("glioedge_up", "1 while the daemon runs.", value=1)
+        yield up
+        jobs = core.GaugeMetricFamily("glioedge_jobs", "Jobs in the store by state.", labels=["state"])
+        for state, n in sorted(job_counts.items()):
+            jobs.add_metric([state], n)
+        yield jobs
+        deliveries = core.GaugeMetricFamily("glioedge_deliveries", "Delivery rows by destination and state.",
+                                            labels=["destination", "state"])
+        for (destination, state), n in sorted(delivery_counts.items()):
+            deliveries.add_metric([destination, state], n)
+        yield deliveries
         with self._lock:
-            lines += ["# HELP glioedge_stage_seconds Latency of each stage of a job.",
-                      "# TYPE glioedge_stage_seconds histogram"]
+            stages = core.HistogramMetricFamily("glioedge_stage_seconds", "Latency of each stage of a job.",
+                                                labels=["stage"])
             for stage in sorted(self._hist):
-                for bound, n in zip(BUCKETS, self._hist[stage], strict=True):
-                    lines.append(f'glioedge_stage_seconds_bucket{{stage="{_esc(stage)}",le="{bound}"}} '
-                                 f"{n:g}")
-                lines.append(f'glioedge_stage_seconds_bucket{{stage="{_esc(stage)}",le="+Inf"}} '
-                             f"{self._count[stage]}")
-                lines.append(f'glioedge_stage_seconds_sum{{stage="{_esc(stage)}"}} {self._sum[stage]:.6f}')
-                lines.append(f'glioedge_stage_seconds_count{{stage="{_esc(stage)}"}} {self._count[stage]}')
-            for name in sorted({k[0] for k in self._counters}):
-                lines += [f"# TYPE glioedge_{name}_total counter"]
-                for (n, labels), value in sorted(self._counters.items()):
-                    if n == name:
-                        text = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
-                        lines.append(f"glioedge_{name}_total{{{text}}} {value:g}")
+                buckets = [(str(bound), n) for bound, n in zip(BUCKETS, self._hist[stage], strict=True)]
+                stages.add_metric([stage], [*buckets, ("+Inf", self._count[stage])], self._sum[stage])
+            counters = sorted(self._counters.items())
+        yield stages
+        for name in sorted({n for (n, _), _ in counters}):
+            family = core.Metric(f"glioedge_{name}", COUNTER_HELP.get(name, f"glioedge {name}."), "counter")
+            for (n, labels), value in counters:
+                if n == name:
+                    family.add_sample(f"glioedge_{name}_total", dict(labels), value)
+            yield family
         gpus = gpu_memory()
         if gpus:
-            lines += ["# HELP glioedge_gpu_memory_used_bytes GPU memory in use (nvidia-smi).",
-                      "# TYPE glioedge_gpu_memory_used_bytes gauge"]
-            lines += [f'glioedge_gpu_memory_used_bytes{{gpu="{i}"}} {used}' for i, (used, _) in gpus.items()]
-            lines += ["# TYPE glioedge_gpu_memory_total_bytes gauge"]
-            lines += [f'glioedge_gpu_memory_total_bytes{{gpu="{i}"}} {total}'
-                      for i, (_, total) in gpus.items()]
-        return "\n".join(lines) + "\n"
+            used = core.GaugeMetricFamily("glioedge_gpu_memory_used_bytes", "GPU memory in use (nvidia-smi).",
+                                          labels=["gpu"])
+            total = core.GaugeMetricFamily("glioedge_gpu_memory_total_bytes", "GPU memory (nvidia-smi).",
+                                           labels=["gpu"])
+            for index, (in_use, size) in gpus.items():
+                used.add_metric([index], in_use)
+                total.add_metric([index], size)
+            yield used
+            yield total
 
 
-def _esc(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class _Collector:
+    """A ``prometheus_client`` collector of metric families computed for one request."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Any]:
+        yield from self._families
 
 
 _GPU_CACHE: dict[str, Any] = {"at": 0.0, "value": {}}
@@ -287,7 +326,7 @@ class HealthServer:
         path = path.split("?", maxsplit=1)[0]
         if path == "/metrics":
             jobs, deliveries = self.snapshot()
-            return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render(jobs, deliveries)
+            return 200, CONTENT_TYPE, self.metrics.render(jobs, deliveries)
         if path == "/healthz":
             body = self.health()
             code = 200 if body["status"] == "ok" else 503

@@ -220,11 +220,15 @@ def test_health_and_metrics_over_http() -> None:
         server.stop()
     assert health["status"] == "ok" and health["jobs"]["done"] == 5
     assert ctype.startswith("text/plain; version=0.0.4")
-    assert 'glioedge_jobs{state="queued"} 2' in text
-    assert 'glioedge_stage_seconds_bucket{stage="inference",le="0.5"} 1' in text
-    assert 'glioedge_stage_seconds_count{stage="inference"} 2' in text
-    assert 'glioedge_deliveries{destination="cstore:X",state="pending"} 1' in text
-    assert "glioedge_deliveries_total" in text
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples[("glioedge_jobs", (("state", "queued"),))] == 2
+    assert samples[("glioedge_stage_seconds_bucket", (("le", "0.5"), ("stage", "inference")))] == 1
+    assert samples[("glioedge_stage_seconds_count", (("stage", "inference"),))] == 2
+    assert samples[("glioedge_deliveries", (("destination", "cstore:X"), ("state", "pending")))] == 1
+    assert samples[("glioedge_deliveries_total", (("destination", "cstore:PACS@127.0.0.1:4242"),))] == 1
 
 
 def test_healthz_reports_degraded_while_results_cannot_be_written() -> None:
