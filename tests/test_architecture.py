@@ -15,6 +15,7 @@ imports count for "torch reachable at import time".
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import textwrap
@@ -301,6 +302,57 @@ def test_torch_is_not_reachable_at_import_time() -> None:
     assert torch_paths(EDGES) == []
 
 
+#: Packages whose "May import:" paragraph is written with the move of the synthetic data (issue
+#: 21, item 1); remove them from here when it is.
+DOCSTRING_PENDING = frozenset({"glioedge.dicom_io", "glioedge.data", "glioedge.synth"})
+
+
+def _may_import(doc: str) -> tuple[set[str], bool, bool] | None:
+    """The components a package docstring's "May import:" paragraph names (parenthesised asides
+    left out), and whether it says "the ground floor" and "the neutral modules"."""
+    paragraph = next((p for p in doc.split("\n\n") if p.lstrip().startswith("May import:")), None)
+    if paragraph is None:
+        return None
+    text = re.sub(r"\([^()]*\)", "", " ".join(paragraph.split()))
+    return (set(re.findall(r"``([a-z_]+)``", text)), "the ground floor" in text,
+            "the neutral modules" in text)
+
+
+def docstring_mismatches(modules: dict[str, Path]) -> list[str]:
+    """Packages whose docstring lacks a "May import:" paragraph, or whose paragraph disagrees with
+    :data:`ALLOWED` (a top-level package: exactly; a subpackage: "what ``<component>`` may",
+    then only what that component may import)."""
+    bad = []
+    for name, path in sorted(modules.items()):
+        if path.name != "__init__.py" or name in DOCSTRING_PENDING:
+            continue
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        said = _may_import(doc)
+        if said is None:
+            bad.append(f"{name}: no 'May import:' paragraph in its docstring")
+            continue
+        names, floor, neutral = said
+        comp = _component(name)
+        allowed = ALLOWED.get(comp, NEUTRAL_IMPORTS)
+        if name.count(".") <= 1:  # glioedge or a top-level package
+            want = (set(allowed - BASE), allowed >= BASE, comp in MAY_IMPORT_NEUTRAL)
+            if (names, floor, neutral) != want:
+                bad.append(f"{name}: says {sorted(names)}, ground floor {floor}, neutral {neutral}; "
+                           f"ALLOWED gives {sorted(want[0])}, ground floor {want[1]}, neutral {want[2]}")
+            continue
+        if not re.search(rf"May import: what ``{comp}`` may", " ".join(doc.split())):
+            bad.append(f"{name}: its 'May import:' paragraph must start with what ``{comp}`` may")
+        excepted = {_component(t) for s, t in EXCEPTIONS if s.startswith(name + ".")}
+        for other in sorted(names - {comp} - allowed - excepted):
+            if other in ALLOWED or comp not in MAY_IMPORT_NEUTRAL:
+                bad.append(f"{name}: names ``{other}``, which {comp} may not import")
+    return bad
+
+
+def test_every_package_says_what_it_may_import() -> None:
+    assert docstring_mismatches(MODULES) == []
+
+
 # -- the checks can fail ------------------------------------------------------------------------
 
 
@@ -317,6 +369,22 @@ def test_checks_catch_a_planted_violation() -> None:
     assert find_cycles(cyclic) == [["glioedge.cli", "glioedge.demo"]]
     to_torch = [*EDGES, Edge("glioedge.runtime.postprocess", "glioedge.train.losses", True, 1)]
     assert any(p.startswith("glioedge.runtime.postprocess") for p in torch_paths(to_torch))
+
+
+def test_docstring_check_catches_a_wrong_paragraph(tmp_path: Path) -> None:
+    cases = {
+        "glioedge.metrics": '"""Metrics.\n\nMay import: the ground floor, ``train``."""',  # upward
+        "glioedge.train": '"""Training.\n\nMay import: ``data``, ``metrics``."""',  # floor unsaid
+        "glioedge.export": '"""Export, and nothing about its imports."""',
+        "glioedge.runtime.daemon": '"""Daemon.\n\nMay import: what ``runtime`` may: ``export``."""',
+    }
+    modules = {}
+    for name, doc in cases.items():
+        path = tmp_path / name / "__init__.py"
+        path.parent.mkdir()
+        path.write_text(doc + "\n")
+        modules[name] = path
+    assert len(docstring_mismatches(modules)) == len(cases)
 
 
 def test_runtime_dicom_io_and_preprocessing_import_with_torch_blocked() -> None:

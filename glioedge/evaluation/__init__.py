@@ -4,4 +4,7 @@ Finds and pairs the cases (:mod:`.inputs`: BraTS-named NIfTI label maps, or DICO
 DICOM-SEGs matched by study), puts both on one grid in physical space (:mod:`.grid`), scores them
 with :mod:`glioedge.metrics` and writes the per-case table, the summary and the picture
 (:mod:`.report`, :mod:`.figure`). The command itself is :mod:`.command`. Torch-free.
+
+May import: the ground floor, ``metrics``, ``data``, ``dicom_io``, ``progress``
+(``tests/test_architecture.py``).
 """

@@ -6,6 +6,9 @@ and pinned memory, streams) — the one way glioedge reaches CUDA outside traini
 :mod:`.trt_run` runs an engine (the runtime's TensorRT back-end and the export's parity check);
 :mod:`.engine_trust` seals and checks the trust records of engines built on the box. Both
 ``glioedge.export`` and ``glioedge.runtime`` import from here, so the runtime never imports the
-export. May import: ``glioedge.bundle``, ``glioedge.fileio``, ``glioedge.errors``,
-``glioedge._optional``.
+export.
+
+May import: the ground floor, ``data``, ``dicom_io`` (a neutral component in
+``tests/test_architecture.py``; in practice only ``bundle``, ``fileio``, ``errors`` and
+``_optional``).
 """

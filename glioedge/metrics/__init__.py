@@ -4,6 +4,8 @@ Used by training validation (:mod:`glioedge.train.validation`), the benches and
 ``glioedge evaluate`` (:mod:`glioedge.evaluation`); imports only the ground floor, numpy and
 scipy, so a site box without PyTorch evaluates. Cross-tested against the official BraTS package
 (``tests/metrics/test_official_catalogue.py``); the conventions are in ``docs/evaluation.md``.
+
+May import: the ground floor (``tests/test_architecture.py``), numpy and scipy.
 """
 
 from __future__ import annotations

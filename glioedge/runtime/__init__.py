@@ -10,7 +10,15 @@ Python API::
 Modules: :mod:`.backends` (TensorRT, ONNX Runtime, PyTorch reference), :mod:`.inference`
 (shared preprocessing → sliding window → probabilities on the reference grid), :mod:`.brain_mask`,
 :mod:`.postprocess`, :mod:`.segmenter`, :mod:`.result` (+ :mod:`.qa_png`, :mod:`.sr`),
-:mod:`.commands` (``glioedge segment``).
+:mod:`.commands` (``glioedge segment``); :mod:`.skullstrip` (brain extraction), :mod:`.quality`
+(the per-case verdict), :mod:`.daemon` (``glioedge watch`` / ``receive``).
+
+May import: the ground floor, ``dicom_io``, ``data`` (only its shared preprocessing, sliding
+window, labels, modalities and geometry) and the neutral modules (``tests/test_architecture.py``).
+Never torch at import time.
+
+One documented exception: the optional PyTorch reference back-end builds its network from a
+training checkpoint (:mod:`glioedge.runtime.backends.torch_backend` imports ``glioedge.train``).
 """
 
 from glioedge.runtime.backends import Backend, BackendName, available_backends, select_backend

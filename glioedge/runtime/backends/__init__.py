@@ -11,6 +11,9 @@ A :class:`Backend` maps a float32 batch of windows ``(B, C, X, Y, Z)`` to float3
 
 Each module is imported only when its back-end is asked for, so this package imports neither
 torch nor onnxruntime nor TensorRT.
+
+May import: what ``runtime`` may (``tests/test_architecture.py``): here ``gpu``, ``bundle``,
+``data``; and ``train`` from :mod:`.torch_backend` only (the documented exception).
 """
 
 from __future__ import annotations

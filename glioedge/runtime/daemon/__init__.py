@@ -5,6 +5,9 @@ Modules: :mod:`.config` (TOML + command line), :mod:`.jobs` (SQLite job store),
 deliver), :mod:`.delivery` (folder, C-STORE, STOW-RS), :mod:`.quarantine`, :mod:`.receiver`
 (Storage SCP), :mod:`.health` (``/healthz``, ``/metrics``), :mod:`.logging` (JSON logs without
 PHI), :mod:`.service` (the loop), :mod:`.commands` (argparse). No PyTorch is imported here.
+
+May import: what ``runtime`` may (``tests/test_architecture.py``): here ``runtime``
+(the segmenter, the quality policy), ``dicom_io``, ``fileio``.
 """
 
 from glioedge.runtime.daemon.config import DaemonConfig, load_config

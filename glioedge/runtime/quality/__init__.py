@@ -4,6 +4,9 @@ Signals (:mod:`.signals`) from what the Segmenter already has: input vs training
 profile, coverage and slice thickness, predictive entropy, anatomical plausibility, and the
 "no tumour found" outcome; thresholds (:mod:`.thresholds`) from defaults or the bundle's
 ``quality`` manifest block; the verdict (:mod:`.verdict`). numpy/scipy only, no torch.
+
+May import: what ``runtime`` may (``tests/test_architecture.py``): here ``runtime``,
+``bundle``, ``bundle_signing``, ``intensity_profile``, ``vocabulary``.
 """
 
 from glioedge.runtime.quality.policy import DELIVER_POLICIES, check_policy, delivers, summary_of

@@ -5,6 +5,9 @@ Modules: :mod:`.spec` (the manifest entry, from :mod:`glioedge.brain_mask_spec`)
 :mod:`.model` (reorient/resample → normalise → predict → back to any grid), :mod:`.safety` (union,
 hole filling, margin in mm, grown box around tumour at the border, volume plausibility) and
 :mod:`.extract` (the stage: all selected series → one tumour-safe mask).
+
+May import: what ``runtime`` may (``tests/test_architecture.py``): here ``runtime``
+(the ONNX Runtime back-end), ``brain_mask_spec``, ``dicom_io``.
 """
 
 from glioedge.runtime.skullstrip.extract import BrainExtraction, SkullStripConfig, extract_brain
