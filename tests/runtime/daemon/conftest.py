@@ -86,6 +86,21 @@ def clone_study(source: Path, target: Path, tag: str, *, drop: int | None = None
     return study_uid
 
 
+def header_only_instance(path: Path) -> Path:
+    """A minimal MR instance (file meta, SOP class and instance UIDs, no pixels) for
+    :func:`glioedge.runtime.daemon.jobproc.read_study`."""
+    from pydicom.dataset import FileMetaDataset
+
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+    ds.PatientName = "X"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 def daemon_config(tmp: Path, bundle: Path, **sections: dict[str, Any]) -> DaemonConfig:
     """A fast test configuration under ``tmp`` (0.3 s quiet time, short backoff)."""
     data: dict[str, Any] = {

@@ -11,9 +11,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-import pydicom
 import pytest
-from pydicom.dataset import FileMetaDataset
 
 from glioedge import errors
 from glioedge.cli import exit_code
@@ -21,7 +19,7 @@ from glioedge.dicom_io.modality import ModalityRules
 from glioedge.errors import GlioedgeError, InputError, VerificationError
 from glioedge.runtime.daemon.delivery import DeliveryError
 from glioedge.runtime.daemon.jobproc import JobProcess, _run_job, error_reply, raised_error
-from tests.runtime.daemon.conftest import daemon_config
+from tests.runtime.daemon.conftest import daemon_config, header_only_instance
 
 HIERARCHY = sorted((c for c in vars(errors).values()
                     if isinstance(c, type) and issubclass(c, GlioedgeError)), key=lambda c: c.__name__)
@@ -54,17 +52,6 @@ def test_a_class_from_elsewhere_arrives_as_its_nearest_base_in_the_hierarchy() -
         errors.MissingDependencyError
 
 
-def _study(tmp_path: Path) -> Path:
-    path = tmp_path / "in.dcm"
-    ds = pydicom.Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 @pytest.mark.parametrize(("raised", "status"), [
     (errors.VerificationError("engine checksum"), "error"),  # retried, as in-process
     (errors.MissingDependencyError("pip install glioedge[runtime]"), "error"),
@@ -76,8 +63,9 @@ def test_a_jobs_error_in_the_child_is_handled_as_in_process(tmp_path: Path, rais
         def segment_study(self, datasets: Any, rules: Any = None) -> Any:
             raise raised
 
+    study = header_only_instance(tmp_path / "in.dcm")
     reply = _run_job(Segmenter(), None, {"key": "k", "staging": str(tmp_path / "staging"),
-                                         "files": [str(_study(tmp_path))], "job_id": 1}, OrderedDict())
+                                         "files": [str(study)], "job_id": 1}, OrderedDict())
     assert reply["status"] == status  # the worker quarantines "input_error", retries "error"
     assert (status == "input_error") == isinstance(raised, InputError)
     if status == "error":

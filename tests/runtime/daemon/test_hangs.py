@@ -25,7 +25,7 @@ from glioedge.runtime.daemon.config import load_config
 from glioedge.runtime.daemon.health import HealthServer, Metrics
 from glioedge.runtime.daemon.jobproc import JobProcess, _run_job
 from glioedge.runtime.daemon.jobs import JobState, JobStore
-from tests.runtime.daemon.conftest import LOOPBACK, wait_until
+from tests.runtime.daemon.conftest import LOOPBACK, header_only_instance, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -106,17 +106,7 @@ def test_a_non_oserror_while_writing_outputs_is_a_failed_attempt_not_the_childs_
         def segment_study(self, datasets: Any, rules: Any = None) -> Result:
             return Result()
 
-    study = tmp_path / "in.dcm"
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-
-    ds = pydicom.Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
-    ds.PatientName = "X"
-    ds.save_as(study, enforce_file_format=True)
+    study = header_only_instance(tmp_path / "in.dcm")
     staging = tmp_path / "staging"
     reply = _run_job(Segmenter(), None, {"key": "k", "staging": str(staging), "files": [str(study)],
                                          "job_id": 1}, OrderedDict())
