@@ -4,7 +4,8 @@
 # that each resolved version IS the declared floor (scripts/lowest_deps.py), install that set into
 # a separate venv and run the tests that exercise it: DICOM intake and DICOM-SEG writing
 # (pydicom, highdicom, SimpleITK, the JPEG decoders, numpy/scipy) and the daemon's unit tests
-# (TOML config, inbox scanning and its digest cache, job store, health/status page). The tests
+# (TOML config, inbox scanning and its digest cache, job store, health/status page, /metrics
+# through prometheus_client). The tests
 # that run a model need torch and an exported bundle and stay with the main venv: a targeted
 # subset, by design.
 #
@@ -31,5 +32,5 @@ echo "lowest declared versions resolved:"; sed 's/^/  /' "$lock"
 "$uv" pip install --quiet --python "$venv/bin/python" --no-deps -e .
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/dicom_io tests/runtime/daemon/test_units.py \
   tests/runtime/daemon/test_scale.py \
-  tests/runtime/daemon/test_hangs.py
+  tests/runtime/daemon/test_hangs.py tests/runtime/daemon/test_metrics_exposition.py
 echo "lowest-deps check finished in $(( $(date +%s) - start )) s"
