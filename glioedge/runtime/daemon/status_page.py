@@ -22,18 +22,41 @@ __all__ = ["PatientColumn", "patient_of", "qa_image", "render_page"]
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.2em;color:#222}
 h1{font-size:1.3em;margin:0 0 .3em} table{border-collapse:collapse;margin:.6em 0;width:100%}
-th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top;font-size:.9em}
-th{background:#eee} .done{color:#070} .failed,.quarantined{color:#b00} .queued,.running,
-.delivering{color:#a60} .note{color:#555;font-size:.85em} img.qa{max-width:380px;display:block}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top;font-size:.9em;
+overflow-wrap:anywhere} th{background:#eee} .done{color:#070} .failed,.quarantined{color:#b00}
+.queued,.running,.delivering{color:#a60} .note{color:#555;font-size:.85em}
+img.qa{width:160px;max-width:160px;display:block} td.reason{min-width:14em}
 dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em} dt{font-weight:bold}
+dd{margin:0;overflow-wrap:anywhere}
 .q-ok{color:#070;font-weight:bold} .q-review{color:#a60;font-weight:bold}
-.q-reject{color:#b00;font-weight:bold}
+.q-reject{color:#b00;font-weight:bold} .uid,time{white-space:nowrap;cursor:help}
 .reasons{font-size:.85em;max-width:22em;overflow-wrap:anywhere}
 """
 
 
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
+
+
+#: Characters of a UID kept on each side of the ellipsis (the full value is the hover title).
+UID_HEAD, UID_TAIL = 10, 6
+
+
+def _uid(uid: str) -> str:
+    """A UID shortened to fit a 1280-px screen, with the full value on hover (and selectable in
+    the page source); short UIDs are shown whole."""
+    if len(uid) <= UID_HEAD + UID_TAIL + 1:
+        return f"<span class='uid'>{_e(uid)}</span>"
+    return (f"<span class='uid' title='{_e(uid)}' data-uid='{_e(uid)}'>"
+            f"{_e(uid[:UID_HEAD])}…{_e(uid[-UID_TAIL:])}</span>")
+
+
+def _short_when(t: float) -> str:
+    """``MM-DD HH:MM`` (UTC) in the table, the full time on hover."""
+    full = utc_time(t)
+    short = full[5:16]  # YYYY-MM-DD HH:MM:SS → MM-DD HH:MM
+    full += " UTC"
+    return f"<time title='{_e(full)}'>{_e(short)}</time>"
 
 
 def _volumes(row: JobRow) -> str:
@@ -131,24 +154,28 @@ def render_page(rows: Sequence[JobRow], info: Mapping[str, Any], *, refresh: int
     for name, problem in sorted(dict(info.get("problems") or {}).items()):
         head.append(f"<dt class='failed'>Problem: {_e(name)}</dt><dd class='failed'>{_e(problem)}</dd>")
     head.append("</dl>")
-    cols = ["Job", "Quality", "Study UID", *(["Patient"] if patient else []), "State", "Version",
-            "Attempts",
-            "Created", "Updated", "Run (s)", "Volumes ET / TC / WT", "Reason / last error", "QA overlay"]
+    cols = ["Quality", "Job", "Study UID", *(["Patient"] if patient else []), "State", "Version",
+            "Att.", "Created (UTC)", "Updated (UTC)", "Run (s)", "Volumes ET / TC / WT",
+            "Reason / last error", "QA overlay"]
     table = ["<table id='jobs'><thead><tr>" + "".join(f"<th>{c}</th>" for c in cols)
              + "</tr></thead><tbody>"]
     for r in rows:
-        qa = (f"<img class='qa' alt='QA overlay of job {r.id}' src='/qa/{r.id}.png'>"
+        qa = (f"<a href='/qa/{r.id}.png'><img class='qa' alt='QA overlay of job {r.id}' "
+              f"src='/qa/{r.id}.png'></a>"
               if r.output_dir and (Path(r.output_dir) / "qa.png").is_file() else "-")
-        cells = [str(r.id), _quality_cell(r), _e(r.study_uid or "(unreadable file)"),
+        cells = [_quality_cell(r), str(r.id), _uid(r.study_uid) if r.study_uid else "(unreadable file)",
                  *([_e(patient(r))] if patient else []),
                  f"<span class='{_e(r.state)}'>{_e(r.state)}</span>",
                  f"<span class='version' data-version='{_e(r.version)}'>{_e(r.version)}</span>",
                  str(r.attempts),
-                 _e(utc_time(r.created)) + " UTC", _e(utc_time(r.updated)) + " UTC",
+                 _short_when(r.created), _short_when(r.updated),
                  "-" if r.total_s is None else f"{r.total_s:.1f}", _e(_volumes(r)),
                  _e(r.error) or "-", qa]
-        table.append(f"<tr id='job-{r.id}' data-state='{_e(r.state)}'>"
-                     + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        classes = [""] * len(cells)
+        classes[-2] = " class='reason'"
+        table.append(f"<tr id='job-{r.id}' data-state='{_e(r.state)}' data-study='{_e(r.study_uid)}'>"
+                     + "".join(f"<td{k}>{c}</td>" for k, c in zip(classes, cells, strict=True))
+                     + "</tr>")
     if not rows:
         table.append(f"<tr><td colspan='{len(cols)}'>no jobs yet</td></tr>")
     table.append("</tbody></table>")

@@ -28,7 +28,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 BROWSER_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000")
+                 "--disable-dev-shm-usage", "--window-size=1280,900")  # issue 19: a 1280-px screen
 
 
 def _get(url: str) -> tuple[int, str, bytes]:
@@ -87,9 +87,24 @@ def test_status_page_in_chromium_lists_done_and_quarantined_jobs_without_phi(
             driver.get(f"{base}/")
             wait_until(lambda: driver.execute_script("return document.readyState") == "complete",
                        20, "the page to load")
-            rows = {r.get_attribute("data-state"): r.text
-                    for r in driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")}
-            assert done_uid in rows["done"] and bad_uid in rows["quarantined"]
+            found = driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")
+            rows = {r.get_attribute("data-state"): r.text for r in found}
+            studies = {r.get_attribute("data-state"): r.get_attribute("data-study") for r in found}
+            assert studies == {"done": done_uid, "quarantined": bad_uid}
+            for uid in (done_uid, bad_uid):  # shortened on screen, the full UID on hover
+                span = driver.find_element(By.CSS_SELECTOR, f"tr[data-study='{uid}'] .uid")
+                assert span.get_attribute("title") == uid and span.text != uid
+                assert span.text[:10] == uid[:10] and span.text.endswith(uid[-6:])
+            first = driver.find_element(By.CSS_SELECTOR, f"tr[data-study='{done_uid}'] td")
+            assert first.text.split()[0] in ("OK", "REVIEW", "REJECT")  # the verdict comes first
+            # fits a 1280-px screen: no horizontal scrolling, the QA thumbnail and reasons inside it
+            inner = driver.execute_script("return window.innerWidth")
+            assert inner <= 1280
+            assert driver.execute_script("return document.documentElement.scrollWidth") <= inner
+            right = driver.execute_script(
+                "return Math.max(...[...document.querySelectorAll('#jobs td')].map("
+                "e => e.getBoundingClientRect().right))")
+            assert right <= inner
             reason = jobs[bad_uid].error
             assert reason and reason[:40] in rows["quarantined"]  # the quarantine reason is shown
             assert " mL" in rows["done"]  # volumes from the report
