@@ -26,6 +26,12 @@ from tests.data.conftest import SMALL
 AMBIGUITY_TOL = 0.10
 
 
+@pytest.fixture(scope="module")
+def small_case() -> Case:
+    """The small synthetic case that tests/data shares (seed 3 on the 4 mm ``SMALL`` grid)."""
+    return make_case(3, SMALL)
+
+
 def _mean(case: Case, mod: Modality, cls: int) -> float:
     return float(case.images[mod][case.label == cls].mean())
 
