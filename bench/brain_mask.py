@@ -38,8 +38,8 @@ MODS = ("flair", "t1ce")
 
 def _make_heads(folder: Path, seed: int) -> None:
     from glioedge.data.modalities import Modality
-    from glioedge.data.synthetic import SyntheticConfig, make_case
-    from glioedge.dicom_io.head_phantom import add_head
+    from glioedge.synth.cohort import SyntheticConfig, make_case
+    from glioedge.synth.head_phantom import add_head
 
     case = make_case(seed, SyntheticConfig(shape=(144, 172, 124), spacing=(1.0, 1.0, 1.0)))
     arrays: dict[str, np.ndarray] = {"stripped_label": case.label, "stripped_affine": case.affine}

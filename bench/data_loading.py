@@ -23,7 +23,7 @@ from glioedge.data.brats import discover_cases
 from glioedge.data.dataset import preprocess_cohort
 from glioedge.data.modalities import TEACHER_MODALITIES
 from glioedge.data.preprocess import PreprocessParams, preprocess
-from glioedge.data.synthetic import generate_cohort, make_case
+from glioedge.synth.cohort import generate_cohort, make_case
 
 logger = logging.getLogger("bench.data_loading")
 

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from glioedge.dicom_io import load_study, read_seg, write_seg, write_synthetic_series
-from glioedge.dicom_io.phantom import grid_affine, phantom_image, phantom_labels
+from glioedge.dicom_io import load_study, read_seg, write_seg
+from glioedge.synth import write_synthetic_series
+from glioedge.synth.phantom import grid_affine, phantom_image, phantom_labels
 
 
 def _write(folder: Path, modality: str, shape, spacing, orientation, number: int) -> None:

@@ -263,10 +263,10 @@ def _torch_bundle(root: Path, preset: str, patch: int) -> Any:
 def part_segmenter(out: Path, dry: bool) -> None:
     import torch
 
-    from glioedge.data.synthetic import SyntheticConfig, make_case
     from glioedge.dicom_io import Volume
     from glioedge.runtime.backends.torch_backend import TorchBackend
     from glioedge.runtime.segmenter import Segmenter, SegmenterConfig
+    from glioedge.synth.cohort import SyntheticConfig, make_case
 
     s = _sizes(dry)
     device = _device()

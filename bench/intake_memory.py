@@ -77,8 +77,8 @@ print(json.dumps({"glioedge": str(Path(glioedge.__file__).parent.parent), "befor
 
 def _write(folder: Path, quick: bool) -> dict[str, int]:
     """Write the study; returns files per series."""
-    from glioedge.dicom_io import write_synthetic_series
-    from glioedge.dicom_io.phantom import grid_affine, phantom_image
+    from glioedge.synth import write_synthetic_series
+    from glioedge.synth.phantom import grid_affine, phantom_image
 
     n = 96 if quick else 256
     rng = np.random.default_rng(0)

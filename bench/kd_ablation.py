@@ -246,7 +246,7 @@ def main() -> None:
 
     import torch
 
-    from glioedge.data.synthetic import cohort_config, generate_cohort
+    from glioedge.synth.cohort import cohort_config, generate_cohort
     from glioedge.train.config import TrainConfig
 
     torch.set_num_threads(args.threads)

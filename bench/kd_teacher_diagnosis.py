@@ -58,7 +58,7 @@ def channel_stats(loader_iter, n_batches: int, names: list[str]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cohort", default="current", help="synthetic preset (see glioedge.data.synthetic)")
+    ap.add_argument("--cohort", default="current", help="synthetic preset (see glioedge.synth.cohort)")
     ap.add_argument("--cases", type=int, default=12)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--iters", type=int, default=15)
@@ -83,7 +83,7 @@ def main() -> None:
     from glioedge.data.dataset import preprocess_cohort
     from glioedge.data.loader import load_preprocessed, make_train_loader
     from glioedge.data.preprocess import PreprocessParams
-    from glioedge.data.synthetic import cohort_config, generate_cohort
+    from glioedge.synth.cohort import cohort_config, generate_cohort
     from glioedge.train.config import TrainConfig
     from glioedge.train.run import resolve_plan, split_cases
     from glioedge.train.trainer import Trainer

@@ -56,7 +56,7 @@ MODALITIES = ("flair", "t1ce")
 # -- inputs ---------------------------------------------------------------------------------
 def make_cases(out: Path, n: int, cohort: str, spacing: float, seed: int) -> list[Path]:
     """``n`` synthetic BraTS-2021 case folders at ``spacing`` mm (the default grid's field of view)."""
-    from glioedge.data.synthetic import cohort_config, generate_cohort
+    from glioedge.synth.cohort import cohort_config, generate_cohort
 
     fov_mm = (192.0, 192.0, 128.0)
     grid = tuple(round(f / spacing) for f in fov_mm)

@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, write_json
 
 from glioedge.data.preprocess import PreprocessParams, preprocess
-from glioedge.data.synthetic import cohort_config, make_case
 from glioedge.intensity_profile import merge_profiles, profile
+from glioedge.synth.cohort import cohort_config, make_case
 
 MODS = ("flair", "t1ce")
 GRID = {"shape": (96, 96, 64), "spacing": (2.0, 2.0, 2.0)}

@@ -42,9 +42,10 @@ def _prepare(root: Path, quick: bool, plan_name: str) -> tuple[Path, Path, Path]
     import torch
 
     from glioedge.data.preprocess import PreprocessParams
-    from glioedge.data.synthetic import SyntheticConfig, make_case
-    from glioedge.dicom_io import Volume, write_synthetic_series
+    from glioedge.dicom_io import Volume
     from glioedge.export.pipeline import ExportOptions, export_bundle
+    from glioedge.synth import write_synthetic_series
+    from glioedge.synth.cohort import SyntheticConfig, make_case
     from glioedge.train.checkpoint import CheckpointMeta, save_checkpoint
     from glioedge.train.networks import build_unet
     from glioedge.train.plan import PRESETS

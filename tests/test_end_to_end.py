@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glioedge.data.synthetic import SyntheticConfig, generate_cohort, make_case
 from glioedge.dicom_io import Volume
-from glioedge.dicom_io.head_phantom import add_head
 from glioedge.metrics import dice
+from glioedge.synth.cohort import SyntheticConfig, generate_cohort, make_case
+from glioedge.synth.head_phantom import add_head
 
 CASE_SEED = 4242  # not one of the training cohort's cases
 #: Measured 2026-11-25 on 2 CPU cores: WT 0.94 skull-stripped, raw head within 0.01 of it.

@@ -1,6 +1,12 @@
-"""DICOM in and out: MR series → fused volumes, label map → DICOM-SEG.
+"""Real DICOM in and out: MR series → fused volumes, label map → DICOM-SEG.
 
-Imports nothing of glioedge but :mod:`glioedge.errors`, and no PyTorch.
+Owns reading patients' studies (discovery, headers, modality rules, series → volume, fusion,
+patient identity, completeness), reading and writing DICOM-SEG (tumour and brain mask),
+deterministic UIDs and the ``dciodvfy`` validator. Synthetic series and phantoms are not here:
+they live in :mod:`glioedge.synth`, which this package never imports.
+
+May import: of glioedge only errors, vocabulary and fileio, not the rest of
+the floor below every package (``tests/test_architecture.py``); never PyTorch.
 """
 
 from glioedge.dicom_io.discovery import DuplicateInstance, Series, Study, group_datasets, scan_folder
@@ -17,7 +23,6 @@ from glioedge.dicom_io.seg_read import read_seg
 from glioedge.dicom_io.seg_write import write_seg
 from glioedge.dicom_io.series import load_series, series_grid
 from glioedge.dicom_io.study import LoadedStudy, load_study
-from glioedge.dicom_io.synthetic_dicom import StudyInfo, synthetic_series, write_synthetic_series
 from glioedge.dicom_io.uids import deterministic_uid
 from glioedge.dicom_io.volume import Volume
 
@@ -31,7 +36,6 @@ __all__ = [
     "ModalitySelection",
     "Series",
     "Study",
-    "StudyInfo",
     "Volume",
     "deterministic_uid",
     "fuse",
@@ -44,7 +48,5 @@ __all__ = [
     "resample_to",
     "scan_folder",
     "series_grid",
-    "synthetic_series",
     "write_seg",
-    "write_synthetic_series",
 ]

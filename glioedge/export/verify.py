@@ -180,18 +180,19 @@ def _synthetic_case(
     shape: tuple[int, int, int], modalities: Sequence[str], preprocess: dict[str, Any], seed: int
 ) -> np.ndarray | None:
     """A patch around the tumour of a preprocessed synthetic BraTS case, or ``None`` when
-    glioedge.data cannot make one (module absent, or the preprocessing dict is not a
-    ``PreprocessParams``)."""
+    glioedge cannot make one (module absent, or the preprocessing dict is not a
+    ``PreprocessParams``). The one place export uses :mod:`glioedge.synth` (a documented
+    exception in tests/test_architecture.py): the parity check's test input."""
     try:
         from glioedge.data import preprocess as pre_mod
-        from glioedge.data import synthetic
+        from glioedge.synth import cohort
     except ImportError:
         return None
     try:
         params = pre_mod.PreprocessParams.from_dict(preprocess)
         grid = tuple(max(int(1.5 * p), 48) for p in shape)
-        config = synthetic.SyntheticConfig(shape=grid, spacing=params.target_spacing)
-        case = synthetic.make_case(seed, config)
+        config = cohort.SyntheticConfig(shape=grid, spacing=params.target_spacing)
+        case = cohort.make_case(seed, config)
         images = {str(m): case.images[m] for m in case.images}
         pre = pre_mod.preprocess(
             {m: images[str(m)] for m in params.modalities}, case.affine, params, label=case.label

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from glioedge.dicom_io import StudyInfo, Volume, deterministic_uid, write_synthetic_series
+from glioedge.dicom_io import Volume, deterministic_uid
+from glioedge.synth.dicom_writer import StudyInfo, write_synthetic_series
 from glioedge.synth.geometry import ClinicalGeometry, clinical_grid, sample_on
 from glioedge.synth.templates import colin27_paths
 

@@ -16,8 +16,8 @@ import numpy as np
 from scipy import ndimage
 
 from glioedge.dicom_io import Volume, resample_to
-from glioedge.dicom_io.phantom import direction_matrix
 from glioedge.dicom_io.volume import make_affine
+from glioedge.synth.phantom import direction_matrix
 
 __all__ = ["CLINICAL_GEOMETRIES", "ClinicalGeometry", "clinical_grid", "mask_on", "sample_on"]
 

@@ -3,13 +3,13 @@
 Anatomy: the MNI ICBM152 2009 grey- and white-matter probability maps (nilearn's bundled files;
 :func:`glioedge.synth.templates.mni152_paths`); CSF is the rest of the template's intracranial
 volume. Contrast: each sequence's signal is the tissue-probability-weighted mix of the
-``brats-like`` table (:data:`glioedge.data.synthetic.BRATS_LIKE_CONTRAST`: CSF, GM, WM, ED, NCR,
+``brats-like`` table (:data:`glioedge.synth.cohort.BRATS_LIKE_CONTRAST`: CSF, GM, WM, ED, NCR,
 ET). Tumour: an analytic glioma (necrotic core, enhancing rim, edema; boundaries deformed by a
 smooth field) in the right hemisphere's white matter, its signal blended in with a 1 mm soft
 edge. Head: skull, scalp, orbits, neck, bias field and Rician noise around the brain
-(:func:`glioedge.dicom_io.head_phantom.add_head`), so brain extraction has work to do. Each
+(:func:`glioedge.synth.head_phantom.add_head`), so brain extraction has work to do. Each
 sequence is then resampled onto a clinical grid (:mod:`glioedge.synth.geometry`) and written as an
-MR series with the sequence's headers (:func:`glioedge.dicom_io.write_synthetic_series`).
+MR series with the sequence's headers (:func:`glioedge.synth.dicom_writer.write_synthetic_series`).
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import numpy as np
 from scipy import ndimage
 
 from glioedge.data.modalities import Modality
-from glioedge.data.synthetic import BRATS_LIKE_CONTRAST
-from glioedge.dicom_io import Volume, resample_to, write_synthetic_series
-from glioedge.dicom_io.head_phantom import add_head
+from glioedge.dicom_io import Volume, resample_to
 from glioedge.dicom_io.volume import make_affine
+from glioedge.synth.cohort import BRATS_LIKE_CONTRAST
+from glioedge.synth.dicom_writer import write_synthetic_series
 from glioedge.synth.geometry import CLINICAL_GEOMETRIES, ClinicalGeometry, clinical_grid, sample_on
+from glioedge.synth.head_phantom import add_head
 from glioedge.synth.templates import mni152_paths
 
 __all__ = ["MNI_STUDY_GEOMETRIES", "MniCase", "MniStudy", "TumourSpec", "make_mni_case",

@@ -12,7 +12,7 @@ import SimpleITK as sitk  # noqa: N813
 
 from glioedge.data.brats import Case
 from glioedge.data.geometry import make_affine, sitk_from_array
-from glioedge.data.synthetic import SyntheticConfig, make_case
+from glioedge.synth.cohort import SyntheticConfig, make_case
 
 SMALL = SyntheticConfig(shape=(40, 48, 32), spacing=(4.0, 4.0, 4.0), n_tumours=1)
 

@@ -11,7 +11,7 @@ from glioedge.data.brats import CaseFiles, discover_cases, load_case
 from glioedge.data.dataset import dataset_digest, load_preprocessed, preprocess_cohort
 from glioedge.data.modalities import TEACHER_MODALITIES
 from glioedge.data.preprocess import PreprocessParams, preprocess
-from glioedge.data.synthetic import generate_cohort
+from glioedge.synth.cohort import generate_cohort
 from tests.data.conftest import SMALL
 
 PARAMS = PreprocessParams(tuple(m.value for m in TEACHER_MODALITIES), target_spacing=(4.0,) * 3)

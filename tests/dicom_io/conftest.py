@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from glioedge.dicom_io.phantom import grid_affine, phantom_image
-from glioedge.dicom_io.synthetic_dicom import StudyInfo, write_synthetic_series
+from glioedge.synth.dicom_writer import StudyInfo, write_synthetic_series
+from glioedge.synth.phantom import grid_affine, phantom_image
 
 #: Small stand-ins of the issue's geometries: 2-D FLAIR (fine in-plane, thick slices) and
 #: 3-D T1CE (isotropic), kept small so that the suite stays fast.
@@ -46,6 +46,6 @@ def study_folder(tmp_path: Path, write_series: Callable[..., list[Path]]) -> Pat
 @pytest.fixture
 def labels_on() -> Callable[[tuple[int, int, int], np.ndarray], np.ndarray]:
     """The phantom's tumour labels (0..3) sampled on a grid."""
-    from glioedge.dicom_io.phantom import phantom_labels
+    from glioedge.synth.phantom import phantom_labels
 
     return lambda shape, affine: phantom_labels(shape, affine)[1]

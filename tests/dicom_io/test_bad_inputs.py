@@ -11,9 +11,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from glioedge.dicom_io import ModalityRules, load_series, load_study, scan_folder
-from glioedge.dicom_io.synthetic_dicom import StudyInfo
 from glioedge.dicom_io.uids import deterministic_uid
 from glioedge.errors import InputError
+from glioedge.synth.dicom_writer import StudyInfo
 
 
 def _series(folder: Path):
@@ -164,8 +164,8 @@ def test_errors_on_read_datasets_name_their_files(tmp_path: Path) -> None:
 
     import numpy as np
 
-    from glioedge.dicom_io import write_synthetic_series
     from glioedge.dicom_io.discovery import dataset_source
+    from glioedge.synth import write_synthetic_series
 
     vol = np.arange(4 * 4 * 3, dtype=np.uint16).reshape(4, 4, 3)
     paths = write_synthetic_series(tmp_path / "s", vol, np.eye(4), modality="t1ce")

@@ -17,8 +17,9 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_files
 
-from glioedge.dicom_io import load_study, write_synthetic_series
-from glioedge.dicom_io.phantom import grid_affine, phantom_image
+from glioedge.dicom_io import load_study
+from glioedge.synth import write_synthetic_series
+from glioedge.synth.phantom import grid_affine, phantom_image
 
 N_STUDY_FILES = 7  # 6 FLAIR slices + 1 Enhanced MR T1CE
 

@@ -93,7 +93,7 @@ def test_several_studies_the_complete_one_is_used(write_series: WriteSeries) -> 
     """A CD with a prior study (FLAIR only): ours is the only complete one; the prior is ignored."""
     import dataclasses
 
-    from glioedge.dicom_io import StudyInfo
+    from glioedge.synth import StudyInfo
 
     study = _small_study(write_series)
     prior = dataclasses.replace(StudyInfo(), study_instance_uid=deterministic_uid("prior"))

@@ -8,13 +8,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from glioedge.dicom_io import fuse, load_study, synthetic_series
+from glioedge.dicom_io import fuse, load_study
 from glioedge.dicom_io.fusion import MIN_REGISTRATION_NMI
-from glioedge.dicom_io.phantom import grid_affine, phantom_image
-from glioedge.dicom_io.synthetic_dicom import StudyInfo
 from glioedge.dicom_io.uids import deterministic_uid
 from glioedge.dicom_io.volume import Volume
 from glioedge.errors import InputError
+from glioedge.synth import synthetic_series
+from glioedge.synth.dicom_writer import StudyInfo
+from glioedge.synth.phantom import grid_affine, phantom_image
 
 AFFINE = grid_affine((32, 32, 12), (5.0, 5.0, 8.0))
 

@@ -12,10 +12,11 @@ import pydicom
 import pytest
 import SimpleITK as sitk  # noqa: N813
 
-from glioedge.dicom_io import load_series, read_seg, synthetic_series, write_seg
-from glioedge.dicom_io.phantom import grid_affine, phantom_image, phantom_labels
+from glioedge.dicom_io import load_series, read_seg, write_seg
 from glioedge.dicom_io.volume import Volume
 from glioedge.errors import InputError
+from glioedge.synth import synthetic_series
+from glioedge.synth.phantom import grid_affine, phantom_image, phantom_labels
 from tests.helpers import dciodvfy_errors, tool
 
 #: a non-axial, anisotropic reference (oblique, 1.5 × 1.2 × 4 mm) and an off-centre tumour

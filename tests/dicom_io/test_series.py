@@ -10,9 +10,10 @@ import pydicom
 import pytest
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
-from glioedge.dicom_io import load_series, scan_folder, synthetic_series
-from glioedge.dicom_io.phantom import grid_affine, phantom_image
+from glioedge.dicom_io import load_series, scan_folder
 from glioedge.dicom_io.volume import Volume
+from glioedge.synth import synthetic_series
+from glioedge.synth.phantom import grid_affine, phantom_image
 
 
 @pytest.mark.parametrize("storage", ["mr", "enhanced"])

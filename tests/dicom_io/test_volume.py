@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glioedge.dicom_io.phantom import grid_affine
 from glioedge.dicom_io.volume import Volume
 from glioedge.errors import InputError
+from glioedge.synth.phantom import grid_affine
 
 
 @pytest.mark.parametrize("orientation", ["axial", "sagittal", "oblique"])

@@ -20,9 +20,10 @@ from pydicom.sequence import Sequence
 from scipy.ndimage import binary_erosion
 
 from glioedge.cli import main
-from glioedge.dicom_io import StudyInfo, deterministic_uid, load_series, synthetic_series, write_seg
-from glioedge.dicom_io.phantom import grid_affine, phantom_image, phantom_labels
+from glioedge.dicom_io import deterministic_uid, load_series, write_seg
 from glioedge.metrics import EVAL_REGIONS, evaluate_case
+from glioedge.synth import StudyInfo, synthetic_series
+from glioedge.synth.phantom import grid_affine, phantom_image, phantom_labels
 
 SHAPE, SPACING = (40, 44, 18), (4.0, 3.5, 5.0)
 #: The site's segments: label, and a code that glioedge does not know.

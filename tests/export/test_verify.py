@@ -60,3 +60,18 @@ def test_verification_inputs_have_random_and_case_patches() -> None:
         "random": (2, 2, 32, 32, 32), "case": (2, 2, 32, 32, 32)
     }
     assert all(v.dtype == np.float32 for v in inputs.values())
+
+
+def test_verification_case_is_the_preprocessed_synthetic_case() -> None:
+    """With real preprocessing parameters the case patch comes from glioedge.synth's cohort
+    generator (the documented export → synth exception), not the smooth-noise fallback."""
+    from glioedge.data.preprocess import PreprocessParams
+
+    params = PreprocessParams(("flair", "t1ce"), target_spacing=(2.0, 2.0, 2.0))
+    inputs, source = V.verification_inputs(
+        2, (32, 32, 32), modalities=("flair", "t1ce"), preprocess=params.to_dict(), batch=1
+    )
+    assert source == "synthetic.make_case+preprocess"
+    case = inputs["case"]
+    assert case.shape == (1, 2, 32, 32, 32) and np.isfinite(case).all()
+    assert case.std() > 0.1  # a z-scored brain patch, not zeros

@@ -7,7 +7,7 @@
 * ``trained_bundle`` (session): that checkpoint exported once with
   :func:`glioedge.export.pipeline.export_bundle` (FP32 + FP16 ONNX, no engine) → bundle dir.
 * ``synthetic_study`` (session): a FLAIR + T1CE DICOM study written with
-  :func:`glioedge.dicom_io.write_synthetic_series` from :func:`glioedge.data.synthetic.make_case`:
+  :func:`glioedge.synth.dicom_writer.write_synthetic_series` from :func:`glioedge.synth.cohort.make_case`:
   T1CE 96×96×64 at 2 mm (MR Image Storage, series 7, ``<root>/t1ce``) and the same anatomy as a
   2-D FLAIR at 2×2×4 mm (series 3, ``<root>/flair``). Returns the study folder.
 """
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from glioedge.data.synthetic import SyntheticConfig, make_case
-from glioedge.dicom_io import Volume, write_synthetic_series
+from glioedge.dicom_io import Volume
+from glioedge.synth import write_synthetic_series
+from glioedge.synth.cohort import SyntheticConfig, make_case
 
 #: The study's seed and grids.
 STUDY_SEED = 7

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from glioedge.data.preprocess import PreprocessParams, preprocess
-from glioedge.data.synthetic import SyntheticConfig, make_case
 from glioedge.errors import ModelError
 from glioedge.intensity_profile import merge_profiles, profile, profile_distance
 from glioedge.runtime.quality import NO_TUMOUR, QualityThresholds, assess, entropy_stats
+from glioedge.synth.cohort import SyntheticConfig, make_case
 from glioedge.vocabulary import ET
 
 CFG = SyntheticConfig(shape=(96, 96, 64), spacing=(2.0, 2.0, 2.0))

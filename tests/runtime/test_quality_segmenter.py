@@ -16,8 +16,8 @@ from glioedge.data.brats import discover_cases
 from glioedge.data.dataset import preprocess_cohort
 from glioedge.data.modalities import parse_modalities
 from glioedge.data.preprocess import PreprocessParams
-from glioedge.data.synthetic import SyntheticConfig, generate_cohort
 from glioedge.runtime import Segmenter, SegmenterConfig
+from glioedge.synth.cohort import SyntheticConfig, generate_cohort
 from tests.helpers import dciodvfy_errors
 
 from .conftest import NETWORK_SPACING, make_tiny_checkpoint

@@ -11,9 +11,9 @@ import pydicom
 import pytest
 from pydicom.fileset import FileSet
 
-from glioedge.dicom_io import write_synthetic_series
 from glioedge.dicom_io.uids import deterministic_uid
 from glioedge.runtime import Segmenter, SegmenterConfig
+from glioedge.synth import write_synthetic_series
 from tests.helpers import dciodvfy_errors
 
 from .conftest import study_volumes

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glioedge.dicom_io.phantom import grid_affine
 from glioedge.runtime.skullstrip.spec import BrainMaskSpec
+from glioedge.synth.phantom import grid_affine
 
 pytest.importorskip("onnxruntime", reason="brain-extraction tests need onnxruntime (glioedge[runtime])")
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from glioedge.data.modalities import Modality
-from glioedge.data.synthetic import SyntheticConfig, make_case
 from glioedge.dicom_io import Volume
-from glioedge.dicom_io.head_phantom import add_head
 from glioedge.errors import ConfigError
 from glioedge.runtime.skullstrip import SkullStripConfig
 from glioedge.runtime.skullstrip.headbox import head_box
+from glioedge.synth.cohort import SyntheticConfig, make_case
+from glioedge.synth.head_phantom import add_head
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,12 @@ import pytest
 
 from glioedge.bundle import MODEL_FILE, Bundle, compute_bundle_id, sha256_file, write_manifest
 from glioedge.data.modalities import Modality
-from glioedge.data.synthetic import SyntheticConfig, make_case
-from glioedge.dicom_io import Volume, write_synthetic_series
-from glioedge.dicom_io.head_phantom import add_head
+from glioedge.dicom_io import Volume
 from glioedge.errors import BackendError
 from glioedge.runtime import Segmenter, SegmenterConfig
+from glioedge.synth import write_synthetic_series
+from glioedge.synth.cohort import SyntheticConfig, make_case
+from glioedge.synth.head_phantom import add_head
 from tests.skullstrip.conftest import FAKE_SPEC, write_fake_model
 
 pytest.importorskip("torch", reason="building a bundle needs the export environment")

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from glioedge.data.modalities import Modality
-from glioedge.data.synthetic import SyntheticConfig, make_case
 from glioedge.dicom_io import Volume
-from glioedge.dicom_io.head_phantom import add_head
 from glioedge.runtime.skullstrip import BrainMaskModel, BrainMaskSpec, SkullStripConfig, extract_brain
+from glioedge.synth.cohort import SyntheticConfig, make_case
+from glioedge.synth.head_phantom import add_head
 
 pytestmark = pytest.mark.slow
 

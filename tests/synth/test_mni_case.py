@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from glioedge.data.modalities import Modality
-from glioedge.data.synthetic import BRATS_LIKE_CONTRAST
 from glioedge.dicom_io import load_series, resample_to, scan_folder
 from glioedge.synth import TemplateMissingError, mni152_paths
+from glioedge.synth.cohort import BRATS_LIKE_CONTRAST
 from glioedge.synth.geometry import CLINICAL_GEOMETRIES, clinical_grid
 from glioedge.synth.mni_case import write_mni_study
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from glioedge.data.synthetic import SyntheticConfig, generate_cohort
+from glioedge.synth.cohort import SyntheticConfig, generate_cohort
 from glioedge.train.config import TrainConfig
 
 

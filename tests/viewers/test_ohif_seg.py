@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 
-from glioedge.dicom_io import load_series, synthetic_series, write_seg
-from glioedge.dicom_io.phantom import direction_matrix, grid_affine, phantom_image
+from glioedge.dicom_io import load_series, write_seg
 from glioedge.dicom_io.volume import make_affine
+from glioedge.synth import synthetic_series
+from glioedge.synth.phantom import direction_matrix, grid_affine, phantom_image
 from glioedge.vocabulary import SEGMENTS
 
 ROOT = Path(__file__).resolve().parents[2]

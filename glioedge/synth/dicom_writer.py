@@ -18,10 +18,10 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 from pydicom.valuerep import DS
 
 from glioedge.dicom_io.discovery import ENHANCED_MR_IMAGE_STORAGE, MR_IMAGE_STORAGE
-from glioedge.dicom_io.synthetic_enhanced import enhanced_mr_dataset
 from glioedge.dicom_io.uids import deterministic_uid
 from glioedge.dicom_io.volume import Volume
 from glioedge.errors import InputError
+from glioedge.synth.enhanced_dicom import enhanced_mr_dataset
 
 #: Per-sequence acquisition attributes, as a 1.5/3 T scanner of each vendor sets them.
 SEQUENCE_PRESETS: dict[str, dict[str, Any]] = {

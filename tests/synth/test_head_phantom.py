@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from glioedge.data.modalities import Modality
-from glioedge.data.synthetic import SyntheticConfig, make_case
-from glioedge.dicom_io.head_phantom import HEAD_CONTRAST, add_head
 from glioedge.errors import InputError
+from glioedge.synth.cohort import SyntheticConfig, make_case
+from glioedge.synth.head_phantom import HEAD_CONTRAST, add_head
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ import pytest
 from glioedge.data.brats import Case, discover_cases, load_case
 from glioedge.data.labels import LabelConvention
 from glioedge.data.modalities import Modality
-from glioedge.data.synthetic import (
+from glioedge.errors import ConfigError
+from glioedge.synth.cohort import (
     BRATS_LIKE_CONTRAST,
     SyntheticConfig,
     cohort_config,
@@ -19,11 +20,16 @@ from glioedge.data.synthetic import (
     make_case,
     write_brats_case,
 )
-from glioedge.errors import ConfigError
 from tests.data.conftest import SMALL
 
 #: documented tolerance: FLAIR and T1CE means of NCR and ED differ by < 10 %.
 AMBIGUITY_TOL = 0.10
+
+
+@pytest.fixture(scope="module")
+def small_case() -> Case:
+    """The small synthetic case that tests/data shares (seed 3 on the 4 mm ``SMALL`` grid)."""
+    return make_case(3, SMALL)
 
 
 def _mean(case: Case, mod: Modality, cls: int) -> float:
