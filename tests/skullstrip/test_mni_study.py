@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from glioedge.cli import main
-from glioedge.synth import TemplateMissingError, mni152_paths
+from tests.synth.mni import mni_study_or_skip
 
 #: ~1-2 min on 2 free cores (bundle export, HD-BET export, the study, one segment); the timeout
 #: leaves room for a machine shared by several jobs, where it took 20 min
@@ -30,14 +30,8 @@ nib = pytest.importorskip("nibabel", reason="the independent NIfTI reader (glioe
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory):
-    from glioedge.synth.mni_case import write_mni_study
-
-    try:
-        mni152_paths()
-    except TemplateMissingError as exc:  # CI installs nilearn (the dev extra)
-        pytest.skip(f"MNI152 tissue maps not installed: {exc}")
-    return write_mni_study(tmp_path_factory.mktemp("mni") / "study", seed=1, spacing_mm=2.0,
-                           spacing_scale=1.5)
+    return mni_study_or_skip(tmp_path_factory.mktemp("mni") / "study", seed=1, spacing_mm=2.0,
+                             spacing_scale=1.5)
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ import pydicom
 import pytest
 
 from glioedge.dicom_io import load_series, read_seg, scan_folder, write_seg
-from glioedge.synth import TemplateMissingError, mni152_paths
 from tests.runtime.daemon.conftest import ThreadDaemon, daemon_config, wait_until
+from tests.synth.mni import mni_study_or_skip
 from tests.viewers.test_ohif_seg import ADAPTERS, TOOL, _node
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(1800)]
@@ -31,14 +31,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(180
 
 @pytest.fixture(scope="module")
 def mni_study(tmp_path_factory: pytest.TempPathFactory):
-    from glioedge.synth.mni_case import write_mni_study
-
-    try:
-        mni152_paths()
-    except TemplateMissingError as exc:  # CI installs nilearn (the dev extra)
-        pytest.skip(f"MNI152 tissue maps not installed: {exc}")
-    return write_mni_study(tmp_path_factory.mktemp("mni-watch") / "study", seed=2, spacing_mm=2.0,
-                           spacing_scale=1.5, modalities=("flair", "t1ce"))
+    return mni_study_or_skip(tmp_path_factory.mktemp("mni-watch") / "study", seed=2, spacing_mm=2.0,
+                             spacing_scale=1.5, modalities=("flair", "t1ce"))
 
 
 def _files(folder: Path) -> list[Path]:
