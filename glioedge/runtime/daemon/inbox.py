@@ -148,6 +148,7 @@ class Inbox:
         self._members: dict[str, set[str]] = {}
         self._studies: dict[str, PendingStudy] = {}
         self._broken: set[str] = set()
+        self._removed_at: dict[str, float] = {}  # study uid → when a file of it last went
         if use_watchdog:
             self._start_observer()
 
@@ -214,7 +215,7 @@ class Inbox:
         changed, removed = self._tree.scan(now)
         dirty: set[str] = set()
         for key in removed:
-            self._forget(key, dirty)
+            self._forget(key, dirty, now)
             if self._cache is not None:
                 self._cache.drop(key)
         for key, st in changed.items():
@@ -222,7 +223,7 @@ class Inbox:
             if old is not None and (old.size, old.mtime_ns, old.ino) == (st.st_size, st.st_mtime_ns,
                                                                          st.st_ino):
                 continue
-            self._forget(key, dirty)
+            self._forget(key, dirty, now)
             entry = self._entry(key, st)
             self._entries[key] = entry
             self._activity[key] = st.st_mtime if not self._scanned_once else max(now, st.st_mtime)
@@ -259,7 +260,7 @@ class Inbox:
                             (entry.digest, entry.study_uid, entry.sop_uid, entry.is_image))
         return entry
 
-    def _forget(self, key: str, dirty: set[str]) -> None:
+    def _forget(self, key: str, dirty: set[str], now: float) -> None:
         old = self._entries.pop(key, None)
         self._activity.pop(key, None)
         self._broken.discard(key)
@@ -268,6 +269,10 @@ class Inbox:
             if members is not None:
                 members.discard(key)
             dirty.add(old.study_uid)
+            # a file that went is activity of its study: while a study is being deleted (purge,
+            # an operator, a PACS export tool) what is left is not a new version until the
+            # quiet time after the last removal has passed
+            self._removed_at[old.study_uid] = now
 
     def _regroup(self, uid: str, now: float) -> None:
         """Rebuild the :class:`PendingStudy` of one study whose files changed."""
@@ -275,9 +280,11 @@ class Inbox:
         if not files:
             self._members.pop(uid, None)
             self._studies.pop(uid, None)
+            self._removed_at.pop(uid, None)
             return
         activities = [self._activity[f] for f in files]
-        self._studies[uid] = PendingStudy(uid, files, [min(a, now) for a in activities], max(activities))
+        last = max(*activities, self._removed_at.get(uid, 0.0))
+        self._studies[uid] = PendingStudy(uid, files, [min(a, now) for a in activities], last)
 
     def _report_ignored(self) -> None:
         """Log the files the daemon will never process, once each, counted by reason (no paths:

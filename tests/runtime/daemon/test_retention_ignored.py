@@ -137,3 +137,54 @@ def test_receiver_write_survives_its_folder_vanishing(tmp_path: Path, synthetic_
     monkeypatch.setattr(tempfile, "mkstemp", purge_in_between)
     path = write_instance(tmp_path / "in", ds, ds.file_meta)
     assert pydicom.dcmread(path).SOPInstanceUID == ds.SOPInstanceUID and len(calls) == 2
+
+
+def test_a_study_being_deleted_is_no_new_version_until_quiet(tmp_path: Path, synthetic_study: Path) -> None:
+    """Issue 17: files of a study going (purge, an operator) are activity of the study: what is
+    left is not a complete-looking new version at the next poll (that queued spurious jobs which
+    then failed with "input file disappeared")."""
+    inbox = tmp_path / "inbox"
+    clone_study(synthetic_study, inbox / "s", "being-deleted")
+    scanner = Inbox(inbox, use_watchdog=False)
+    t0 = time.time()
+    (study,) = scanner.scan(t0 + 100)[0]
+    assert t0 + 100 - study.last_activity >= 30  # quiet long ago: it was queued then
+    files = sorted(inbox.rglob("*.dcm"))
+    for path in files[: len(files) // 2]:
+        path.unlink()
+    (left,) = scanner.scan(t0 + 200)[0]
+    assert len(left.files) == len(files) - len(files) // 2
+    assert left.last_activity == t0 + 200  # the removal: quiet time starts again
+    for path in files[len(files) // 2:]:
+        path.unlink()
+    assert scanner.scan(t0 + 201)[0] == []  # the study went as a whole: nothing to queue
+
+
+def _slice_position(path: Path) -> float:
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return float(ds.ImagePositionPatient[2])
+
+
+def test_daemon_queues_nothing_while_a_done_study_is_deleted(tmp_path: Path, trained_bundle: Path,
+                                                              synthetic_study: Path) -> None:
+    from tests.runtime.daemon.conftest import ThreadDaemon, daemon_config, wait_until
+
+    inbox = tmp_path / "inbox"
+    clone_study(synthetic_study, inbox / "s", "deleted-while-running")
+    config = daemon_config(tmp_path, trained_bundle, watch={"quiet_time": 2.0})
+    with ThreadDaemon(config) as daemon:
+        wait_until(lambda: daemon.counts().get("done", 0) == 1, 120, "the study processed")
+        series = [sorted(folder.glob("*.dcm"), key=_slice_position) for folder in sorted(inbox.glob("s/*"))]
+        first = [p for files in series for p in files[len(files) // 2:]]  # the upper half of each
+        for path in first:  # series: what is left still looks like a whole, shorter study
+            path.unlink()
+        time.sleep(1.0)  # several polls (0.2 s)
+        for path in [p for files in series for p in files[: len(files) // 2]]:
+            path.unlink()
+        time.sleep(3.0)  # past the quiet time: a spurious version would have been queued by now
+        store = daemon.store()
+        try:
+            jobs = store.jobs()
+        finally:
+            store.close()
+    assert [j.state for j in jobs] == [JobState.DONE], [(j.state, j.error) for j in jobs]
