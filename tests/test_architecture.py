@@ -5,8 +5,8 @@ The rules (``DESIGN.md``, "Layout"): imports flow downward only —
 sliding window), bundle, vocabulary``; ``train → data, metrics``; ``metrics`` → the ground floor
 only (numpy, scipy); ``evaluation → metrics, data, dicom_io``; ``data → vocabulary``;
 ``dicom_io → errors, vocabulary``; ``synth`` (synthetic cases and studies) is imported by the
-demo and the CLI only — never by the runtime, export (one documented exception), dicom_io, data
-or train; no cycles; torch is never imported when ``glioedge.runtime``, ``glioedge.dicom_io`` or
+demo and the CLI only — never by the runtime, export, dicom_io, data or train; no cycles; torch is
+never imported when ``glioedge.runtime``, ``glioedge.dicom_io`` or
 the shared preprocessing is imported.
 
 Every import statement counts for the layering and the cycles, wherever it is (module level, inside
@@ -75,9 +75,6 @@ RUNTIME_DATA = frozenset({"glioedge.data.preprocess", "glioedge.data.sliding_win
 EXCEPTIONS: dict[tuple[str, str], str] = {
     ("glioedge.runtime.backends.torch_backend", "glioedge.train."):
         "the optional PyTorch reference back-end builds the network from a training checkpoint",
-    ("glioedge.export.verify", "glioedge.synth.cohort"):
-        "the export parity check runs the networks on a preprocessed synthetic case (a test input, "
-        "lazily imported; without it the check falls back to smooth noise)",
 }
 
 #: Modules that must import without torch (with all their import-time dependencies).
@@ -438,13 +435,12 @@ def test_runtime_dicom_io_and_preprocessing_import_with_torch_blocked() -> None:
 
 
 def test_synth_is_below_the_demo_only() -> None:
-    """Only the demo and the CLI import ``glioedge.synth``; the runtime, export (bar the one
-    documented exception), dicom_io, data and train never do, and neither does a neutral module."""
+    """Only the demo and the CLI import ``glioedge.synth``; the runtime, export, dicom_io, data
+    and train never do, and neither does a neutral module (no exception)."""
     assert ("glioedge.synth.cohort", "glioedge.data.brats") in {(e.source, e.target) for e in EDGES}
     importers = {_component(e.source) for e in EDGES if _component(e.target) == "synth"}
-    assert importers <= SYNTH_IMPORTERS | {"export"}
-    excepted = {(s, t) for s, t in EXCEPTIONS if t.startswith("glioedge.synth")}
-    assert excepted == {("glioedge.export.verify", "glioedge.synth.cohort")}
+    assert importers <= SYNTH_IMPORTERS
+    assert not [(s, t) for s, t in EXCEPTIONS if t.startswith("glioedge.synth")]
     for component in {*ALLOWED, "gpu", "brain_mask_spec"} - SYNTH_IMPORTERS:
         assert "synth" not in ALLOWED.get(component, NEUTRAL_IMPORTS), component
     # dicom_io and data offer no synthetic names any more

@@ -169,6 +169,7 @@ def export_bundle(checkpoint: Path, out: Path, options: ExportOptions | None = N
     # Training preprocesses every input channel (teacher order); the bundle serves the student,
     # so its preprocessing lists the student's modalities in the student's channel order.
     preprocess = {**meta.preprocess, "modalities": list(meta.student_modalities)}
+    training_cases = _training_cases(Path(checkpoint), opts)  # verification input, quality block
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -178,7 +179,8 @@ def export_bundle(checkpoint: Path, out: Path, options: ExportOptions | None = N
         )
         inputs, case_source = V.verification_inputs(
             channels, plan.patch_size, modalities=meta.student_modalities,
-            preprocess=preprocess, batch=opts.verify_batch, seed=opts.seed,
+            cases=training_cases, channel_modalities=meta.preprocess["modalities"],
+            batch=opts.verify_batch, seed=opts.seed,
         )
         torch_run = V.torch_runner(net)
         reference = {k: torch_run(x) for k, x in inputs.items()}
@@ -246,7 +248,7 @@ def export_bundle(checkpoint: Path, out: Path, options: ExportOptions | None = N
             "postprocess": opts.postprocess.to_dict(),
             "brain_mask": brain_mask_entry,
             "engines": engines,
-            "quality": _quality(Path(checkpoint), opts, meta),
+            "quality": _quality(training_cases, checkpoint, meta),
         }
         _finalise(tmp, fields)
         tmp.chmod(0o755)  # mkdtemp makes 0700; the runtime may run as another user
@@ -262,17 +264,29 @@ def export_bundle(checkpoint: Path, out: Path, options: ExportOptions | None = N
     return bundle
 
 
-def _quality(checkpoint: Path, opts: ExportOptions, meta: Any) -> dict[str, Any] | None:
-    """The manifest's ``quality`` block from the training cases (``None`` without them)."""
-    from glioedge.export.quality_block import find_training_cases, quality_block
+def _case_files(folder: Path) -> list[Path]:
+    """The preprocessed cases (``<id>.npy``) in ``folder``."""
+    return sorted(p for p in folder.glob("*.npy") if not p.name.endswith(("_seg.npy", "_mask.npy")))
+
+
+def _training_cases(checkpoint: Path, opts: ExportOptions) -> list[Path]:
+    """The training run's preprocessed cases: ``opts.quality_cases``, else those found beside
+    the checkpoint (``[]`` when there are none)."""
+    from glioedge.export.quality_block import find_training_cases
 
     if opts.quality_cases is not None:
         folder = Path(opts.quality_cases)
-        cases = sorted(p for p in folder.glob("*.npy") if not p.name.endswith(("_seg.npy", "_mask.npy")))
+        cases = _case_files(folder)
         if not cases:
             raise ModelError(f"{folder}: no preprocessed cases (<id>.npy) for the quality block")
-    else:
-        cases = find_training_cases(checkpoint)
+        return cases
+    return find_training_cases(checkpoint)
+
+
+def _quality(cases: list[Path], checkpoint: Path, meta: Any) -> dict[str, Any] | None:
+    """The manifest's ``quality`` block from the training cases (``None`` without them)."""
+    from glioedge.export.quality_block import quality_block
+
     if not cases:
         logger.info("no training cases beside %s: the bundle gets no quality block", checkpoint)
     return quality_block(cases, meta.preprocess["modalities"], meta.student_modalities)
@@ -308,9 +322,10 @@ def add_engine(bundle_dir: Path, options: ExportOptions | None = None) -> Bundle
     bundle = Bundle.load(bundle_dir, verify=True)
     m = bundle.manifest
     entry = _build_into(bundle.root, opts, len(m.modalities), m.patch_size)
+    cases = _case_files(Path(opts.quality_cases)) if opts.quality_cases is not None else []
     inputs, _ = V.verification_inputs(
-        len(m.modalities), m.patch_size, modalities=m.modalities, preprocess=m.preprocess,
-        batch=opts.verify_batch, seed=opts.seed,
+        len(m.modalities), m.patch_size, modalities=m.modalities, cases=cases,
+        channel_modalities=m.modalities, batch=opts.verify_batch, seed=opts.seed,
     )
     ort = V.ort_runner(bundle.model_path)
     reference = {k: ort(x) for k, x in inputs.items()}

@@ -16,7 +16,7 @@ import numpy as np
 
 from glioedge._optional import require
 from glioedge.bundle import INPUT_NAME
-from glioedge.errors import ModelError, VerificationError
+from glioedge.errors import GlioedgeError, ModelError, VerificationError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -176,48 +176,41 @@ def _smooth_case(
     return out
 
 
-def _synthetic_case(
-    shape: tuple[int, int, int], modalities: Sequence[str], preprocess: dict[str, Any], seed: int
-) -> np.ndarray | None:
-    """A patch around the tumour of a preprocessed synthetic BraTS case, or ``None`` when
-    glioedge cannot make one (module absent, or the preprocessing dict is not a
-    ``PreprocessParams``). The one place export uses :mod:`glioedge.synth` (a documented
-    exception in tests/test_architecture.py): the parity check's test input."""
-    try:
-        from glioedge.data import preprocess as pre_mod
-        from glioedge.synth import cohort
-    except ImportError:
+def _training_case(
+    cases: Sequence[Path], channel_modalities: Sequence[str], modalities: Sequence[str],
+    shape: tuple[int, int, int],
+) -> tuple[np.ndarray, str] | None:
+    """A patch around the tumour of the first readable training case of the run (preprocessed
+    by the training itself, so exactly what the network learnt from), with the student's
+    channels, or ``None`` when there is none."""
+    from glioedge.data.dataset import load_preprocessed
+
+    index = [list(channel_modalities).index(m) for m in modalities if m in channel_modalities]
+    if len(index) != len(modalities):
         return None
-    try:
-        params = pre_mod.PreprocessParams.from_dict(preprocess)
-        grid = tuple(max(int(1.5 * p), 48) for p in shape)
-        config = cohort.SyntheticConfig(shape=grid, spacing=params.target_spacing)
-        case = cohort.make_case(seed, config)
-        images = {str(m): case.images[m] for m in case.images}
-        pre = pre_mod.preprocess(
-            {m: images[str(m)] for m in params.modalities}, case.affine, params, label=case.label
-        )
-    except Exception as exc:  # a sibling module's interface may change: fall back, say why
-        logger.warning("synthetic case for verification unavailable (%s); using smooth noise", exc)
-        return None
-    image = np.asarray(pre.data, dtype=np.float32)
-    if image.ndim != 4 or image.shape[0] != len(modalities):
-        logger.warning("preprocessed synthetic case has shape %s; using smooth noise", image.shape)
-        return None
-    if pre.label is not None and (pre.label > 0).any():
-        centre = np.argwhere(pre.label > 0).mean(0).round().astype(int)
-    else:
-        centre = np.array(image.shape[1:]) // 2
-    out = np.zeros((len(modalities), *shape), dtype=np.float32)
-    src, dst = [], []
-    for n, p, c in zip(image.shape[1:], shape, centre, strict=True):
-        s0 = int(np.clip(c - p // 2, 0, max(n - p, 0)))
-        size = min(n, p)
-        d0 = (p - size) // 2
-        src.append(slice(s0, s0 + size))
-        dst.append(slice(d0, d0 + size))
-    out[(slice(None), *dst)] = image[(slice(None), *src)]
-    return out[None]
+    for path in cases:
+        try:
+            case = load_preprocessed(path)
+        except GlioedgeError as exc:
+            logger.warning("training case %s unreadable for verification (%s)", path.name, exc)
+            continue
+        image = np.asarray(case.data, dtype=np.float32)[index]
+        label = None if case.label is None else np.asarray(case.label)
+        if label is not None and (label > 0).any():
+            centre = np.argwhere(label > 0).mean(0).round().astype(int)
+        else:
+            centre = np.array(image.shape[1:]) // 2
+        out = np.zeros((len(modalities), *shape), dtype=np.float32)
+        src, dst = [], []
+        for n, p, c in zip(image.shape[1:], shape, centre, strict=True):
+            s0 = int(np.clip(c - p // 2, 0, max(n - p, 0)))
+            size = min(n, p)
+            d0 = (p - size) // 2
+            src.append(slice(s0, s0 + size))
+            dst.append(slice(d0, d0 + size))
+        out[(slice(None), *dst)] = image[(slice(None), *src)]
+        return out[None], f"training case {path.stem}"
+    return None
 
 
 def verification_inputs(
@@ -225,22 +218,28 @@ def verification_inputs(
     patch_size: tuple[int, int, int],
     *,
     modalities: Sequence[str] = (),
-    preprocess: dict[str, Any] | None = None,
+    cases: Sequence[Path] = (),
+    channel_modalities: Sequence[str] = (),
     batch: int = 2,
     seed: int = 0,
 ) -> tuple[dict[str, np.ndarray], str]:
     """Inputs for parity checks: ``random`` (standard normal) and ``case`` (a case patch).
 
+    Args:
+        cases: the training run's preprocessed cases (``<id>.npy``), whose channels are
+            ``channel_modalities``; the first readable one gives the case patch.
+
     Returns:
         (name → batch ``[B, C, X, Y, Z]`` float32, how the case patch was made:
-        ``"synthetic.make_case+preprocess"`` or ``"smooth_random"``).
+        ``"training case <id>"`` or ``"smooth_random"`` without training cases).
     """
     rng = np.random.default_rng(seed)
     inputs = {"random": rng.standard_normal((batch, channels, *patch_size)).astype(np.float32)}
-    case = _synthetic_case(patch_size, modalities, preprocess or {}, seed) if modalities else None
-    if case is not None:
+    found = _training_case(cases, channel_modalities, modalities, patch_size) if cases else None
+    if found is not None:
+        case, source = found
         inputs["case"] = np.repeat(case, batch, axis=0)
-        return inputs, "synthetic.make_case+preprocess"
+        return inputs, source
     inputs["case"] = _smooth_case(patch_size, channels, batch, rng)
     return inputs, "smooth_random"
 

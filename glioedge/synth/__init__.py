@@ -17,9 +17,8 @@ Owns every way glioedge makes data that did not come from a patient:
 * :mod:`.colin27`, :mod:`.mni_case`: series and a semi-synthetic tumour study on real anatomy.
 
 May import: the ground floor, ``data`` and ``dicom_io`` (``tests/test_architecture.py``).
-Imported by the demo and the CLI (and tests and benches); the runtime, data, dicom_io and train
-never import it, and export only where the architecture test names the exception (the parity
-check's synthetic case).
+Imported by the demo and the CLI (and tests and benches); the runtime, export, data, dicom_io
+and train never import it.
 """
 
 from glioedge.synth.dicom_writer import StudyInfo, synthetic_series, write_synthetic_series

@@ -51,7 +51,7 @@ def test_manifest_records_tiny_fp32_parity_within_1e_3(tiny_bundle: Path) -> Non
         assert result["max_abs_logit"] < 1e-3
         assert result["agreement"] >= 0.999
         assert result["dice"] >= 0.999
-    assert ver["case_source"] in ("synthetic.make_case+preprocess", "smooth_random")
+    assert ver["case_source"] == "smooth_random" or ver["case_source"].startswith("training case ")
 
 
 def test_export_refuses_old_opset_and_unknown_exporter(tmp_path: Path) -> None:

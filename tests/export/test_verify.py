@@ -52,26 +52,43 @@ def test_export_fails_and_leaves_no_bundle_when_parity_is_too_poor(
 
 
 def test_verification_inputs_have_random_and_case_patches() -> None:
-    inputs, source = V.verification_inputs(
-        2, (32, 32, 32), modalities=("flair", "t1ce"), preprocess={"bogus": 1}
-    )
-    assert source == "smooth_random"  # the dict is not PreprocessParams: fall back, say so
+    inputs, source = V.verification_inputs(2, (32, 32, 32), modalities=("flair", "t1ce"))
+    assert source == "smooth_random"  # no training cases: fall back, say so
     assert {k: v.shape for k, v in inputs.items()} == {
         "random": (2, 2, 32, 32, 32), "case": (2, 2, 32, 32, 32)
     }
     assert all(v.dtype == np.float32 for v in inputs.values())
 
 
-def test_verification_case_is_the_preprocessed_synthetic_case() -> None:
-    """With real preprocessing parameters the case patch comes from glioedge.synth's cohort
-    generator (the documented export → synth exception), not the smooth-noise fallback."""
+def test_verification_case_is_a_training_case_patch(tmp_path: Path) -> None:
+    """The case patch is cut around the tumour of the training run's first preprocessed case,
+    with the student's channels picked from the case's channel order (no synthetic data in
+    export: the runtime-side rule of tests/test_architecture.py)."""
+    from glioedge.data.brats import discover_cases
+    from glioedge.data.dataset import load_preprocessed, preprocess_cohort
+    from glioedge.data.modalities import parse_modalities
     from glioedge.data.preprocess import PreprocessParams
+    from glioedge.synth.cohort import SyntheticConfig, generate_cohort
 
-    params = PreprocessParams(("flair", "t1ce"), target_spacing=(2.0, 2.0, 2.0))
+    generate_cohort(tmp_path / "data", 1, seed=3, config=SyntheticConfig(shape=(64, 64, 48)))
+    channels = ("t2", "flair", "t1ce")
+    cases = discover_cases(tmp_path / "data", modalities=parse_modalities(list(channels)))
+    params = PreprocessParams(modalities=channels, target_spacing=(2.0, 2.0, 2.0))
+    (path,) = preprocess_cohort(cases, params, tmp_path / "pre")
     inputs, source = V.verification_inputs(
-        2, (32, 32, 32), modalities=("flair", "t1ce"), preprocess=params.to_dict(), batch=1
+        2, (16, 16, 16), modalities=("flair", "t1ce"), cases=[tmp_path / "missing.npy", path],
+        channel_modalities=channels, batch=1,
     )
-    assert source == "synthetic.make_case+preprocess"
+    assert source == f"training case {path.stem}"  # the unreadable first file is skipped
     case = inputs["case"]
-    assert case.shape == (1, 2, 32, 32, 32) and np.isfinite(case).all()
-    assert case.std() > 0.1  # a z-scored brain patch, not zeros
+    assert case.shape == (1, 2, 16, 16, 16) and np.isfinite(case).all()
+    pre = load_preprocessed(path)
+    centre = np.argwhere(np.asarray(pre.label) > 0).mean(0).round().astype(int)
+    box = tuple(slice(int(np.clip(c - 8, 0, n - 16)), int(np.clip(c - 8, 0, n - 16)) + 16)
+                for c, n in zip(centre, pre.data.shape[1:], strict=True))
+    np.testing.assert_array_equal(case[0], np.asarray(pre.data)[[1, 2]][(slice(None), *box)])
+    _, fallback = V.verification_inputs(2, (16, 16, 16), modalities=("flair", "t1ce"), cases=[path],
+                                        channel_modalities=("t1", "t2"))
+    assert fallback == "smooth_random"  # the cases lack the student's channels
+
+

@@ -53,6 +53,8 @@ def quality_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_export_records_the_training_profile(quality_bundle: Path) -> None:
     block = Bundle.load(quality_bundle).manifest.quality
     assert block is not None and block["cases"] == 2  # the training half of split.json
+    # the export's parity check ran on a training case, not on noise
+    assert Bundle.load(quality_bundle).manifest.verification["case_source"].startswith("training case ")
     assert set(block["intensity"]) == {"flair", "t1ce"}
     assert block["intensity"]["t1ce"]["cases"] == 2 and len(block["intensity"]["t1ce"]["histogram"]) == 50
     assert block["training_max_spacing_mm"] == pytest.approx(2.0)
