@@ -264,19 +264,14 @@ def export_bundle(checkpoint: Path, out: Path, options: ExportOptions | None = N
     return bundle
 
 
-def _case_files(folder: Path) -> list[Path]:
-    """The preprocessed cases (``<id>.npy``) in ``folder``."""
-    return sorted(p for p in folder.glob("*.npy") if not p.name.endswith(("_seg.npy", "_mask.npy")))
-
-
 def _training_cases(checkpoint: Path, opts: ExportOptions) -> list[Path]:
     """The training run's preprocessed cases: ``opts.quality_cases``, else those found beside
     the checkpoint (``[]`` when there are none)."""
-    from glioedge.export.quality_block import find_training_cases
+    from glioedge.export.quality_block import find_training_cases, preprocessed_cases
 
     if opts.quality_cases is not None:
         folder = Path(opts.quality_cases)
-        cases = _case_files(folder)
+        cases = preprocessed_cases(folder)
         if not cases:
             raise ModelError(f"{folder}: no preprocessed cases (<id>.npy) for the quality block")
         return cases
@@ -322,7 +317,9 @@ def add_engine(bundle_dir: Path, options: ExportOptions | None = None) -> Bundle
     bundle = Bundle.load(bundle_dir, verify=True)
     m = bundle.manifest
     entry = _build_into(bundle.root, opts, len(m.modalities), m.patch_size)
-    cases = _case_files(Path(opts.quality_cases)) if opts.quality_cases is not None else []
+    from glioedge.export.quality_block import preprocessed_cases
+
+    cases = preprocessed_cases(Path(opts.quality_cases)) if opts.quality_cases is not None else []
     inputs, _ = V.verification_inputs(
         len(m.modalities), m.patch_size, modalities=m.modalities, cases=cases,
         channel_modalities=m.modalities, batch=opts.verify_batch, seed=opts.seed,

@@ -31,6 +31,11 @@ __all__ = ["MAX_CASES", "find_training_cases", "quality_block"]
 MAX_CASES = 64
 
 
+def preprocessed_cases(folder: Path) -> list[Path]:
+    """The preprocessed cases (``<id>.npy``, not their ``_seg``/``_mask`` arrays) in ``folder``."""
+    return sorted(p for p in folder.glob("*.npy") if not p.name.endswith(("_seg.npy", "_mask.npy")))
+
+
 def find_training_cases(checkpoint: Path) -> list[Path]:
     """The ``<id>.npy`` files of the training cases of the run that wrote ``checkpoint``
     (``[]`` when the run folder is not beside it)."""
@@ -38,7 +43,7 @@ def find_training_cases(checkpoint: Path) -> list[Path]:
         pre = run / "preprocessed"
         if not pre.is_dir():
             continue
-        cases = sorted(p for p in pre.glob("*.npy") if not p.name.endswith(("_seg.npy", "_mask.npy")))
+        cases = preprocessed_cases(pre)
         split = run / "split.json"
         if split.is_file():
             train = set(json.loads(split.read_text()).get("train", []))
