@@ -11,11 +11,14 @@ import torch
 
 from glioedge.cli import main
 from glioedge.data.augment import AugmentConfig
-from glioedge.data.loader import make_train_loader
+from glioedge.data.loader import load_preprocessed, make_train_loader
 from glioedge.errors import InputError, ModelError
+from glioedge.metrics.brats import evaluate_case
+from glioedge.metrics.summary import summarise
 from glioedge.train.checkpoint import load_student, read_meta
 from glioedge.train.run import resolve_plan, split_cases, train_from_folder
 from glioedge.train.trainer import Trainer
+from glioedge.train.validation import predict_case
 from tests.train.conftest import tiny_config
 
 
@@ -35,11 +38,22 @@ def test_short_kd_run_lowers_teacher_and_student_losses(tiny_cohort: Path, tmp_p
     assert last["teacher_seg"] < first["teacher_seg"]
     assert last["student_seg"] < first["student_seg"]
     assert {"teacher", "student"} <= set(result.final_metrics)
-    for name in ("teacher", "student"):
-        for region in ("WT", "TC", "ET"):
-            assert 0.0 <= result.final_metrics[name][region]["dice"]["mean"] <= 1.0
-    # Logs, curves and both checkpoints are there, and the student loads without pickle.
+    assert result.history[-1]["val"] == result.final_metrics
+    # The reported metrics are the final student's on the held-out cases, recomputed here.
     run = tmp_path / "run"
+    val_ids = json.loads((run / "split.json").read_text())["val"]
+    student, _ = load_student(result.checkpoint)
+    per_case = []
+    for case_id in val_ids:
+        pc = load_preprocessed(run / "preprocessed" / f"{case_id}.npy")
+        pred = predict_case(student, pc.data[cfg.student_channel_indices()], resolve_plan(cfg).patch_size,
+                            torch.device("cpu"), step=cfg.val_step)
+        per_case.append(evaluate_case(pred, pc.label, tuple(cfg.target_spacing)))
+    recomputed = summarise(per_case)
+    for region in ("WT", "TC", "ET"):
+        assert result.final_metrics["student"][region]["dice"]["mean"] == pytest.approx(
+            recomputed[region]["dice"]["mean"], abs=1e-6), region
+    # Logs, curves and both checkpoints are there, and the student loads without pickle.
     for name in ("history.json", "history.csv", "curves.png", "split.json"):
         assert (run / name).is_file(), name
     net, meta = load_student(result.checkpoint)
