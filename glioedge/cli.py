@@ -1,6 +1,6 @@
 """The ``glioedge`` command: one entry point, one sub-command per job.
 
-Exit codes, the same for every sub-command (:func:`exit_code` is the one mapping):
+Exit codes, the same for every sub-command (``glioedge.errors.exit_code`` is the one mapping):
 0 success; 1 a check ran and did not hold (export parity, bundle verification, a failed or
 quarantined job under ``watch --once``); 2 bad input or configuration (argparse's own usage errors
 are 2 as well). Errors are logged as one line naming what was wrong, never a traceback.
@@ -16,16 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from glioedge import __version__
-from glioedge.errors import CheckFailedError, ConfigError, GlioedgeError
+from glioedge.errors import ConfigError, GlioedgeError, exit_code, exit_status
 
 log = logging.getLogger("glioedge")
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-
-
-def exit_code(exc: BaseException) -> int:
-    """The exit status for an error a sub-command raised: 1 for a failed check, else 2."""
-    return EXIT_CHECK_FAILED if isinstance(exc, CheckFailedError) else EXIT_BAD_INPUT
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -225,14 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     name = " ".join(filter(None, [args.command, getattr(args, "bundle_command", None)]))
     try:
-        code = int(args.func(args) or 0)
-    except GlioedgeError as exc:
+        return exit_status(args.func(args))
+    except (GlioedgeError, OSError) as exc:  # OSError: a path that cannot be read or written
         log.error("glioedge %s: %s", name, exc)
         return exit_code(exc)
-    except OSError as exc:  # a path that cannot be read or written: the input or configuration
-        log.error("glioedge %s: %s", name, exc)
-        return EXIT_BAD_INPUT
-    return code if code in (EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT) else EXIT_CHECK_FAILED
 
 
 if __name__ == "__main__":

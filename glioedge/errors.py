@@ -1,12 +1,14 @@
 """One exception hierarchy for glioedge.
 
 Every message says what was wrong, where (case, file, series, tag) and what was expected.
-The command line maps them to exit codes (``glioedge.cli.exit_code``): a
-:class:`CheckFailedError` is 1 (a check ran and did not hold), every other :class:`GlioedgeError`
-is 2 (bad input or configuration).
+Every command line (``glioedge``, ``python -m glioedge.runtime.daemon``) maps them to exit codes
+with :func:`exit_code`: a :class:`CheckFailedError` is 1 (a check ran and did not hold), every
+other :class:`GlioedgeError` is 2 (bad input or configuration).
 """
 
 from __future__ import annotations
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 class GlioedgeError(Exception):
@@ -59,3 +61,15 @@ def error_class(names: str | list[str] | tuple[str, ...]) -> type[GlioedgeError]
         if name in known:
             return known[name]
     return GlioedgeError
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit status for an error a sub-command raised: 1 for a failed check, else 2 (an
+    ``OSError`` is a path that cannot be read or written: bad input or configuration)."""
+    return EXIT_CHECK_FAILED if isinstance(exc, CheckFailedError) else EXIT_BAD_INPUT
+
+
+def exit_status(code: int | None) -> int:
+    """A sub-command's own return value as an exit status: 0, 1 or 2 (anything else is 1)."""
+    code = int(code or 0)
+    return code if code in (EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT) else EXIT_CHECK_FAILED

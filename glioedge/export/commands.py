@@ -146,7 +146,7 @@ def _summary(manifest: Any) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Run ``glioedge export``; returns 0 (errors go to ``glioedge.cli.exit_code``).
+    """Run ``glioedge export``; returns 0 (errors go to ``glioedge.errors.exit_code``).
 
     Raises:
         ConfigError: neither ``--checkpoint --out`` nor ``--bundle --engine`` given.

@@ -69,7 +69,7 @@ def run_segment(args: argparse.Namespace) -> int:
     """Run ``glioedge segment``; returns the exit status.
 
     Raises:
-        GlioedgeError: bad input, bundle or back-end (the CLI logs it; exit code per glioedge.cli.exit_code).
+        GlioedgeError: bad input, bundle or back-end (the CLI logs it; exit code: errors.exit_code).
     """
     from glioedge.progress import Progress, use_progress
     from glioedge.runtime.segmenter import Segmenter, SegmenterConfig

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from glioedge.errors import GlioedgeError
+from glioedge.errors import GlioedgeError, exit_code, exit_status
 from glioedge.runtime.daemon.config import DaemonConfig, load_config
 
 
@@ -328,8 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_operator_parsers(sub)
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
-    except GlioedgeError as exc:
+        return exit_status(args.func(args))
+    except (GlioedgeError, OSError) as exc:  # the exit codes of ``glioedge``: one mapping
         logging.getLogger("glioedge.daemon").error("glioedge %s: %s", args.command, exc,
                                                    extra={"event": "error"})
-        return 2
+        return exit_code(exc)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,13 @@ from typing import Any
 import pytest
 
 from glioedge import errors
-from glioedge.cli import exit_code
 from glioedge.dicom_io.modality import ModalityRules
-from glioedge.errors import GlioedgeError, InputError, VerificationError
+from glioedge.errors import GlioedgeError, InputError, VerificationError, exit_code
 from glioedge.runtime.daemon.delivery import DeliveryError
 from glioedge.runtime.daemon.jobproc import JobProcess, _run_job, error_reply, raised_error
 from tests.runtime.daemon.conftest import daemon_config, header_only_instance
 
+ROOT = Path(__file__).resolve().parents[3]
 HIERARCHY = sorted((c for c in vars(errors).values()
                     if isinstance(c, type) and issubclass(c, GlioedgeError)), key=lambda c: c.__name__)
 
@@ -104,3 +106,24 @@ def test_the_child_gets_the_rules_the_daemon_loaded_not_the_file(trained_bundle:
         assert jobs.start()["status"] == "ready"
     finally:
         jobs.close()
+
+
+@pytest.mark.slow
+def test_both_daemon_entry_points_exit_alike_on_a_tampered_bundle(trained_bundle: Path,
+                                                                   tmp_path: Path) -> None:
+    """``glioedge watch`` and ``python -m glioedge.runtime.daemon watch`` share one exit-code
+    mapping: a bundle that fails verification is a failed check (1), not bad input (2)."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_bundle, bundle)
+    with (bundle / "model.onnx").open("ab") as fh:
+        fh.write(b"\0")
+    (tmp_path / "inbox").mkdir()
+    codes = {}
+    for entry in ("glioedge.cli", "glioedge.runtime.daemon"):
+        out = tmp_path / entry
+        done = subprocess.run([sys.executable, "-m", entry, "watch", str(tmp_path / "inbox"),
+                               "--bundle", str(bundle), "--out", str(out), "--once"],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+        assert "model.onnx" in done.stderr, done.stderr[-2000:]
+        codes[entry] = done.returncode
+    assert codes == {"glioedge.cli": 1, "glioedge.runtime.daemon": 1}
