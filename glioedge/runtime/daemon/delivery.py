@@ -21,7 +21,6 @@ from glioedge._optional import require
 from glioedge.errors import GlioedgeError
 from glioedge.fileio import publish_dir
 from glioedge.runtime.daemon.config import DeliveryConfig, parse_cstore
-from glioedge.runtime.daemon.names import safe_uid
 
 logger = logging.getLogger(__name__)
 
@@ -237,10 +236,3 @@ def destinations(config: DeliveryConfig) -> dict[str, Destination]:
     auth = config.stowrs_auth() if config.stowrs else None
     out += [StowRsDestination(u, config.timeout, auth) for u in config.stowrs]
     return {d.name: d for d in out}
-
-
-def output_folder(outbox: str | Path, study_uid: str, job_id: int | None = None) -> Path:
-    """``<outbox>/<sanitised study uid>``, and with ``job_id`` the folder of that job (one version
-    of the study): ``<outbox>/<sanitised study uid>/job-<id>``."""
-    study = Path(outbox) / safe_uid(study_uid)
-    return study if job_id is None else study / f"job-{int(job_id)}"

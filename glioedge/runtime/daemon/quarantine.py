@@ -18,25 +18,31 @@ from typing import Any
 
 from glioedge.fileio import atomic_write_text
 from glioedge.runtime.daemon.logging import hashed_path, hide_paths, scrub
-from glioedge.runtime.daemon.names import safe_uid
+from glioedge.runtime.daemon.names import study_folder
 
 logger = logging.getLogger(__name__)
 
 
 def quarantine(root: str | Path, uid: str, files: Sequence[str | Path], reason: str, *,
-               inbox: str | Path | None = None, details: dict[str, Any] | None = None) -> Path:
-    """Copy ``files`` to ``<root>/<safe uid>/files/`` and write ``reason.json`` and ``reason.txt``.
+               job_id: int | None = None, inbox: str | Path | None = None,
+               details: dict[str, Any] | None = None) -> Path:
+    """Copy ``files`` to ``<root>/<safe uid>[/job-<id>]/files/`` and write ``reason.json`` and
+    ``reason.txt``.
 
     Each copy is named ``<n>-<hash>.dcm`` (``hash``: of its path relative to the inbox), never
     after the inbox's folder or file names; ``reason.json`` lists ``{"file", "source"}`` pairs,
     ``source`` being the hashed form of the original path (``<inbox file …>``, as in the logs
     and ``glioedge jobs``; ``--show-paths`` there shows the path itself). DICOM readers do not
-    need the names: an operator can fix and re-drop the copies. Writing is idempotent:
-    quarantining the same study again after a crash overwrites the same folder.
+    need the names: an operator can fix and re-drop the copies. Each job (one version of a study)
+    has its own folder, as in the outbox, so a later version never mixes its files and reason into
+    an earlier one's. Writing is idempotent: quarantining the same job again after a crash
+    overwrites the same folder.
 
     Args:
         root: The quarantine folder.
         uid: StudyInstanceUID (or another key) naming the folder; sanitised.
+        job_id: The job (version of the study) it was quarantined in; ``None``: no job (an
+            unreadable file quarantined on its own).
         files: The study's input files.
         reason: Why, in words (the error message).
         inbox: The inbox, to keep relative paths.
@@ -48,7 +54,7 @@ def quarantine(root: str | Path, uid: str, files: Sequence[str | Path], reason: 
     Raises:
         OSError: the copy or the reason file cannot be written (e.g. the disk is full).
     """
-    folder = Path(root) / safe_uid(uid)
+    folder = study_folder(root, uid, job_id)
     target = folder / "files"
     target.mkdir(parents=True, exist_ok=True)
     copied: list[dict[str, str]] = []

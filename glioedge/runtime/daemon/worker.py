@@ -21,11 +21,11 @@ from typing import Any
 
 from glioedge.fileio import publish_dir
 from glioedge.runtime.daemon.config import DaemonConfig
-from glioedge.runtime.daemon.delivery import DeliveryError, Destination, output_folder
+from glioedge.runtime.daemon.delivery import DeliveryError, Destination
 from glioedge.runtime.daemon.health import Metrics
 from glioedge.runtime.daemon.jobproc import JobProcess
 from glioedge.runtime.daemon.jobs import Job, JobState, JobStore
-from glioedge.runtime.daemon.names import safe_uid
+from glioedge.runtime.daemon.names import safe_uid, study_folder
 from glioedge.runtime.daemon.quarantine import quarantine
 from glioedge.runtime.daemon.stranded import Stranded
 
@@ -115,7 +115,7 @@ class Worker:
         log = {"event": "job", "job_id": job.id, "study_uid": job.study_uid, "attempt": job.attempts}
         logger.info("job started", extra=log)
         t0 = time.perf_counter()
-        final = output_folder(self.outbox, job.study_uid, job.id)  # this version's own folder
+        final = study_folder(self.outbox, job.study_uid, job.id)  # this version's own folder
         staging = self.outbox / TMP_DIR / f"{safe_uid(job.study_uid)}.{job.id}"
         logger.info("inference started", extra={**log, "stage": "inference", "pid": self.jobs.pid})
         try:
@@ -212,7 +212,7 @@ class Worker:
 
     def _quarantine(self, job: Job, reason: str, log: dict[str, Any]) -> JobState:
         try:
-            quarantine(self.config.watch.quarantine_dir, job.study_uid, job.files, reason,
+            quarantine(self.config.watch.quarantine_dir, job.study_uid, job.files, reason, job_id=job.id,
                        inbox=self.config.watch.inbox, details={"job_id": job.id, "key": job.key})
         except OSError as exc:
             message = f"quarantine folder not writable: {exc}; the job stays queued"

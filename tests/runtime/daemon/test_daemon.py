@@ -143,14 +143,14 @@ def test_bad_studies_are_quarantined_and_good_ones_served(
     qroot = tmp_path / "quarantine"
     for name, (key, words) in catalogue.items():
         assert jobs[key].state is JobState.QUARANTINED, name
-        folder = qroot / safe_uid(key)
+        folder = qroot / safe_uid(key) / f"job-{jobs[key].id}"
         reason = json.loads((folder / "reason.json").read_text())
         assert words.lower() in reason["reason"].lower(), (name, reason["reason"])
         assert (folder / "reason.txt").is_file() and reason["files"], name
     assert all(p.resolve().is_relative_to(tmp_path) for p in tmp_path.rglob("*"))
     assert not (tmp_path.parent / "evil").exists()
-    junk = [f for f in qroot.iterdir() if f.name.startswith("x")]
-    assert any("unreadable DICOM file" in (f / "reason.txt").read_text() for f in junk)
+    junk = list(qroot.glob("x*/reason.txt"))  # a file quarantined on its own: no job folder
+    assert any("unreadable DICOM file" in f.read_text() for f in junk)
     assert _files(inbox) == before  # quarantine copies, never moves
     for value in PHI_VALUES:
         assert value not in json_log.getvalue()
@@ -284,7 +284,8 @@ def test_daemon_stderr_is_json_without_phi_and_once_fails_on_quarantine(
     assert any(r["logger"] == "py.warnings" for r in records)  # third-party text became JSON
     for leak in (*LEAKS, f"{inbox}/"):
         assert leak not in done.stderr, f"{leak!r} leaked into the daemon's stderr"
-    reason = (tmp_path / "out" / "_quarantine" / safe_uid(bad) / "reason.txt").read_text()
+    (folder,) = (tmp_path / "out" / "_quarantine" / safe_uid(bad)).glob("job-*")
+    reason = (folder / "reason.txt").read_text()
     assert " t1ce/" in reason and str(inbox) not in reason  # the file named within the study
     assert not any(leak in reason for leak in LEAKS)
 

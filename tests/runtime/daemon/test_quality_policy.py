@@ -69,7 +69,8 @@ def test_review_result_held_back_or_delivered(policy: str, tmp_path: Path, revie
     if policy == "ok":
         assert job.state is JobState.QUARANTINED
         assert "quality REVIEW: uncertain" in job.error and "not delivered" in job.error
-        reason = json.loads((tmp_path / "quarantine" / safe_uid(uid) / "reason.json").read_text())
+        folder = tmp_path / "quarantine" / safe_uid(uid) / f"job-{job.id}"
+        reason = json.loads((folder / "reason.json").read_text())
         assert "delivery.deliver = 'ok'" in reason["reason"] and reason["files"]
         assert delivered == []
     else:

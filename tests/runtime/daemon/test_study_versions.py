@@ -180,6 +180,31 @@ def test_quarantine_and_operator_output_carry_no_inbox_folder_names(tmp_path: Pa
     assert "DOE_JOHN_12345_19700101" in capsys.readouterr().out
 
 
+def test_each_quarantined_version_keeps_its_own_folder(tmp_path: Path) -> None:
+    """Two versions of one study quarantined: the second (fewer files) neither overwrites the
+    first's reason nor leaves the first's copies under its own reason."""
+    config, store, worker, _ = _setup(tmp_path)
+    files = _inputs(tmp_path, ["IM1", "IM2"])
+
+    class _Bad(_WritingChild):
+        def run(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+            return {"status": "input_error", "message": f"version {request['job_id']}: no FLAIR series"}
+
+    worker.jobs = _Bad()  # type: ignore[assignment]
+    first = store.add_job("k-v1", STUDY, files)
+    assert worker.process(store.claim(3)) is JobState.QUARANTINED
+    second = store.add_job("k-v2", STUDY, files[:1])
+    assert worker.process(store.claim(3)) is JobState.QUARANTINED
+    store.close()
+    folders = sorted(p.name for p in (config.watch.quarantine_dir / STUDY).iterdir())
+    assert folders == sorted([f"job-{first}", f"job-{second}"])
+    for job, n in ((first, 2), (second, 1)):
+        folder = config.watch.quarantine_dir / STUDY / f"job-{job}"
+        reason = json.loads((folder / "reason.json").read_text())
+        assert reason["job_id"] == job and f"version {job}:" in reason["reason"]
+        assert len(reason["files"]) == n == len(list((folder / "files").iterdir()))
+
+
 def test_hidden_paths_cover_the_study_folder_and_relative_forms_only() -> None:
     from glioedge.runtime.daemon.logging import hide_paths
 
