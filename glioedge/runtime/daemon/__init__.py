@@ -1,6 +1,7 @@
 """The folder daemon (``glioedge watch``), the DICOM receiver (``glioedge receive``) and delivery.
 
-Modules: :mod:`.config` (TOML + command line), :mod:`.jobs` (SQLite job store),
+Modules: :mod:`.config` (TOML + command line), :mod:`.peers` (the ``[delivery]`` and ``[receive]``
+settings: PACS, DICOMweb, TLS, credentials, who may send), :mod:`.jobs` (SQLite job store),
 :mod:`.inbox` (study grouping and completeness), :mod:`.worker` (one job: segment → write →
 deliver), :mod:`.delivery` (folder, C-STORE, STOW-RS), :mod:`.quarantine`, :mod:`.receiver`
 (Storage SCP), :mod:`.health` (``/healthz``, ``/metrics``), :mod:`.logging` (JSON logs without

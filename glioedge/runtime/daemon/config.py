@@ -8,13 +8,13 @@ which may come from the command line instead. ``docs/daemon.md`` is the referenc
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from glioedge.errors import ConfigError
+from glioedge.runtime.daemon.peers import SECRET_KEYS, DeliveryConfig, ReceiveConfig
 
 _AGE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw]?)\s*$")
 _UNIT_S = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
@@ -22,9 +22,6 @@ _UNIT_S = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 *
 AUTO_JOB_TIMEOUT = 600.0
 #: ... this many per input file (a 4-series study of 600 files: 20 minutes).
 AUTO_JOB_TIMEOUT_PER_FILE = 1.0
-#: ``[delivery]`` keys that hold secrets: never logged, never on a command line.
-SECRET_KEYS = ("stowrs_password", "stowrs_token")
-_CSTORE = re.compile(r"^(?P<aet>[^@]{1,16})@(?P<host>[^:@]+):(?P<port>\d{1,5})$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,98 +109,6 @@ class ModelConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class DeliveryConfig:
-    """Where SEGs go beyond the outbox, and how failed sends are retried.
-
-    Attributes:
-        folders: Extra folders that receive a copy of each study's outputs.
-        cstore: PACS nodes as ``AET@HOST:PORT`` (DICOM C-STORE).
-        stowrs: DICOMweb base URLs (STOW-RS ``POST <url>/studies``).
-        cstore_tls_ca: PEM CA that signed the PACS's certificate: C-STORE over TLS (the PACS's
-            certificate must name the host of ``cstore``).
-        cstore_tls_cert: Our client certificate (with ``cstore_tls_key``) for a PACS that
-            requires mutual TLS.
-        cstore_tls_key: PEM private key of ``cstore_tls_cert``.
-        cstore_tls_nodes: The ``cstore`` nodes (``AET@HOST:PORT`` as written there) reached over
-            TLS; the others are plain. Empty with ``cstore_tls_ca`` set: every node uses TLS.
-        stowrs_username: HTTP basic authentication for STOW-RS: the user ...
-        stowrs_password: ... and the password, or better ``stowrs_password_env``, the name of
-            an environment variable holding it (kept out of the file).
-        stowrs_token: A bearer token for STOW-RS, or better ``stowrs_token_env`` (the name of an
-            environment variable holding it). Secrets are never logged nor passed to the
-            inference process.
-        stowrs_allow_plaintext_credentials: Send the STOW-RS password or token to an
-            ``http://`` URL, in clear text on the network (default off: refused at start-up;
-            use ``https://``).
-        calling_aet: Our AE title when we associate with a PACS.
-        timeout: Network timeout of one send, in seconds.
-        max_attempts: Sends of one SEG to one destination before the delivery is marked failed.
-        backoff_initial: First delay between sends, in seconds.
-        backoff_factor: Growth of the delay after each failure.
-        backoff_max: Longest delay between sends, in seconds.
-        deliver: Which quality verdicts are sent on as a SEG: ``ok``, ``ok+review`` or ``all``
-            (default, the behaviour before the verdict existed). A study held back is
-            quarantined with its verdict and reasons; its outputs stay in the outbox for review.
-    """
-
-    folders: tuple[str, ...] = ()
-    cstore: tuple[str, ...] = ()
-    stowrs: tuple[str, ...] = ()
-    calling_aet: str = "GLIOEDGE"
-    timeout: float = 30.0
-    max_attempts: int = 50
-    backoff_initial: float = 5.0
-    backoff_factor: float = 2.0
-    backoff_max: float = 600.0
-    cstore_tls_ca: str = ""
-    cstore_tls_cert: str = ""
-    cstore_tls_key: str = ""
-    cstore_tls_nodes: tuple[str, ...] = ()
-    stowrs_username: str = ""
-    stowrs_password: str = dataclasses.field(default="", repr=False)
-    stowrs_password_env: str = ""
-    stowrs_token: str = dataclasses.field(default="", repr=False)
-    stowrs_token_env: str = ""
-    stowrs_allow_plaintext_credentials: bool = False
-
-    def uses_tls(self, node: str) -> bool:
-        """Whether C-STORE to ``node`` goes over TLS (``cstore_tls_nodes``, else all with a CA)."""
-        if not self.cstore_tls_ca:
-            return False
-        return not self.cstore_tls_nodes or parse_cstore(node) in {
-            parse_cstore(n) for n in self.cstore_tls_nodes}
-    deliver: str = "all"
-
-    def stowrs_auth(self) -> tuple[str, Any] | None:
-        """``("basic", (user, password))``, ``("bearer", token)`` or None, secrets read from the
-        environment variables named by ``stowrs_password_env`` / ``stowrs_token_env`` when set.
-
-        Raises:
-            ConfigError: a named environment variable is unset or empty.
-        """
-        def secret(value: str, env: str, key: str) -> str:
-            if env:
-                found = os.environ.get(env, "")
-                if not found:
-                    raise ConfigError(f"delivery.{key}_env = {env!r}: that environment variable is "
-                                      "not set (or empty)")
-                return found
-            return value
-
-        token = secret(self.stowrs_token, self.stowrs_token_env, "stowrs_token")
-        if token:
-            return "bearer", token
-        if self.stowrs_username:
-            return "basic", (self.stowrs_username,
-                             secret(self.stowrs_password, self.stowrs_password_env, "stowrs_password"))
-        return None
-
-    def backoff(self, attempts: int) -> float:
-        """Seconds to wait after ``attempts`` failed sends."""
-        return min(self.backoff_max, self.backoff_initial * self.backoff_factor ** max(0, attempts - 1))
-
-
-@dataclasses.dataclass(frozen=True)
 class HealthConfig:
     """The HTTP health and metrics endpoint; ``port = 0`` disables it.
 
@@ -220,44 +125,6 @@ class HealthConfig:
     port: int = 0
     allowed_hosts: tuple[str, ...] = ()
     max_connections: int = 8
-
-
-@dataclasses.dataclass(frozen=True)
-class ReceiveConfig:
-    """The DICOM Storage SCP (``glioedge receive``).
-
-    Attributes:
-        aet: Our AE title.
-        host: Address to listen on; ``0.0.0.0`` to accept scanners on the network (then
-            ``allowed_calling_aets`` or ``allowed_peers`` must be set).
-        port: TCP port (104 and 11112 are usual).
-        inbox: Folder to write instances into (default: ``[watch] inbox``).
-        allowed_calling_aets: Accept only these calling AE titles; empty accepts any (allowed
-            only on a loopback address).
-        allowed_peers: Accept connections only from these addresses or networks (``10.1.2.3``,
-            ``10.1.2.0/24``); empty accepts any. Checked before a byte of DICOM is read.
-        sop_classes: SOP Class UIDs accepted by C-STORE (default MR Image Storage and Enhanced
-            MR Image Storage: what the daemon processes); others are not negotiated.
-        min_free_mb: Free space (MiB) the inbox's file system keeps: below it, C-STORE answers
-            "out of resources" (0xA700) instead of filling the disk.
-        tls_cert: PEM certificate (chain) of the SCP: with ``tls_key``, associations are DICOM
-            over TLS (TLS 1.2 or newer) and plain ones are refused.
-        tls_key: PEM private key of ``tls_cert``.
-        tls_ca: PEM CA bundle; when set, a client must present a certificate it signed
-            (mutual TLS).
-    """
-
-    aet: str = "GLIOEDGE"
-    host: str = "127.0.0.1"
-    port: int = 11112
-    inbox: str = ""
-    allowed_calling_aets: tuple[str, ...] = ()
-    allowed_peers: tuple[str, ...] = ()
-    sop_classes: tuple[str, ...] = ("1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1")
-    min_free_mb: float = 512.0
-    tls_cert: str = ""
-    tls_key: str = ""
-    tls_ca: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,9 +176,9 @@ class DaemonConfig:
 
     watch: WatchConfig = WatchConfig()
     model: ModelConfig = ModelConfig()
-    delivery: DeliveryConfig = DeliveryConfig()
+    delivery: DeliveryConfig = dataclasses.field(default_factory=DeliveryConfig)
     health: HealthConfig = HealthConfig()
-    receive: ReceiveConfig = ReceiveConfig()
+    receive: ReceiveConfig = dataclasses.field(default_factory=ReceiveConfig)
     log: LogConfig = LogConfig()
     retention: RetentionConfig = RetentionConfig()
     status_page: StatusPageConfig = StatusPageConfig()
@@ -392,37 +259,8 @@ class DaemonConfig:
             raise ConfigError(f"health.max_connections = {self.health.max_connections}: expected 1..256")
         if self.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"log.level = {self.log.level!r}: expected DEBUG, INFO, WARNING or ERROR")
-        for node in d.cstore:
-            parse_cstore(node)
-        r = self.receive
-        validate_receive_filters(r)
-        if bool(r.tls_cert) != bool(r.tls_key) or (r.tls_ca and not r.tls_cert):
-            raise ConfigError("receive: TLS needs both tls_cert and tls_key (tls_ca only with them)")
-        if bool(d.cstore_tls_cert) != bool(d.cstore_tls_key) or (d.cstore_tls_cert and not d.cstore_tls_ca):
-            raise ConfigError("delivery: a C-STORE client certificate needs cstore_tls_cert, "
-                              "cstore_tls_key and cstore_tls_ca")
-        if (d.stowrs_token or d.stowrs_token_env) and d.stowrs_username:
-            raise ConfigError("delivery: give either stowrs_username (HTTP basic) or stowrs_token "
-                              "(bearer), not both")
-        if (d.stowrs_password or d.stowrs_password_env) and not d.stowrs_username:
-            raise ConfigError("delivery.stowrs_password set without delivery.stowrs_username")
-        for url in d.stowrs:
-            if not url.startswith(("http://", "https://")):
-                raise ConfigError(f"delivery.stowrs {url!r}: expected an http(s):// URL")
-        credentials = (d.stowrs_username or d.stowrs_token or d.stowrs_token_env)
-        plain = [u for u in d.stowrs if u.startswith("http://")]
-        if credentials and plain and not d.stowrs_allow_plaintext_credentials:
-            raise ConfigError(f"delivery.stowrs {plain[0]!r} is plain http:// and STOW-RS "
-                              "credentials are set: they would cross the network in clear text; "
-                              "use https://, or accept the risk with "
-                              "delivery.stowrs_allow_plaintext_credentials = true")
-        nodes = {parse_cstore(n) for n in d.cstore}
-        for node in d.cstore_tls_nodes:
-            if parse_cstore(node) not in nodes:
-                raise ConfigError(f"delivery.cstore_tls_nodes {node!r} is not one of delivery.cstore")
-        if d.cstore_tls_nodes and not d.cstore_tls_ca:
-            raise ConfigError("delivery.cstore_tls_nodes needs delivery.cstore_tls_ca (the CA that "
-                              "signed those PACS' certificates)")
+        d.validate()
+        self.receive.validate()
         if self.retention.older_than:
             parse_age(self.retention.older_than, "retention.older_than")
         if not 1 <= self.status_page.jobs <= 1000 or not 1 <= self.status_page.refresh <= 3600:
@@ -458,36 +296,6 @@ class DaemonConfig:
                     f"{key} {resolved} {'is' if inbox == resolved else 'contains'} the inbox "
                     f"{inbox}: the daemon would skip every input as its own output; use a folder "
                     "beside the inbox or inside it")
-
-
-def validate_receive_filters(r: ReceiveConfig) -> None:
-    """Check ``[receive]``'s filters: peers are addresses or networks, SOP classes are UIDs, the
-    disk floor is a size, and a non-loopback address has a caller filter.
-
-    Raises:
-        ConfigError: naming the key and what is accepted.
-    """
-    import ipaddress
-
-    for peer in r.allowed_peers:
-        try:
-            ipaddress.ip_network(peer, strict=False)
-        except ValueError:
-            raise ConfigError(f"receive.allowed_peers {peer!r}: expected an IP address or network "
-                              "such as 10.1.2.3 or 10.1.2.0/24") from None
-    if not r.sop_classes or not all(re.fullmatch(r"[0-9]+(\.[0-9]+)+", u) for u in r.sop_classes):
-        raise ConfigError(f"receive.sop_classes = {list(r.sop_classes)}: expected SOP Class UIDs, "
-                          "e.g. 1.2.840.10008.5.1.4.1.1.4 (MR Image Storage)")
-    if not 0 <= r.min_free_mb < float("inf"):
-        raise ConfigError(f"receive.min_free_mb = {r.min_free_mb}: expected MiB >= 0")
-    try:
-        loopback = ipaddress.ip_address(r.host).is_loopback
-    except ValueError:
-        loopback = r.host == "localhost"
-    if not loopback and not (r.allowed_calling_aets or r.allowed_peers):
-        raise ConfigError(f"receive.host = {r.host!r} accepts DICOM from the network: set "
-                          "receive.allowed_calling_aets (--allowed-aet) and/or receive.allowed_peers "
-                          "(--allowed-peer) to the scanners that may send")
 
 
 def _section(name: str, section_type: type, table: Any) -> Any:
@@ -531,19 +339,6 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     elif isinstance(default, str) and isinstance(value, (str, Path)):
         return str(value)
     raise ConfigError(f"{key} = {value!r}: expected {type(default).__name__}")
-
-
-def parse_cstore(node: str) -> tuple[str, str, int]:
-    """Split ``AET@HOST:PORT``.
-
-    Raises:
-        ConfigError: the text is not of that form or the port is out of range.
-    """
-    match = _CSTORE.match(node.strip())
-    if not match or not 0 < int(match["port"]) < 65536:
-        raise ConfigError(f"C-STORE destination {node!r}: expected AET@HOST:PORT, "
-                          "e.g. ORTHANC@127.0.0.1:4242")
-    return match["aet"], match["host"], int(match["port"])
 
 
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> DaemonConfig:

@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from glioedge._optional import require
 from glioedge.errors import GlioedgeError
 from glioedge.fileio import publish_dir
-from glioedge.runtime.daemon.config import DeliveryConfig, parse_cstore
+from glioedge.runtime.daemon.peers import DeliveryConfig, parse_cstore
 
 logger = logging.getLogger(__name__)
 

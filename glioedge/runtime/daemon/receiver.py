@@ -26,8 +26,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from glioedge._optional import require
 from glioedge.errors import ConfigError
 from glioedge.fileio import atomic_write
-from glioedge.runtime.daemon.config import ReceiveConfig
 from glioedge.runtime.daemon.names import safe_uid
+from glioedge.runtime.daemon.peers import ReceiveConfig
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from glioedge.runtime.daemon.config import ReceiveConfig
 from glioedge.runtime.daemon.inbox import Inbox, missing_series
+from glioedge.runtime.daemon.peers import ReceiveConfig
 from glioedge.runtime.daemon.receiver import Receiver, instance_path
 from tests.runtime.daemon.conftest import LOOPBACK, clone_study, free_port, wait_until
 

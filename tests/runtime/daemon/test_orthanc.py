@@ -11,8 +11,8 @@ from typing import Any
 import pydicom
 import pytest
 
-from glioedge.runtime.daemon.config import ReceiveConfig
 from glioedge.runtime.daemon.jobs import DeliveryState, JobState
+from glioedge.runtime.daemon.peers import ReceiveConfig
 from glioedge.runtime.daemon.receiver import Receiver
 from tests.runtime.daemon.conftest import (
     DICOMWEB_PLUGIN,

@@ -16,7 +16,7 @@ import pytest
 
 from glioedge.cli import main
 from glioedge.errors import ConfigError
-from glioedge.runtime.daemon.config import ReceiveConfig
+from glioedge.runtime.daemon.peers import ReceiveConfig
 from glioedge.runtime.daemon.receiver import Receiver, instance_path
 from tests.runtime.daemon.conftest import LOOPBACK, wait_until
 

@@ -17,7 +17,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from glioedge.errors import ConfigError
-from glioedge.runtime.daemon.config import ReceiveConfig, load_config
+from glioedge.runtime.daemon.config import load_config
+from glioedge.runtime.daemon.peers import ReceiveConfig
 from glioedge.runtime.daemon.receiver import OUT_OF_RESOURCES, Receiver
 from tests.runtime.daemon.conftest import LOOPBACK, free_port
 

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from glioedge.errors import ConfigError
-from glioedge.runtime.daemon.config import DaemonConfig, load_config, parse_cstore
+from glioedge.runtime.daemon.config import DaemonConfig, load_config
 from glioedge.runtime.daemon.health import HealthServer, Metrics
 from glioedge.runtime.daemon.jobs import DeliveryState, JobState, JobStore
 from glioedge.runtime.daemon.logging import JsonFormatter, PhiFilter
 from glioedge.runtime.daemon.names import safe_uid
+from glioedge.runtime.daemon.peers import parse_cstore
 from glioedge.runtime.daemon.quarantine import quarantine
 from tests.runtime.daemon.conftest import LOOPBACK
 
