@@ -197,3 +197,47 @@ def test_thresholds_from_the_manifest_block() -> None:
     block = {**_training_block(), "thresholds": {"entropy_review": 0.0001}}
     q = _assess(images, affine, labels, mask, block=block)
     assert "uncertain" in {r.code for r in q.reasons} and q.thresholds_source == "bundle"
+
+
+def test_mirror_disagreement_inside_the_tumour_is_scored_and_flagged() -> None:
+    """With mirroring the window's disagreement (0..1 per voxel) is averaged inside the predicted
+    tumour; above the threshold the verdict says ``mirror_disagreement``."""
+    from glioedge.runtime.quality import disagreement_stats
+
+    images, affine, labels, mask = _case()
+    t = QualityThresholds()
+    tumour = labels > 0
+    calm = np.where(tumour, 0.02, 0.9).astype(np.float32)  # disagreement outside does not count
+    stats = disagreement_stats(calm, labels)
+    assert stats["mean"] == pytest.approx(0.02, abs=1e-4) and stats["tumour_voxels"] == int(tumour.sum())
+    q = assess(labels=labels, brain_mask=mask, spacing=SPACING,
+               profiles=_profiles(images, affine, mask, labels), entropy=_confident(labels),
+               mirror=True, block=_training_block(), disagreement=stats)
+    assert q.verdict == "ok", q.to_dict()
+    assert q.scores["uncertainty"]["mirror_disagreement"]["available"] is True
+    for value, severity in ((t.mirror_disagreement_review + 0.01, "review"),
+                            (t.mirror_disagreement_reject + 0.01, "reject")):
+        shaky = disagreement_stats(np.where(tumour, value, 0.0).astype(np.float32), labels)
+        q = assess(labels=labels, brain_mask=mask, spacing=SPACING,
+                   profiles=_profiles(images, affine, mask, labels), entropy=_confident(labels),
+                   mirror=True, block=_training_block(), disagreement=shaky)
+        assert {r.code: r.severity for r in q.reasons}.get("mirror_disagreement") == severity, q.to_dict()
+        assert q.verdict == severity
+    assert disagreement_stats(calm, np.zeros_like(labels)) == {"available": True, "tumour_voxels": 0}
+
+
+def test_calibration_sets_the_mirror_disagreement_threshold_only_from_mirrored_cases() -> None:
+    from glioedge.runtime.quality.calibrate import thresholds_from_scores
+
+    def scores(mirror: float | None) -> dict[str, Any]:
+        md = {"available": False} if mirror is None else {"available": True, "mean": mirror}
+        return {"distribution": {"distance": {"flair": 0.05}}, "coverage": {"border_fraction": 0.0},
+                "uncertainty": {"entropy_mean": 0.1, "mirror_disagreement": md},
+                "anatomy": {"outside_brain_fraction": 0.0}}
+
+    base = QualityThresholds()
+    t = thresholds_from_scores([scores(v) for v in (0.01, 0.03, 0.04)], 0.0, base)
+    assert t.mirror_disagreement_review == pytest.approx(0.04)
+    assert t.mirror_disagreement_reject == base.mirror_disagreement_reject  # at least the default
+    plain = thresholds_from_scores([scores(None)] * 3, 0.0, base)
+    assert plain.mirror_disagreement_review == base.mirror_disagreement_review

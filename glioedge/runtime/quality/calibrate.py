@@ -3,7 +3,8 @@
 Each held-out study (a sub-folder of DICOM files) is segmented with the bundle; for every
 continuous score the ``review`` threshold becomes its ``1 - false_alarm`` quantile over the cases
 (so about that fraction of clean cases is flagged by that signal; with few cases the quantile is
-close to the maximum) for the intensity distance and the entropy; for the brain-border and
+close to the maximum) for the intensity distance, the entropy and (calibrated with mirroring,
+as the site runs it) the mirrored predictions' disagreement; for the brain-border and
 outside-brain fractions, where clean cases score about 0, it only ever raises the default;
 ``reject`` stays at least twice as far (entropy: halfway to 1). Thresholds
 of signals a clean held-out set cannot inform (components, plausibility limits) keep their
@@ -44,6 +45,7 @@ def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
 
     dist = quantile([d for s in scores for d in (s["distribution"].get("distance") or {}).values()])
     ent = quantile([s["uncertainty"].get("entropy_mean") for s in scores])
+    mirror = quantile([(s["uncertainty"].get("mirror_disagreement") or {}).get("mean") for s in scores])
     border = quantile([s["coverage"]["border_fraction"] for s in scores])
     outside = quantile([s["anatomy"].get("outside_brain_fraction") for s in scores])
     t = base
@@ -53,6 +55,10 @@ def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
     if ent is not None:
         review = min(max(ent, 0.0), 0.99)
         t = replace(t, entropy_review=review, entropy_reject=max(base.entropy_reject, (1 + review) / 2))
+    if mirror is not None:  # only cases segmented with mirroring have it
+        review = min(max(mirror, 0.0), 0.99)
+        t = replace(t, mirror_disagreement_review=review,
+                    mirror_disagreement_reject=max(base.mirror_disagreement_reject, min(2 * review, 1.0)))
     # Clean cases mostly score 0 here: the quantile only ever raises the default.
     if border is not None:
         review = max(border, base.border_review)
@@ -65,8 +71,12 @@ def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
 
 
 def calibrate_bundle(bundle_dir: Path, studies: Sequence[Path], *, false_alarm: float = 0.05,
-                     backend: str = "auto", device: str | None = None) -> dict[str, Any]:
+                     backend: str = "auto", device: str | None = None,
+                     mirror: bool = False) -> dict[str, Any]:
     """Segment ``studies`` with the bundle and store calibrated thresholds in its manifest.
+
+    ``mirror``: segment with test-time mirroring (as a site that runs with it does), which also
+    calibrates the mirror-disagreement threshold (without it that threshold keeps its value).
 
     Returns:
         The manifest's new ``quality`` block.
@@ -75,12 +85,12 @@ def calibrate_bundle(bundle_dir: Path, studies: Sequence[Path], *, false_alarm: 
         InputError: no study given or a study cannot be segmented.
         ConfigError: ``false_alarm`` out of range.
     """
-    from glioedge.runtime.segmenter import Segmenter
+    from glioedge.runtime.segmenter import Segmenter, SegmenterConfig
 
     if not studies:
         raise InputError("quality calibrate: no held-out studies given")
     scores = []
-    with Segmenter.from_bundle(bundle_dir, backend, device) as seg:
+    with Segmenter.from_bundle(bundle_dir, backend, device, SegmenterConfig(mirror=mirror)) as seg:
         for study in studies:
             result = seg.segment_study(study)
             scores.append(result.quality["scores"])
@@ -89,7 +99,7 @@ def calibrate_bundle(bundle_dir: Path, studies: Sequence[Path], *, false_alarm: 
     thresholds = thresholds_from_scores(scores, false_alarm, QualityThresholds())
     block = dict(bundle.manifest.quality or {})
     block["thresholds"] = thresholds.to_dict()
-    block["calibration"] = {"cases": len(scores), "false_alarm": false_alarm,
+    block["calibration"] = {"cases": len(scores), "false_alarm": false_alarm, "mirror": mirror,
                             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     write_manifest(bundle.root, replace(bundle.manifest, quality=block))
     from glioedge.bundle_signing import SIGNATURE_FILE

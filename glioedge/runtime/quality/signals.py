@@ -17,7 +17,8 @@ from glioedge.intensity_profile import profile_distance
 from glioedge.runtime.quality.thresholds import QualityThresholds
 from glioedge.vocabulary import ET
 
-__all__ = ["Reason", "anatomy", "coverage", "distribution", "entropy_stats", "uncertainty"]
+__all__ = ["Reason", "anatomy", "coverage", "disagreement_stats", "distribution", "entropy_stats",
+           "uncertainty"]
 
 Scores = dict[str, Any]
 _MAX_ENTROPY_VOXELS = 100_000
@@ -141,17 +142,47 @@ def entropy_stats(probs: np.ndarray, labels: np.ndarray) -> Scores:
             "entropy_p90": round(float(np.percentile(ent, 90)), 4)}
 
 
-def uncertainty(stats: Mapping[str, Any], mirror: bool, t: QualityThresholds) -> tuple[Scores, list[Reason]]:
-    """Predictive entropy inside the predicted tumour; what mirroring would add."""
+#: What ``mirror_disagreement.mean`` is (the report says it beside the number).
+MIRROR_MEASURE = ("share of the mirrored predictions whose label differs from the label of their "
+                  "average, blended over the windows, mean inside the predicted tumour")
+
+
+def disagreement_stats(disagreement: np.ndarray, labels: np.ndarray) -> Scores:
+    """Mean and 90th percentile of the sliding window's blended mirror disagreement
+    (:func:`glioedge.data.sliding_window.mirror_disagreement`, 0..1) inside the predicted tumour
+    (``labels > 0``, same grid: the network's)."""
+    tumour = np.asarray(labels) > 0
+    n = int(tumour.sum())
+    if n == 0:
+        return {"available": True, "tumour_voxels": 0}
+    d = np.asarray(disagreement)[tumour]
+    return {"available": True, "measure": MIRROR_MEASURE, "tumour_voxels": n,
+            "mean": round(float(d.mean()), 4), "p90": round(float(np.percentile(d, 90)), 4)}
+
+
+def uncertainty(stats: Mapping[str, Any], mirror: bool, t: QualityThresholds,
+                disagreement: Mapping[str, Any] | None = None) -> tuple[Scores, list[Reason]]:
+    """Predictive entropy inside the predicted tumour, and the disagreement between mirrored
+    predictions (:func:`disagreement_stats`) when mirroring was on; without it, what is lost."""
     scores: Scores = dict(stats)
-    scores["mirror_disagreement"] = {
-        "available": False,
-        "why": ("mirroring is on, but the sliding window averages the mirrored predictions "
-                "before they reach the runtime: their disagreement is not measured yet") if mirror
-        else ("mirroring is off (the default on a CPU-only box): the disagreement between mirrored "
-              "predictions, a second uncertainty estimate, is not available; the entropy below "
-              "comes from one prediction")}
     reasons: list[Reason] = []
+    if mirror and disagreement:
+        scores["mirror_disagreement"] = dict(disagreement)
+        value = disagreement.get("mean")
+        if value is not None and (grade := _grade(float(value), t.mirror_disagreement_review,
+                                                  t.mirror_disagreement_reject)):
+            reasons.append(Reason("mirror_disagreement", grade,
+                                  f"mirrored views of the scan disagree on the tumour labels "
+                                  f"({value:.0%} of them on average inside the tumour, review above "
+                                  f"{t.mirror_disagreement_review:.0%}): the model is unsure"))
+    else:
+        scores["mirror_disagreement"] = {
+            "available": False,
+            "why": ("mirroring is on, but the back-end's sliding window did not measure the "
+                    "disagreement of the mirrored predictions") if mirror
+            else ("mirroring is off (the default on a CPU-only box): the disagreement between "
+                  "mirrored predictions, a second uncertainty estimate, is not available; the "
+                  "entropy below comes from one prediction")}
     mean = stats.get("entropy_mean")
     if mean is not None and (grade := _grade(float(mean), t.entropy_review, t.entropy_reject)):
         reasons.append(Reason("uncertain", grade,

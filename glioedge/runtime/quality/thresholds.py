@@ -33,6 +33,9 @@ class QualityThresholds:
             signal (exactly 0: outside its own field of view after resampling).
         entropy_review, entropy_reject: mean normalised predictive entropy (0..1) inside the
             predicted tumour.
+        mirror_disagreement_review, mirror_disagreement_reject: mean share of the mirrored
+            predictions whose label differs from their average's, inside the predicted tumour
+            (0..1; measured only with test-time mirroring).
         outside_brain_review, outside_brain_reject: fraction of tumour voxels outside the brain
             mask.
         isolated_et_review: fraction of enhancing-tumour voxels in components that hold no
@@ -58,6 +61,8 @@ class QualityThresholds:
     uncovered_reject: float = 0.3
     entropy_review: float = 0.35
     entropy_reject: float = 0.6
+    mirror_disagreement_review: float = 0.1
+    mirror_disagreement_reject: float = 0.3
     outside_brain_review: float = 0.05
     outside_brain_reject: float = 0.25
     isolated_et_review: float = 0.25
