@@ -233,7 +233,8 @@ def test_calibration_sets_the_mirror_disagreement_threshold_only_from_mirrored_c
         md = {"available": False} if mirror is None else {"available": True, "mean": mirror}
         return {"distribution": {"distance": {"flair": 0.05}}, "coverage": {"border_fraction": 0.0},
                 "uncertainty": {"entropy_mean": 0.1, "mirror_disagreement": md},
-                "anatomy": {"outside_brain_fraction": 0.0}}
+                "anatomy": {"outside_brain_fraction": 0.0, "components": 3, "components_large": 2,
+                            "small_component_fraction": 0.3}}
 
     base = QualityThresholds()
     t = thresholds_from_scores([scores(v) for v in (0.01, 0.03, 0.04)], 0.0, base)
@@ -241,3 +242,22 @@ def test_calibration_sets_the_mirror_disagreement_threshold_only_from_mirrored_c
     assert t.mirror_disagreement_reject == base.mirror_disagreement_reject  # at least the default
     plain = thresholds_from_scores([scores(None)] * 3, 0.0, base)
     assert plain.mirror_disagreement_review == base.mirror_disagreement_review
+
+
+def test_calibration_raises_the_component_thresholds_to_the_models_clean_normal() -> None:
+    """A model that scatters small false positives on clean cases: its clean component counts
+    become the threshold (only ever raised from the default, never lowered)."""
+    from glioedge.runtime.quality.calibrate import thresholds_from_scores
+
+    def scores(large: int, small_fraction: float) -> dict[str, Any]:
+        return {"distribution": {"distance": {}}, "coverage": {"border_fraction": 0.0},
+                "uncertainty": {"entropy_mean": 0.1},
+                "anatomy": {"outside_brain_fraction": 0.0, "components": 12, "components_large": large,
+                            "small_component_fraction": small_fraction}}
+
+    base = QualityThresholds()
+    t = thresholds_from_scores([scores(n, f) for n, f in ((3, 0.5), (8, 0.85), (9, 0.9))], 0.0, base)
+    assert t.components_review == 10 and t.small_fraction_review == pytest.approx(0.9)
+    quiet = thresholds_from_scores([scores(1, 0.2)] * 3, 0.0, base)
+    assert quiet.components_review == base.components_review
+    assert quiet.small_fraction_review == base.small_fraction_review

@@ -5,11 +5,13 @@ continuous score the ``review`` threshold becomes its ``1 - false_alarm`` quanti
 (so about that fraction of clean cases is flagged by that signal; with few cases the quantile is
 close to the maximum) for the intensity distance, the entropy and (calibrated with mirroring,
 as the site runs it) the mirrored predictions' disagreement; for the brain-border and
-outside-brain fractions, where clean cases score about 0, it only ever raises the default;
-``reject`` stays at least twice as far (entropy: halfway to 1). Thresholds
-of signals a clean held-out set cannot inform (components, plausibility limits) keep their
-defaults. The manifest's ``quality`` block gains ``thresholds`` and ``calibration`` (what was
-used); the bundle id does not change, a signature is removed (it signed the old manifest).
+outside-brain fractions, where clean cases score about 0, and for the number of large tumour
+components and the share of small ones (the model's own scattered false positives on clean
+scans are its normal, not a warning), it only ever raises the default; ``reject`` stays at least
+twice as far (entropy: halfway to 1). Thresholds of signals a clean held-out set cannot inform
+(isolated enhancement, plausibility limits) keep their defaults. The manifest's ``quality``
+block gains ``thresholds`` and ``calibration`` (what was used); the bundle id does not change,
+a signature is removed (it signed the old manifest).
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
     ent = quantile([s["uncertainty"].get("entropy_mean") for s in scores])
     mirror = quantile([(s["uncertainty"].get("mirror_disagreement") or {}).get("mean") for s in scores])
     border = quantile([s["coverage"]["border_fraction"] for s in scores])
+    components = quantile([s["anatomy"].get("components_large") for s in scores])
+    speckle = quantile([s["anatomy"].get("small_component_fraction") for s in scores
+                        if s["anatomy"].get("components", 0) >= 5])
     outside = quantile([s["anatomy"].get("outside_brain_fraction") for s in scores])
     t = base
     if dist is not None:  # the calibrated distance replaces the training-spread rule
@@ -67,6 +72,12 @@ def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
         review = max(outside, base.outside_brain_review)
         t = replace(t, outside_brain_review=review,
                     outside_brain_reject=max(base.outside_brain_reject, 2 * review))
+    # A model's scattered false positives on clean cases: the component counts it gives them are
+    # its normal, not a warning (raised only, never lowered below the default).
+    if components is not None:
+        t = replace(t, components_review=max(base.components_review, int(np.floor(components)) + 1))
+    if speckle is not None:
+        t = replace(t, small_fraction_review=min(max(base.small_fraction_review, speckle), 0.99))
     return t
 
 
