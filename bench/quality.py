@@ -382,6 +382,9 @@ def main() -> None:
                          if seg is not None else ""), flush=True)
             records.extend(recs)
             rows.append(summarise(name, recs, clean, seg is not None))
+            # a run cut short keeps the perturbations it finished
+            write_json(f"quality_{mode}" + (f"_{args.tag}" if args.tag else "") + "_partial",
+                       {"rows": rows, "records": records})
         cost = mirror_cost(seg, list(range(BENCH_SEED, BENCH_SEED + args.mirror_cost)), 2) \
             if seg is not None and args.mirror_cost else None
     finally:

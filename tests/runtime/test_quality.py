@@ -261,3 +261,39 @@ def test_calibration_raises_the_component_thresholds_to_the_models_clean_normal(
     quiet = thresholds_from_scores([scores(1, 0.2)] * 3, 0.0, base)
     assert quiet.components_review == base.components_review
     assert quiet.small_fraction_review == base.small_fraction_review
+
+
+def test_oedema_without_a_tumour_core_is_flagged() -> None:
+    """A whole tumour that is nearly all oedema (the core relabelled: what a model gives when
+    the contrast failed or the core is a fluid cavity) is reviewed; the truth is not, nor is a
+    small lesion."""
+    from glioedge.vocabulary import ED, NCR
+
+    images, affine, labels, mask = _case()
+    q = _assess(images, affine, labels, mask)
+    assert q.scores["anatomy"]["core_fraction"] > QualityThresholds().core_fraction_review
+    assert "no_tumour_core" not in {r.code for r in q.reasons}
+    oedema = np.where(labels > 0, ED, 0).astype(np.uint8)
+    oedema.ravel()[np.flatnonzero(labels == NCR)[:5]] = NCR  # a trace of core, far below 5 %
+    q = _assess(images, affine, oedema, mask)
+    assert {r.code: r.severity for r in q.reasons}.get("no_tumour_core") == "review", q.to_dict()
+    assert q.scores["anatomy"]["core_fraction"] < 0.01
+    small = np.zeros_like(labels)
+    small[40:44, 40:44, 30:34] = ED  # 64 voxels of 8 µL: 0.5 mL, below core_min_wt_ml
+    assert "no_tumour_core" not in {r.code for r in _assess(images, affine, small, mask).reasons}
+
+
+def test_calibration_lowers_the_core_fraction_threshold_only_below_the_default() -> None:
+    from glioedge.runtime.quality.calibrate import thresholds_from_scores
+
+    def scores(core: float) -> dict[str, Any]:
+        return {"distribution": {"distance": {}}, "coverage": {"border_fraction": 0.0},
+                "uncertainty": {"entropy_mean": 0.1},
+                "anatomy": {"outside_brain_fraction": 0.0, "components": 1, "components_large": 1,
+                            "small_component_fraction": 0.0, "wt_ml": 50.0, "core_fraction": core}}
+
+    base = QualityThresholds()
+    t = thresholds_from_scores([scores(c) for c in (0.02, 0.2, 0.3)], 0.0, base)
+    assert t.core_fraction_review == pytest.approx(0.02)
+    t = thresholds_from_scores([scores(c) for c in (0.1, 0.2, 0.3)], 0.0, base)
+    assert t.core_fraction_review == base.core_fraction_review

@@ -15,13 +15,14 @@ from scipy import ndimage
 
 from glioedge.intensity_profile import profile_distance
 from glioedge.runtime.quality.thresholds import QualityThresholds
-from glioedge.vocabulary import ET
+from glioedge.vocabulary import ET, NCR
 
 __all__ = ["Reason", "anatomy", "coverage", "disagreement_stats", "distribution", "entropy_stats",
            "uncertainty"]
 
 Scores = dict[str, Any]
 _MAX_ENTROPY_VOXELS = 100_000
+CORE = (NCR, ET)
 
 
 @dataclass(frozen=True)
@@ -216,10 +217,15 @@ def anatomy(labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float]
         isolated = float((other[components[et]] == 0).mean())
     wt_ml = n * vox_ml
     wt_brain = wt_ml / brain_ml if brain_ml > 0 else float("inf")
+    # A glioma's whole tumour holds a core (necrosis / non-enhancing tumour, enhancing tumour):
+    # oedema with almost none is a core the model did not see (contrast failed, a post-operative
+    # cavity) or a lesion it was not trained for.
+    core_fraction = float(np.isin(labels[tumour], CORE).mean())
     scores: Scores = {"outside_brain_fraction": round(outside, 4), "components": int(count),
                       "components_large": big, "small_component_fraction": round(small_fraction, 4),
                       "isolated_et_fraction": round(isolated, 4), "wt_ml": round(wt_ml, 3),
-                      "brain_ml": round(brain_ml, 2), "wt_brain_fraction": round(wt_brain, 4)}
+                      "brain_ml": round(brain_ml, 2), "wt_brain_fraction": round(wt_brain, 4),
+                      "core_fraction": round(core_fraction, 4)}
     reasons: list[Reason] = []
     if grade := _grade(outside, t.outside_brain_review, t.outside_brain_reject):
         reasons.append(Reason("tumour_outside_brain", grade,
@@ -235,6 +241,12 @@ def anatomy(labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float]
         reasons.append(Reason("speckle", "review",
                               f"{small_fraction:.0%} of {count} tumour regions are smaller than "
                               f"{t.component_min_ml:g} mL (scattered false positives?)"))
+    if wt_ml >= t.core_min_wt_ml and core_fraction < t.core_fraction_review:
+        reasons.append(Reason("no_tumour_core", "review",
+                              f"the tumour core (necrosis and enhancing tumour) is only "
+                              f"{core_fraction:.1%} of the {wt_ml:.0f} mL whole tumour: oedema "
+                              "without a core. A core the model missed (contrast not given or "
+                              "failed? a post-operative cavity?) or a lesion it was not trained for"))
     if wt_brain > t.wt_brain_fraction_reject or wt_ml > t.wt_max_ml_reject:
         reasons.append(Reason("implausible_volume", "reject",
                               f"the whole tumour ({wt_ml:.0f} mL) is {wt_brain:.0%} of the brain "

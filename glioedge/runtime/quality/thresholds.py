@@ -45,6 +45,9 @@ class QualityThresholds:
         component_min_ml: smallest component counted.
         small_fraction_review: fraction of tumour components smaller than ``component_min_ml``
             (speckle) when there are at least five components.
+        core_fraction_review: share of the whole tumour that is tumour core (NCR + ET) below
+            which a tumour of at least ``core_min_wt_ml`` is reviewed (oedema without a core).
+        core_min_wt_ml: smallest whole tumour (mL) the core fraction is judged on.
         wt_brain_fraction_reject: whole tumour larger than this fraction of the brain mask.
         wt_max_ml_reject: whole tumour larger than this (mL).
     """
@@ -69,6 +72,8 @@ class QualityThresholds:
     components_review: int = 6
     component_min_ml: float = 0.1
     small_fraction_review: float = 0.8
+    core_fraction_review: float = 0.05
+    core_min_wt_ml: float = 5.0
     wt_brain_fraction_reject: float = 0.6
     wt_max_ml_reject: float = 600.0
 
