@@ -337,6 +337,7 @@ def main() -> None:
     ap.add_argument("--mirror", action="store_true", help="segment with test-time mirroring")
     ap.add_argument("--mirror-cost", type=int, default=0, metavar="N",
                     help="also time the mirrored window with/without the disagreement on N clean cases")
+    ap.add_argument("--mirror-repeats", type=int, default=4, help="timings per case and variant")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     ap.add_argument("--work", type=Path, default=None, help="folder for the DICOM studies (default: temp)")
     ap.add_argument("--write-calibration", type=Path, default=None, metavar="DIR",
@@ -344,6 +345,9 @@ def main() -> None:
     ap.add_argument("--calibration-cases", type=int, default=20)
     ap.add_argument("--calibration-healthy", type=int, default=4)
     ap.add_argument("--tag", default="", help="suffix of the output file names")
+    ap.add_argument("--merge", type=Path, default=None, metavar="JSON",
+                    help="an earlier run's JSON: its rows for the perturbations not run now join the "
+                    "table and the picture, marked '(earlier run)'")
     args = ap.parse_args()
     if args.write_calibration:
         write_calibration(args.write_calibration, args.calibration_cases, args.calibration_healthy)
@@ -385,7 +389,8 @@ def main() -> None:
             # a run cut short keeps the perturbations it finished
             write_json(f"quality_{mode}" + (f"_{args.tag}" if args.tag else "") + "_partial",
                        {"rows": rows, "records": records})
-        cost = mirror_cost(seg, list(range(BENCH_SEED, BENCH_SEED + args.mirror_cost)), 2) \
+        cost = mirror_cost(seg, list(range(BENCH_SEED, BENCH_SEED + args.mirror_cost)),
+                           args.mirror_repeats) \
             if seg is not None and args.mirror_cost else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -394,6 +399,17 @@ def main() -> None:
     mirrored = ", mirrored" if args.mirror else ""
     head = f"mode: {mode}" + (f" (bundle {seg.bundle_id}, thresholds {source}{mirrored})" if seg
                               else " (truth as segmentation)")
+    if args.merge:
+        import json
+
+        earlier = json.loads(args.merge.read_text())
+        done = {r["perturbation"] for r in rows}
+        order = {p: i for i, p in enumerate(PERTURBATIONS)}
+        rows += [{**r, "top_reasons": r["top_reasons"] + " (earlier run)"} for r in earlier["rows"]
+                 if r["perturbation"] not in done]
+        records += [r for r in earlier["records"] if r["perturbation"] not in done]
+        rows.sort(key=lambda r: order.get(r["perturbation"], len(order)))
+        head += f" + earlier run {args.merge.name}"
     print("\n" + head)
     columns = list(rows[0])
     print_table(rows, columns)
@@ -412,6 +428,7 @@ def main() -> None:
                       "threads": args.threads,
                       "quality_block": {k: v for k, v in qblock.items()
                                         if k in ("thresholds", "calibration", "cases")},
+                      "merged_from": str(args.merge) if args.merge else None,
                       "rows": rows, "goals": met, "mirror_cost": cost, "records": records})
 
 
