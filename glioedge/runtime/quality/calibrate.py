@@ -7,12 +7,13 @@ close to the maximum) for the intensity distance, the entropy and (calibrated wi
 as the site runs it) the mirrored predictions' disagreement. For the brain-border and
 outside-brain fractions, where clean cases score about 0, and for the number of large tumour
 components and the share of small ones (the model's own scattered false positives on clean
-scans are its normal, not a warning), it only ever raises the default; for the core fraction,
-where low is the warning, it takes the ``false_alarm`` quantile from below and only ever lowers
-the default. ``reject`` stays at least twice as far (entropy: halfway to 1). Thresholds of
-signals a clean held-out set cannot inform (isolated enhancement, plausibility limits) keep their
-defaults. The manifest's ``quality`` block gains ``thresholds`` and ``calibration`` (what was
-used); the bundle id does not change, a signature is removed (it signed the old manifest).
+scans are its normal, not a warning), it only ever raises the default. ``reject`` stays at
+least twice as far (entropy: halfway to 1). Thresholds of signals a clean held-out set cannot
+inform keep their defaults: isolated enhancement, the plausibility limits, and the tumour-core
+fraction (a rule of glioma anatomy; the held-out set's healthy brains, on which a model may
+hallucinate a little oedema without a core, would pull a quantile of it down to nothing). The
+manifest's ``quality`` block gains ``thresholds`` and ``calibration`` (what was used); the
+bundle id does not change, a signature is removed (it signed the old manifest).
 """
 
 from __future__ import annotations
@@ -51,8 +52,6 @@ def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
     mirror = quantile([(s["uncertainty"].get("mirror_disagreement") or {}).get("mean") for s in scores])
     border = quantile([s["coverage"]["border_fraction"] for s in scores])
     components = quantile([s["anatomy"].get("components_large") for s in scores])
-    core = [s["anatomy"]["core_fraction"] for s in scores
-            if s["anatomy"].get("wt_ml", 0) >= base.core_min_wt_ml and "core_fraction" in s["anatomy"]]
     speckle = quantile([s["anatomy"].get("small_component_fraction") for s in scores
                         if s["anatomy"].get("components", 0) >= 5])
     outside = quantile([s["anatomy"].get("outside_brain_fraction") for s in scores])
@@ -79,9 +78,6 @@ def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
     # its normal, not a warning (raised only, never lowered below the default).
     if components is not None:
         t = replace(t, components_review=max(base.components_review, int(np.floor(components)) + 1))
-    if core:  # low is the warning here: the false-alarm quantile from below, only ever lowered
-        t = replace(t, core_fraction_review=min(base.core_fraction_review,
-                                                float(np.percentile(core, 100 * false_alarm))))
     if speckle is not None:
         t = replace(t, small_fraction_review=min(max(base.small_fraction_review, speckle), 0.99))
     return t
