@@ -32,6 +32,7 @@ picture (flagged % per perturbation beside its Dice change) bench/results/qualit
 
     python bench/quality.py --write-calibration DIR [--calibration-cases 20 --calibration-healthy 4]
     python bench/quality.py [--bundle B] [--clean-cases 20] [--cases 10] [--only P ...] [--tag T]
+        [--mirror] [--mirror-cost N] [--merge EARLIER_JSON] [--threads 1]
 """
 
 from __future__ import annotations

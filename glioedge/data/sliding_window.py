@@ -272,7 +272,8 @@ def mirror_disagreement(flip_labels: np.ndarray, mean_labels: np.ndarray) -> np.
         mean_labels: ``(*shape)`` argmax of their average.
 
     Returns:
-        ``(*shape)`` float32 in ``[0, 1 - 1/F]``.
+        ``(*shape)`` float32 in ``[0, 1]`` (1 is possible: flips split between two labels can
+        average to a third).
     """
     return (flip_labels != mean_labels[None]).mean(axis=0, dtype=np.float32)
 
