@@ -282,3 +282,65 @@ def test_sliding_window_errors() -> None:
 def test_module_does_not_import_torch() -> None:
     code = "import sys, glioedge.data.sliding_window; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- the mirrored predictions' disagreement (issue 19) -------------------------------------------
+MIRROR_ALL = (0, 1, 2)
+
+
+def _pointwise(x: np.ndarray) -> np.ndarray:
+    """Logits that depend on each voxel's own channels only: flip-equivariant by construction."""
+    w = np.array([[1.0, -0.5], [-1.0, 2.0], [0.3, 0.7]], np.float32)  # (K=3, C=2)
+    return np.einsum("kc,bc...->bk...", w, x)
+
+
+def _position_dependent(x: np.ndarray) -> np.ndarray:
+    """The same logits plus a ramp along the patch's first axis on class 1: a flipped window
+    sees the ramp reversed, so mirrored predictions disagree near the class boundaries."""
+    y = _pointwise(x)
+    ramp = np.linspace(-2.0, 2.0, x.shape[2], dtype=np.float32)[:, None, None]
+    y[:, 1] += ramp
+    return y
+
+
+def test_equivariant_network_has_no_mirror_disagreement() -> None:
+    img = _image((20, 13, 18), channels=2)
+    logits, disagreement = sliding_window_predict(img, _pointwise, (12, 8, 12), num_classes=3,
+                                                  mirror_axes=MIRROR_ALL, return_disagreement=True)
+    assert disagreement.shape == img.shape[1:] and disagreement.dtype == np.float32
+    assert float(np.abs(disagreement).max()) == 0.0
+    # the prediction itself is the one the window returns without the disagreement
+    plain = sliding_window_predict(img, _pointwise, (12, 8, 12), num_classes=3, mirror_axes=MIRROR_ALL)
+    np.testing.assert_array_equal(logits, plain)
+
+
+def test_disagreement_of_one_window_is_the_share_of_flips_that_relabel() -> None:
+    """One window covering the image: the blended disagreement is exactly the share of the 8 flips
+    whose argmax differs from the argmax of their average (the weight cancels)."""
+    patch = (10, 9, 8)
+    img = _image(patch, channels=2)
+    _, disagreement = sliding_window_predict(img, _position_dependent, patch, num_classes=3,
+                                             mirror_axes=MIRROR_ALL, return_disagreement=True)
+    combos = [c for r in range(4) for c in itertools.combinations(range(3), r)]
+    preds = [np.flip(_position_dependent(np.flip(img[None], [a + 2 for a in c]).copy()),
+                     [a + 2 for a in c])[0] for c in combos]
+    mean_label = np.mean(preds, axis=0).argmax(axis=0)
+    expected = np.mean([p.argmax(axis=0) != mean_label for p in preds], axis=0)
+    np.testing.assert_allclose(disagreement, expected, atol=1e-6)
+    assert disagreement.max() > 0  # the ramp makes the flips disagree somewhere
+    assert disagreement.max() <= 1.0
+
+
+def test_non_equivariant_network_disagrees_and_batching_does_not_change_it() -> None:
+    img = _image((26, 17, 15), channels=2)
+    kw = {"num_classes": 3, "mirror_axes": MIRROR_ALL, "return_disagreement": True}
+    _, one = sliding_window_predict(img, _position_dependent, (12, 8, 8), batch_size=1, **kw)
+    _, many = sliding_window_predict(img, _position_dependent, (12, 8, 8), batch_size=5, **kw)
+    assert one.mean() > 0.01 and (one >= 0).all() and (one <= 1 + 1e-6).all()
+    np.testing.assert_allclose(one, many, atol=1e-6)
+
+
+def test_disagreement_needs_mirroring() -> None:
+    with pytest.raises(ConfigError, match="needs mirroring"):
+        sliding_window_predict(_image((8, 8, 8)), _identity, (8, 8, 8), num_classes=2,
+                               return_disagreement=True)

@@ -15,7 +15,9 @@ Behaviour follows nnU-Net v2 (``nnunetv2/inference/sliding_window_prediction.py`
 - each window's output is multiplied by a Gaussian importance map (:func:`gaussian_importance_map`,
   ``compute_gaussian``) and the weighted sum is divided per voxel by the summed weights;
 - test-time mirroring averages the plain prediction and the predictions for every non-empty
-  combination of ``mirror_axes`` (input flipped, output flipped back).
+  combination of ``mirror_axes`` (input flipped, output flipped back); on request the window also
+  blends how much the mirrored predictions disagree (:func:`mirror_disagreement`), a per-voxel
+  uncertainty the quality verdict reads (nnU-Net has no such output).
 
 Differences from nnU-Net: accumulation is float32 (nnU-Net uses float16 on the GPU, hence its
 ``value_scaling_factor=10``) or float64 on request, so the importance map here is scaled to a
@@ -29,6 +31,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal, overload
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -43,6 +46,7 @@ __all__ = [
     "compute_window_starts",
     "count_windows",
     "gaussian_importance_map",
+    "mirror_disagreement",
     "pad_to_min_shape",
     "plan_windows",
     "sliding_window_predict",
@@ -251,16 +255,47 @@ def _mirror_combinations(mirror_axes: Sequence[int], n_spatial: int) -> list[tup
     ]
 
 
+def mirror_disagreement(flip_labels: np.ndarray, mean_labels: np.ndarray) -> np.ndarray:
+    """Per voxel, the share of the mirrored predictions whose label differs from their average's.
+
+    The measure of disagreement between mirrored predictions that the sliding window blends: each
+    flip's argmax against the argmax of the flips' average. Chosen over a distance between the
+    flips' softmaxes because it needs no softmax per flip (the window averages whatever the
+    back-end returns: logits, and a distance between logits means nothing), keeps one byte per flip
+    and voxel instead of ``K`` floats, and reads directly: 0 where every mirrored view gives the
+    voxel the same label, 0.5 where half of them would label it differently. It is coarse on one
+    voxel (multiples of ``1/flips``), continuous once blended across windows and averaged over a
+    region.
+
+    Args:
+        flip_labels: ``(F, *shape)`` argmax of each flip's prediction (flipped back).
+        mean_labels: ``(*shape)`` argmax of their average.
+
+    Returns:
+        ``(*shape)`` float32 in ``[0, 1]`` (1 is possible: flips split between two labels can
+        average to a third).
+    """
+    return (flip_labels != mean_labels[None]).mean(axis=0, dtype=np.float32)
+
+
+def _label_dtype(num_classes: int) -> np.dtype:
+    return np.dtype(np.uint8 if num_classes <= 256 else np.int32)
+
+
 def _predict_batch(
     predict_fn: PredictFn,
     batch: np.ndarray,
     flips: list[tuple[int, ...]],
     expected_shape: tuple[int, ...],
     accumulate_dtype: np.dtype,
-) -> np.ndarray:
-    """Mirror-averaged prediction of one batch, in ``accumulate_dtype``."""
+    disagreement: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Mirror-averaged prediction of one batch, in ``accumulate_dtype``, and (``disagreement``)
+    the batch's :func:`mirror_disagreement` ``(B, *patch)``."""
     total: np.ndarray | None = None
-    for axes in flips:
+    labels = (np.empty((len(flips), expected_shape[0], *expected_shape[2:]), _label_dtype(expected_shape[1]))
+              if disagreement else None)
+    for i, axes in enumerate(flips):
         x = np.ascontiguousarray(np.flip(batch, axes)) if axes else batch
         y = np.asarray(predict_fn(x))
         if y.shape != expected_shape:
@@ -270,6 +305,8 @@ def _predict_batch(
             )
         if axes:
             y = np.flip(y, axes)
+        if labels is not None:
+            labels[i] = y.argmax(axis=1)
         if total is None:
             total = y.astype(accumulate_dtype, copy=True)
         else:
@@ -277,7 +314,8 @@ def _predict_batch(
     assert total is not None  # flips always holds the identity
     if len(flips) > 1:
         total /= len(flips)
-    return total
+    share = mirror_disagreement(labels, total.argmax(axis=1)) if labels is not None else None
+    return total, share
 
 
 @dataclass(frozen=True)
@@ -322,13 +360,15 @@ def plan_windows(
     use_gaussian: bool = True,
     mirror_axes: tuple[int, ...] = (),
     accumulate_dtype: DTypeLike = np.float32,
+    return_disagreement: bool = False,
 ) -> WindowPlan:
     """Check a sliding window's arguments and lay out its windows (see :func:`sliding_window_predict`).
 
     Raises:
         InputError: ``image`` has the wrong number of axes or is empty.
         ConfigError: ``patch_size``, ``step_size``, ``batch_size``, ``num_classes``,
-            ``mirror_axes`` or ``accumulate_dtype`` is invalid.
+            ``mirror_axes`` or ``accumulate_dtype`` is invalid, or ``return_disagreement``
+            is asked for without ``mirror_axes``.
     """
     patch = _check_patch_size(patch_size)
     step = _check_step_size(step_size)
@@ -349,6 +389,9 @@ def plan_windows(
     if acc_dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ConfigError(f"accumulate_dtype must be float32 or float64, got {acc_dtype}")
     flips = _mirror_combinations(mirror_axes, n_spatial)
+    if return_disagreement and len(flips) < 2:
+        raise ConfigError("return_disagreement needs mirroring (mirror_axes): the disagreement is "
+                          "between mirrored predictions")
     data, revert = pad_to_min_shape(np.asarray(image, dtype=np.float32), patch)
     if use_gaussian:
         weight = _gaussian_cached(patch, 1.0 / 8, acc_dtype.str, 1.0)
@@ -358,6 +401,24 @@ def plan_windows(
     return WindowPlan(patch=patch, image=data, revert=revert,
                       slices=window_slices(data.shape[1:], patch, step), flips=flips, weight=weight,
                       num_classes=int(num_classes), batch_size=int(batch_size))
+
+
+@overload
+def sliding_window_predict(
+    image: np.ndarray, predict_fn: PredictFn, patch_size: Sequence[int], *, num_classes: int,
+    step_size: float = ..., batch_size: int = ..., use_gaussian: bool = ...,
+    mirror_axes: tuple[int, ...] = ..., accumulate_dtype: DTypeLike = ...,
+    on_progress: Callable[[int, int], None] | None = ..., return_disagreement: Literal[False] = ...,
+) -> np.ndarray: ...
+
+
+@overload
+def sliding_window_predict(
+    image: np.ndarray, predict_fn: PredictFn, patch_size: Sequence[int], *, num_classes: int,
+    step_size: float = ..., batch_size: int = ..., use_gaussian: bool = ...,
+    mirror_axes: tuple[int, ...] = ..., accumulate_dtype: DTypeLike = ...,
+    on_progress: Callable[[int, int], None] | None = ..., return_disagreement: Literal[True],
+) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def sliding_window_predict(
@@ -372,7 +433,8 @@ def sliding_window_predict(
     mirror_axes: tuple[int, ...] = (),
     accumulate_dtype: DTypeLike = np.float32,
     on_progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
+    return_disagreement: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Predict a whole image patch by patch and blend the patches, as nnU-Net v2 does.
 
     The output is the per-voxel importance-weighted average of ``predict_fn``'s outputs over all
@@ -404,39 +466,53 @@ def sliding_window_predict(
             ``2**len(mirror_axes)`` flip combinations are averaged. ``()`` disables mirroring.
         accumulate_dtype: ``np.float32`` (default) or ``np.float64``.
         on_progress: called with ``(windows done, windows in all)`` after each batch.
+        return_disagreement: also blend each window's :func:`mirror_disagreement` with the
+            same weights as the prediction (one more ``accumulate_dtype`` array of the image's
+            spatial shape); needs ``mirror_axes``.
 
     Returns:
-        ``(num_classes, *spatial)`` float32 array, same spatial shape as ``image``.
+        ``(num_classes, *spatial)`` float32 array, same spatial shape as ``image``; with
+        ``return_disagreement`` the pair ``(that array, (*spatial) float32 disagreement)``.
 
     Raises:
         InputError: ``image`` has the wrong number of axes or is empty.
         ConfigError: ``patch_size``, ``step_size``, ``batch_size``, ``num_classes``,
-            ``mirror_axes`` or ``accumulate_dtype`` is invalid.
+            ``mirror_axes`` or ``accumulate_dtype`` is invalid, or ``return_disagreement``
+            without ``mirror_axes``.
         BackendError: ``predict_fn`` returns an array of the wrong shape.
     """
     plan = plan_windows(image, patch_size, num_classes=num_classes, step_size=step_size,
                         batch_size=batch_size, use_gaussian=use_gaussian, mirror_axes=mirror_axes,
-                        accumulate_dtype=accumulate_dtype)
+                        accumulate_dtype=accumulate_dtype, return_disagreement=return_disagreement)
     data, patch, weight = plan.image, plan.patch, plan.weight
     acc_dtype = weight.dtype
     spatial = data.shape[1:]
     logits = np.zeros((plan.num_classes, *spatial), dtype=acc_dtype)
     weight_sum = np.zeros(spatial, dtype=acc_dtype)
+    disagreement = np.zeros(spatial, dtype=acc_dtype) if return_disagreement else None
 
     n_channels = data.shape[0]
     for first, chunk in plan.batches():
         batch = np.empty((len(chunk), n_channels, *patch), dtype=np.float32)
         for b, sl in enumerate(chunk):
             batch[b] = data[(slice(None), *sl)]
-        pred = _predict_batch(predict_fn, batch, plan.flips, (len(chunk), plan.num_classes, *patch),
-                              acc_dtype)
+        pred, share = _predict_batch(predict_fn, batch, plan.flips, (len(chunk), plan.num_classes, *patch),
+                                     acc_dtype, disagreement=return_disagreement)
         if use_gaussian:
             pred *= weight
+            if share is not None:
+                share *= weight
         for b, sl in enumerate(chunk):
             logits[(slice(None), *sl)] += pred[b]
             weight_sum[sl] += weight
+            if disagreement is not None and share is not None:
+                disagreement[sl] += share[b]
         if on_progress is not None:
             on_progress(first + len(chunk), len(plan.slices))
 
     logits /= weight_sum
-    return np.ascontiguousarray(logits[(slice(None), *plan.revert[1:])], dtype=np.float32)
+    out = np.ascontiguousarray(logits[(slice(None), *plan.revert[1:])], dtype=np.float32)
+    if disagreement is None:
+        return out
+    disagreement /= weight_sum
+    return out, np.ascontiguousarray(disagreement[plan.revert[1:]], dtype=np.float32)

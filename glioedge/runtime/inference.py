@@ -3,9 +3,10 @@
 manifest modalities → :func:`glioedge.data.preprocess.preprocess` (crop to the brain box,
 resample to the network spacing, z-score) → :func:`glioedge.data.sliding_window.sliding_window_predict`
 with the back-end's ``predict`` (nnU-Net: Gaussian σ = patch/8, step 0.5, batches of windows,
-padding of small volumes, optional mirroring, float32 accumulation whose bound is documented
-there) → :func:`glioedge.data.preprocess.restore_to_original` of the logits (linear) → softmax
-→ argmax on the reference grid, in nnU-Net v2's order (logits are resampled, then turned into
+padding of small volumes, optional mirroring with the mirrored predictions' disagreement,
+float32 accumulation whose bound is documented there)
+→ :func:`glioedge.data.preprocess.restore_to_original` of the logits (linear) → softmax → argmax
+on the reference grid, in nnU-Net v2's order (logits are resampled, then turned into
 probabilities; docs/nnunet_parity.md). numpy only.
 """
 
@@ -27,7 +28,7 @@ from glioedge.errors import ModelError
 from glioedge.intensity_profile import profile
 from glioedge.progress import current_progress
 from glioedge.runtime.backends import Backend
-from glioedge.runtime.quality import entropy_stats
+from glioedge.runtime.quality import disagreement_stats, entropy_stats
 from glioedge.vocabulary import WINDOW_STEP
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class InferenceOutput:
         profiles: modality → intensity profile of the network input in the brain the network
             calls tumour-free (:func:`glioedge.intensity_profile.profile`), for the quality verdict.
         entropy: predictive entropy inside the predicted tumour (:func:`.quality.entropy_stats`).
+        disagreement: with mirroring, the mirrored predictions' disagreement inside the tumour
+            the network predicts on its own grid (:func:`.quality.disagreement_stats`), else None.
         probabilities: ``(K, i, j, k)`` float32 class probabilities on the input grid, kept only
             when asked for (``return_probabilities``; parity benches and tests), else None.
     """
@@ -60,6 +63,7 @@ class InferenceOutput:
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     entropy: dict[str, Any] = field(default_factory=dict)
     probabilities: np.ndarray | None = None
+    disagreement: dict[str, Any] | None = None
 
 
 def preprocess_params(manifest: Manifest) -> PreprocessParams:
@@ -127,21 +131,28 @@ def run_inference(
     t0 = time.perf_counter()
     on_device = getattr(backend, "sliding_window", None)  # blends on the GPU (torch back-end)
     window = on_device if callable(on_device) else partial(sliding_window_predict, predict_fn=backend.predict)
-    logits = window(
+    # With mirroring the window also blends the mirrored predictions' disagreement (one more
+    # float32 array on the network grid); without it nothing extra is computed.
+    extra = {"return_disagreement": True} if mirror else {}
+    out = window(
         case.data, patch_size=manifest.patch_size, num_classes=manifest.num_classes,
         step_size=step_size, batch_size=batch_size, mirror_axes=MIRROR_AXES if mirror else (),
-        on_progress=current_progress().steps,
+        on_progress=current_progress().steps, **extra,
     )
+    logits, disagreement = out if mirror else (out, None)
     timings["inference"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     restored = restore_to_original(logits, case.record, is_label=False, on_crop=softmax)
     labels = restored.argmax(axis=0).astype(np.uint8)
     timings["resample"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    normal = case.mask & (logits.argmax(axis=0) == 0)  # brain the network calls tumour-free
+    net_labels = logits.argmax(axis=0)
+    normal = case.mask & (net_labels == 0)  # brain the network calls tumour-free
     profiles = {m: profile(case.data[c], normal) for c, m in enumerate(params.modalities)}
     entropy = entropy_stats(restored, labels)
+    mirror_stats = None if disagreement is None else disagreement_stats(disagreement, net_labels)
     timings["quality_signals"] = time.perf_counter() - t0
     return InferenceOutput(labels=labels, record=case.record, windows=windows, timings=timings,
                            profiles=profiles, entropy=entropy,
-                           probabilities=restored if return_probabilities else None)
+                           probabilities=restored if return_probabilities else None,
+                           disagreement=mirror_stats)

@@ -66,6 +66,45 @@ def test_torch_backend_blends_on_the_device_like_the_numpy_path() -> None:
     assert backend.name == "torch-cpu" and not backend.fp16  # FP16 autocast is CUDA-only
 
 
+@pytest.mark.parametrize(("shape", "batch", "gaussian"),
+                         [((2, 20, 17, 9), 3, True), ((2, 6, 13, 11), 2, False)])
+def test_device_mirror_disagreement_equals_numpy(shape: tuple, batch: int, gaussian: bool) -> None:
+    """The torch back-end's window blends the mirrored predictions' disagreement (issue 19) as the
+    numpy window does: the same measure, the same weights; the conv net is not flip-equivariant,
+    so it disagrees somewhere."""
+    image = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+    net = _net()
+
+    def numpy_fn(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return net(torch.from_numpy(x)).numpy()
+
+    kw = {"num_classes": 3, "batch_size": batch, "mirror_axes": (0, 1, 2), "use_gaussian": gaussian,
+          "return_disagreement": True}
+    logits, disagreement = sliding_window_predict(image, numpy_fn, (8, 8, 8), **kw)
+    with torch.inference_mode():
+        got_logits, got = sliding_window_predict_torch(image, net, (8, 8, 8), device="cpu", **kw)
+    np.testing.assert_allclose(got_logits.numpy(), logits, rtol=1e-5, atol=1e-6)
+    assert tuple(got.shape) == disagreement.shape == shape[1:]
+    # a voxel whose averaged logits nearly tie may flip label between float orders: allow a few
+    close = np.isclose(got.numpy(), disagreement, atol=1e-5)
+    assert close.mean() > 0.999
+    assert disagreement.max() > 0
+
+
+def test_torch_backend_returns_the_disagreement_run_inference_asks_for() -> None:
+    from glioedge.runtime.backends.torch_backend import TorchBackend
+
+    backend = TorchBackend(_net(), "cpu")
+    image = np.random.default_rng(2).normal(size=(2, 12, 10, 9)).astype(np.float32)
+    logits, disagreement = backend.sliding_window(image, (8, 8, 8), num_classes=3, batch_size=2,
+                                                  mirror_axes=(0, 1, 2), return_disagreement=True)
+    _, expected = sliding_window_predict(image, backend.predict, (8, 8, 8), num_classes=3, batch_size=2,
+                                         mirror_axes=(0, 1, 2), return_disagreement=True)
+    assert isinstance(disagreement, np.ndarray) and logits.shape == (3, 12, 10, 9)
+    assert np.isclose(disagreement, expected, atol=1e-5).mean() > 0.999
+
+
 @pytest.mark.parametrize("bad", [
     {"image": np.zeros((2, 8, 8), np.float32)},  # an axis short
     {"image": np.zeros((2, 0, 8, 8), np.float32)},  # empty

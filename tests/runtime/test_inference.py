@@ -59,6 +59,23 @@ def test_mirroring_runs_and_changes_little(trained_bundle: Path) -> None:
     mirrored = run_inference(images, affine, bundle.manifest, backend, mirror=True, batch_size=4)
     assert mirrored.labels.shape == plain.labels.shape
     assert mirrored.windows == plain.windows
+    # the window measured the mirrored predictions' disagreement inside the network's tumour
+    assert plain.disagreement is None
+    d = mirrored.disagreement
+    assert d is not None and d["available"] is True
+    if d["tumour_voxels"]:
+        assert 0.0 <= d["mean"] <= 1.0 and 0.0 <= d["p90"] <= 1.0
+
+
+def test_mirrored_segmentation_reports_the_disagreement(trained_bundle: Path) -> None:
+    """Through the Segmenter: the verdict's scores carry the measured disagreement (issue 19)."""
+    from glioedge.runtime import Segmenter, SegmenterConfig
+
+    cfg = SegmenterConfig(mirror=True, batch_size=4, brain_mask="skull-stripped", step_size=1.0)
+    with Segmenter.from_bundle(trained_bundle, "onnxruntime", "cpu", cfg) as seg:
+        res = seg.segment_volumes(study_volumes())
+    md = res.quality["scores"]["uncertainty"]["mirror_disagreement"]
+    assert md["available"] is True and "tumour_voxels" in md, md
 
 
 def test_given_brain_mask_limits_output(trained_bundle: Path) -> None:

@@ -197,3 +197,103 @@ def test_thresholds_from_the_manifest_block() -> None:
     block = {**_training_block(), "thresholds": {"entropy_review": 0.0001}}
     q = _assess(images, affine, labels, mask, block=block)
     assert "uncertain" in {r.code for r in q.reasons} and q.thresholds_source == "bundle"
+
+
+def test_mirror_disagreement_inside_the_tumour_is_scored_and_flagged() -> None:
+    """With mirroring the window's disagreement (0..1 per voxel) is averaged inside the predicted
+    tumour; above the threshold the verdict says ``mirror_disagreement``."""
+    from glioedge.runtime.quality import disagreement_stats
+
+    images, affine, labels, mask = _case()
+    t = QualityThresholds()
+    tumour = labels > 0
+    calm = np.where(tumour, 0.02, 0.9).astype(np.float32)  # disagreement outside does not count
+    stats = disagreement_stats(calm, labels)
+    assert stats["mean"] == pytest.approx(0.02, abs=1e-4) and stats["tumour_voxels"] == int(tumour.sum())
+    q = assess(labels=labels, brain_mask=mask, spacing=SPACING,
+               profiles=_profiles(images, affine, mask, labels), entropy=_confident(labels),
+               mirror=True, block=_training_block(), disagreement=stats)
+    assert q.verdict == "ok", q.to_dict()
+    assert q.scores["uncertainty"]["mirror_disagreement"]["available"] is True
+    for value, severity in ((t.mirror_disagreement_review + 0.01, "review"),
+                            (t.mirror_disagreement_reject + 0.01, "reject")):
+        shaky = disagreement_stats(np.where(tumour, value, 0.0).astype(np.float32), labels)
+        q = assess(labels=labels, brain_mask=mask, spacing=SPACING,
+                   profiles=_profiles(images, affine, mask, labels), entropy=_confident(labels),
+                   mirror=True, block=_training_block(), disagreement=shaky)
+        assert {r.code: r.severity for r in q.reasons}.get("mirror_disagreement") == severity, q.to_dict()
+        assert q.verdict == severity
+    assert disagreement_stats(calm, np.zeros_like(labels)) == {"available": True, "tumour_voxels": 0}
+
+
+def test_calibration_sets_the_mirror_disagreement_threshold_only_from_mirrored_cases() -> None:
+    from glioedge.runtime.quality.calibrate import thresholds_from_scores
+
+    def scores(mirror: float | None) -> dict[str, Any]:
+        md = {"available": False} if mirror is None else {"available": True, "mean": mirror}
+        return {"distribution": {"distance": {"flair": 0.05}}, "coverage": {"border_fraction": 0.0},
+                "uncertainty": {"entropy_mean": 0.1, "mirror_disagreement": md},
+                "anatomy": {"outside_brain_fraction": 0.0, "components": 3, "components_large": 2,
+                            "small_component_fraction": 0.3}}
+
+    base = QualityThresholds()
+    t = thresholds_from_scores([scores(v) for v in (0.01, 0.03, 0.04)], 0.0, base)
+    assert t.mirror_disagreement_review == pytest.approx(0.04)
+    assert t.mirror_disagreement_reject == base.mirror_disagreement_reject  # at least the default
+    plain = thresholds_from_scores([scores(None)] * 3, 0.0, base)
+    assert plain.mirror_disagreement_review == base.mirror_disagreement_review
+
+
+def test_calibration_raises_the_component_thresholds_to_the_models_clean_normal() -> None:
+    """A model that scatters small false positives on clean cases: its clean component counts
+    become the threshold (only ever raised from the default, never lowered)."""
+    from glioedge.runtime.quality.calibrate import thresholds_from_scores
+
+    def scores(large: int, small_fraction: float) -> dict[str, Any]:
+        return {"distribution": {"distance": {}}, "coverage": {"border_fraction": 0.0},
+                "uncertainty": {"entropy_mean": 0.1},
+                "anatomy": {"outside_brain_fraction": 0.0, "components": 12, "components_large": large,
+                            "small_component_fraction": small_fraction}}
+
+    base = QualityThresholds()
+    t = thresholds_from_scores([scores(n, f) for n, f in ((3, 0.5), (8, 0.85), (9, 0.9))], 0.0, base)
+    assert t.components_review == 10 and t.small_fraction_review == pytest.approx(0.9)
+    quiet = thresholds_from_scores([scores(1, 0.2)] * 3, 0.0, base)
+    assert quiet.components_review == base.components_review
+    assert quiet.small_fraction_review == base.small_fraction_review
+
+
+def test_oedema_without_a_tumour_core_is_flagged() -> None:
+    """A whole tumour that is nearly all oedema (the core relabelled: what a model gives when
+    the contrast failed or the core is a fluid cavity) is reviewed; the truth is not, nor is a
+    small lesion."""
+    from glioedge.vocabulary import ED, NCR
+
+    images, affine, labels, mask = _case()
+    q = _assess(images, affine, labels, mask)
+    assert q.scores["anatomy"]["core_fraction"] > QualityThresholds().core_fraction_review
+    assert "no_tumour_core" not in {r.code for r in q.reasons}
+    oedema = np.where(labels > 0, ED, 0).astype(np.uint8)
+    oedema.ravel()[np.flatnonzero(labels == NCR)[:5]] = NCR  # a trace of core, far below 5 %
+    q = _assess(images, affine, oedema, mask)
+    assert {r.code: r.severity for r in q.reasons}.get("no_tumour_core") == "review", q.to_dict()
+    assert q.scores["anatomy"]["core_fraction"] < 0.01
+    small = np.zeros_like(labels)
+    small[40:44, 40:44, 30:34] = ED  # 64 voxels of 8 µL: 0.5 mL, below core_min_wt_ml
+    assert "no_tumour_core" not in {r.code for r in _assess(images, affine, small, mask).reasons}
+
+
+def test_calibration_keeps_the_core_fraction_rule() -> None:
+    """The tumour-core fraction is a rule of anatomy, not a noise level: held-out cases whose
+    (wrong) outputs are oedema without a core must not lower it."""
+    from glioedge.runtime.quality.calibrate import thresholds_from_scores
+
+    def scores(core: float) -> dict[str, Any]:
+        return {"distribution": {"distance": {}}, "coverage": {"border_fraction": 0.0},
+                "uncertainty": {"entropy_mean": 0.1},
+                "anatomy": {"outside_brain_fraction": 0.0, "components": 1, "components_large": 1,
+                            "small_component_fraction": 0.0, "wt_ml": 50.0, "core_fraction": core}}
+
+    base = QualityThresholds()
+    t = thresholds_from_scores([scores(c) for c in (0.01, 0.2, 0.3)], 0.0, base)
+    assert t.core_fraction_review == base.core_fraction_review

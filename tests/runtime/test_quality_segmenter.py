@@ -29,7 +29,8 @@ FORCE_REVIEW = {"distribution_review": 1e9, "distribution_reject": 1e9, "border_
                 "outside_brain_review": 1e9, "outside_brain_reject": 1e9, "isolated_et_review": 1e9,
                 "components_review": 10**9, "small_fraction_review": 1e9,
                 "wt_brain_fraction_reject": 1e9, "wt_max_ml_reject": 1e9, "uncovered_review": 1e9,
-                "uncovered_reject": 1e9}
+                "uncovered_reject": 1e9, "core_fraction_review": 0.0,
+                "mirror_disagreement_review": 1e9, "mirror_disagreement_reject": 1e9}
 
 
 @pytest.fixture(scope="module")

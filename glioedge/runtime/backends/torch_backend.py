@@ -104,8 +104,11 @@ class TorchBackend:
     def sliding_window(self, image: np.ndarray, patch_size: Sequence[int], *, num_classes: int,
                        step_size: float = WINDOW_STEP, batch_size: int = 2,
                        mirror_axes: tuple[int, ...] = (),
-                       on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """Blended logits ``(K, *spatial)`` of a whole image, accumulated on the device.
+                       on_progress: Callable[[int, int], None] | None = None,
+                       return_disagreement: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Blended logits ``(K, *spatial)`` of a whole image, accumulated on the device (with
+        ``return_disagreement``: and the blended mirror disagreement ``(*spatial)``, as the numpy
+        sliding window's).
 
         Raises:
             ConfigError / InputError / BackendError: as the numpy sliding window.
@@ -118,8 +121,10 @@ class TorchBackend:
             logits = sliding_window_predict_torch(
                 image, self._net_out, patch_size, num_classes=num_classes, device=self._device,
                 step_size=step_size, batch_size=batch_size, mirror_axes=mirror_axes,
-                on_progress=on_progress,
+                on_progress=on_progress, return_disagreement=return_disagreement,
             )
+            if isinstance(logits, tuple):
+                return logits[0].cpu().numpy(), logits[1].cpu().numpy()
             return logits.cpu().numpy()
 
     def close(self) -> None:

@@ -49,10 +49,12 @@ def sliding_window_predict_torch(
     mirror_axes: tuple[int, ...] = (),
     accumulate_dtype: torch.dtype = torch.float32,
     on_progress: Callable[[int, int], None] | None = None,
-) -> torch.Tensor:
+    return_disagreement: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Blend window predictions on ``device``; arguments and result as the numpy version's, but
     ``predict_fn`` takes and returns device tensors and the result is a ``(K, *spatial)``
-    float32 tensor on ``device``.
+    float32 tensor on ``device`` (with ``return_disagreement``: and the ``(*spatial)`` blended
+    :func:`~glioedge.data.sliding_window.mirror_disagreement`, computed on the device).
 
     Raises:
         InputError: ``image`` has the wrong number of axes or is empty.
@@ -64,35 +66,52 @@ def sliding_window_predict_torch(
         raise ConfigError(f"accumulate_dtype must be float32 or float64, got {accumulate_dtype}")
     plan = plan_windows(image, patch_size, num_classes=num_classes, step_size=step_size,
                         batch_size=batch_size, use_gaussian=use_gaussian, mirror_axes=mirror_axes,
-                        accumulate_dtype=np_dtype)
+                        accumulate_dtype=np_dtype, return_disagreement=return_disagreement)
     dev = torch.device(device)
     patch, spatial = plan.patch, plan.image.shape[1:]
     data = to_device(plan.image, dev)
     weight = torch.from_numpy(np.array(plan.weight)).to(dev)
     logits = torch.zeros((plan.num_classes, *spatial), dtype=accumulate_dtype, device=dev)
     weight_sum = torch.zeros(spatial, dtype=accumulate_dtype, device=dev)
+    disagreement = torch.zeros(spatial, dtype=accumulate_dtype, device=dev) if return_disagreement else None
+    label_dtype = torch.uint8 if plan.num_classes <= 256 else torch.int32
 
     for first, chunk in plan.batches():
         batch = torch.stack([data[(slice(None), *sl)] for sl in chunk])
         expected = (len(chunk), plan.num_classes, *patch)
         total: torch.Tensor | None = None
-        for axes in plan.flips:
+        labels = (torch.empty((len(plan.flips), len(chunk), *patch), dtype=label_dtype, device=dev)
+                  if return_disagreement else None)
+        for i, axes in enumerate(plan.flips):
             y = predict_fn(torch.flip(batch, axes) if axes else batch)
             if tuple(y.shape) != expected:
                 raise BackendError(f"predict_fn returned shape {tuple(y.shape)} for a batch of "
                                    f"shape {tuple(batch.shape)}; expected {expected}")
             y = (torch.flip(y, axes) if axes else y).to(accumulate_dtype)
+            if labels is not None:
+                labels[i] = y.argmax(dim=1)
             total = y.clone() if total is None else total.add_(y)
         assert total is not None  # flips always holds the identity
         if len(plan.flips) > 1:
             total /= len(plan.flips)
+        share = None
+        if labels is not None:  # as glioedge.data.sliding_window.mirror_disagreement
+            share = (labels != total.argmax(dim=1).to(label_dtype)).to(accumulate_dtype).mean(dim=0)
         if use_gaussian:
             total *= weight
+            if share is not None:
+                share *= weight
         for b, sl in enumerate(chunk):
             logits[(slice(None), *sl)] += total[b]
             weight_sum[sl] += weight
+            if disagreement is not None and share is not None:
+                disagreement[sl] += share[b]
         if on_progress is not None:
             on_progress(first + len(chunk), len(plan.slices))
 
     logits /= weight_sum
-    return logits[(slice(None), *plan.revert[1:])].float().contiguous()
+    out = logits[(slice(None), *plan.revert[1:])].float().contiguous()
+    if disagreement is None:
+        return out
+    disagreement /= weight_sum
+    return out, disagreement[plan.revert[1:]].float().contiguous()

@@ -3,12 +3,17 @@
 Each held-out study (a sub-folder of DICOM files) is segmented with the bundle; for every
 continuous score the ``review`` threshold becomes its ``1 - false_alarm`` quantile over the cases
 (so about that fraction of clean cases is flagged by that signal; with few cases the quantile is
-close to the maximum) for the intensity distance and the entropy; for the brain-border and
-outside-brain fractions, where clean cases score about 0, it only ever raises the default;
-``reject`` stays at least twice as far (entropy: halfway to 1). Thresholds
-of signals a clean held-out set cannot inform (components, plausibility limits) keep their
-defaults. The manifest's ``quality`` block gains ``thresholds`` and ``calibration`` (what was
-used); the bundle id does not change, a signature is removed (it signed the old manifest).
+close to the maximum) for the intensity distance, the entropy and (calibrated with mirroring,
+as the site runs it) the mirrored predictions' disagreement. For the brain-border and
+outside-brain fractions, where clean cases score about 0, and for the number of large tumour
+components and the share of small ones (the model's own scattered false positives on clean
+scans are its normal, not a warning), it only ever raises the default. ``reject`` stays at
+least twice as far (entropy: halfway to 1). Thresholds of signals a clean held-out set cannot
+inform keep their defaults: isolated enhancement, the plausibility limits, and the tumour-core
+fraction (a rule of glioma anatomy; the held-out set's healthy brains, on which a model may
+hallucinate a little oedema without a core, would pull a quantile of it down to nothing). The
+manifest's ``quality`` block gains ``thresholds`` and ``calibration`` (what was used); the
+bundle id does not change, a signature is removed (it signed the old manifest).
 """
 
 from __future__ import annotations
@@ -44,7 +49,11 @@ def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
 
     dist = quantile([d for s in scores for d in (s["distribution"].get("distance") or {}).values()])
     ent = quantile([s["uncertainty"].get("entropy_mean") for s in scores])
+    mirror = quantile([(s["uncertainty"].get("mirror_disagreement") or {}).get("mean") for s in scores])
     border = quantile([s["coverage"]["border_fraction"] for s in scores])
+    components = quantile([s["anatomy"].get("components_large") for s in scores])
+    speckle = quantile([s["anatomy"].get("small_component_fraction") for s in scores
+                        if s["anatomy"].get("components", 0) >= 5])
     outside = quantile([s["anatomy"].get("outside_brain_fraction") for s in scores])
     t = base
     if dist is not None:  # the calibrated distance replaces the training-spread rule
@@ -53,6 +62,10 @@ def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
     if ent is not None:
         review = min(max(ent, 0.0), 0.99)
         t = replace(t, entropy_review=review, entropy_reject=max(base.entropy_reject, (1 + review) / 2))
+    if mirror is not None:  # only cases segmented with mirroring have it
+        review = min(max(mirror, 0.0), 0.99)
+        t = replace(t, mirror_disagreement_review=review,
+                    mirror_disagreement_reject=max(base.mirror_disagreement_reject, min(2 * review, 1.0)))
     # Clean cases mostly score 0 here: the quantile only ever raises the default.
     if border is not None:
         review = max(border, base.border_review)
@@ -61,12 +74,22 @@ def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
         review = max(outside, base.outside_brain_review)
         t = replace(t, outside_brain_review=review,
                     outside_brain_reject=max(base.outside_brain_reject, 2 * review))
+    # A model's scattered false positives on clean cases: the component counts it gives them are
+    # its normal, not a warning (raised only, never lowered below the default).
+    if components is not None:
+        t = replace(t, components_review=max(base.components_review, int(np.floor(components)) + 1))
+    if speckle is not None:
+        t = replace(t, small_fraction_review=min(max(base.small_fraction_review, speckle), 0.99))
     return t
 
 
 def calibrate_bundle(bundle_dir: Path, studies: Sequence[Path], *, false_alarm: float = 0.05,
-                     backend: str = "auto", device: str | None = None) -> dict[str, Any]:
+                     backend: str = "auto", device: str | None = None,
+                     mirror: bool = False) -> dict[str, Any]:
     """Segment ``studies`` with the bundle and store calibrated thresholds in its manifest.
+
+    ``mirror``: segment with test-time mirroring (as a site that runs with it does), which also
+    calibrates the mirror-disagreement threshold (without it that threshold keeps its value).
 
     Returns:
         The manifest's new ``quality`` block.
@@ -75,12 +98,12 @@ def calibrate_bundle(bundle_dir: Path, studies: Sequence[Path], *, false_alarm: 
         InputError: no study given or a study cannot be segmented.
         ConfigError: ``false_alarm`` out of range.
     """
-    from glioedge.runtime.segmenter import Segmenter
+    from glioedge.runtime.segmenter import Segmenter, SegmenterConfig
 
     if not studies:
         raise InputError("quality calibrate: no held-out studies given")
     scores = []
-    with Segmenter.from_bundle(bundle_dir, backend, device) as seg:
+    with Segmenter.from_bundle(bundle_dir, backend, device, SegmenterConfig(mirror=mirror)) as seg:
         for study in studies:
             result = seg.segment_study(study)
             scores.append(result.quality["scores"])
@@ -89,7 +112,7 @@ def calibrate_bundle(bundle_dir: Path, studies: Sequence[Path], *, false_alarm: 
     thresholds = thresholds_from_scores(scores, false_alarm, QualityThresholds())
     block = dict(bundle.manifest.quality or {})
     block["thresholds"] = thresholds.to_dict()
-    block["calibration"] = {"cases": len(scores), "false_alarm": false_alarm,
+    block["calibration"] = {"cases": len(scores), "false_alarm": false_alarm, "mirror": mirror,
                             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     write_manifest(bundle.root, replace(bundle.manifest, quality=block))
     from glioedge.bundle_signing import SIGNATURE_FILE

@@ -24,6 +24,9 @@ def add_quality_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     c.add_argument("--bundle", type=Path, required=True, help="model bundle directory (rewritten)")
     c.add_argument("--false-alarm", type=float, default=0.05,
                    help="share of clean cases each signal may flag (default 0.05)")
+    c.add_argument("--mirror", action="store_true",
+                   help="segment with test-time mirroring, as the site runs (also calibrates the "
+                   "mirror-disagreement threshold)")
     c.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"])
     c.add_argument("--device", default=None)
     c.set_defaults(func=_run_calibrate)
@@ -39,6 +42,6 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         raise InputError(f"{folder}: not a folder of held-out studies")
     studies = sorted(p for p in folder.iterdir() if p.is_dir())
     block = calibrate_bundle(args.bundle, studies, false_alarm=args.false_alarm, backend=args.backend,
-                             device=args.device)
+                             device=args.device, mirror=args.mirror)
     print(json.dumps({"thresholds": block["thresholds"], "calibration": block["calibration"]}, indent=2))
     return 0

@@ -15,12 +15,14 @@ from scipy import ndimage
 
 from glioedge.intensity_profile import profile_distance
 from glioedge.runtime.quality.thresholds import QualityThresholds
-from glioedge.vocabulary import ET
+from glioedge.vocabulary import ET, NCR
 
-__all__ = ["Reason", "anatomy", "coverage", "distribution", "entropy_stats", "uncertainty"]
+__all__ = ["Reason", "anatomy", "coverage", "disagreement_stats", "distribution", "entropy_stats",
+           "uncertainty"]
 
 Scores = dict[str, Any]
 _MAX_ENTROPY_VOXELS = 100_000
+CORE = (NCR, ET)
 
 
 @dataclass(frozen=True)
@@ -141,17 +143,47 @@ def entropy_stats(probs: np.ndarray, labels: np.ndarray) -> Scores:
             "entropy_p90": round(float(np.percentile(ent, 90)), 4)}
 
 
-def uncertainty(stats: Mapping[str, Any], mirror: bool, t: QualityThresholds) -> tuple[Scores, list[Reason]]:
-    """Predictive entropy inside the predicted tumour; what mirroring would add."""
+#: What ``mirror_disagreement.mean`` is (the report says it beside the number).
+MIRROR_MEASURE = ("share of the mirrored predictions whose label differs from the label of their "
+                  "average, blended over the windows, mean inside the predicted tumour")
+
+
+def disagreement_stats(disagreement: np.ndarray, labels: np.ndarray) -> Scores:
+    """Mean and 90th percentile of the sliding window's blended mirror disagreement
+    (:func:`glioedge.data.sliding_window.mirror_disagreement`, 0..1) inside the predicted tumour
+    (``labels > 0``, same grid: the network's)."""
+    tumour = np.asarray(labels) > 0
+    n = int(tumour.sum())
+    if n == 0:
+        return {"available": True, "tumour_voxels": 0}
+    d = np.asarray(disagreement)[tumour]
+    return {"available": True, "measure": MIRROR_MEASURE, "tumour_voxels": n,
+            "mean": round(float(d.mean()), 4), "p90": round(float(np.percentile(d, 90)), 4)}
+
+
+def uncertainty(stats: Mapping[str, Any], mirror: bool, t: QualityThresholds,
+                disagreement: Mapping[str, Any] | None = None) -> tuple[Scores, list[Reason]]:
+    """Predictive entropy inside the predicted tumour, and the disagreement between mirrored
+    predictions (:func:`disagreement_stats`) when mirroring was on; without it, what is lost."""
     scores: Scores = dict(stats)
-    scores["mirror_disagreement"] = {
-        "available": False,
-        "why": ("mirroring is on, but the sliding window averages the mirrored predictions "
-                "before they reach the runtime: their disagreement is not measured yet") if mirror
-        else ("mirroring is off (the default on a CPU-only box): the disagreement between mirrored "
-              "predictions, a second uncertainty estimate, is not available; the entropy below "
-              "comes from one prediction")}
     reasons: list[Reason] = []
+    if mirror and disagreement:
+        scores["mirror_disagreement"] = dict(disagreement)
+        value = disagreement.get("mean")
+        if value is not None and (grade := _grade(float(value), t.mirror_disagreement_review,
+                                                  t.mirror_disagreement_reject)):
+            reasons.append(Reason("mirror_disagreement", grade,
+                                  f"mirrored views of the scan disagree on the tumour labels "
+                                  f"({value:.0%} of them on average inside the tumour, review above "
+                                  f"{t.mirror_disagreement_review:.0%}): the model is unsure"))
+    else:
+        scores["mirror_disagreement"] = {
+            "available": False,
+            "why": ("mirroring is on, but the back-end's sliding window did not measure the "
+                    "disagreement of the mirrored predictions") if mirror
+            else ("mirroring is off (the default on a CPU-only box): the disagreement between "
+                  "mirrored predictions, a second uncertainty estimate, is not available; the "
+                  "entropy below comes from one prediction")}
     mean = stats.get("entropy_mean")
     if mean is not None and (grade := _grade(float(mean), t.entropy_review, t.entropy_reject)):
         reasons.append(Reason("uncertain", grade,
@@ -185,10 +217,15 @@ def anatomy(labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float]
         isolated = float((other[components[et]] == 0).mean())
     wt_ml = n * vox_ml
     wt_brain = wt_ml / brain_ml if brain_ml > 0 else float("inf")
+    # A glioma's whole tumour holds a core (necrosis / non-enhancing tumour, enhancing tumour):
+    # oedema with almost none is a core the model did not see (contrast failed, a post-operative
+    # cavity) or a lesion it was not trained for.
+    core_fraction = float(np.isin(labels[tumour], CORE).mean())
     scores: Scores = {"outside_brain_fraction": round(outside, 4), "components": int(count),
                       "components_large": big, "small_component_fraction": round(small_fraction, 4),
                       "isolated_et_fraction": round(isolated, 4), "wt_ml": round(wt_ml, 3),
-                      "brain_ml": round(brain_ml, 2), "wt_brain_fraction": round(wt_brain, 4)}
+                      "brain_ml": round(brain_ml, 2), "wt_brain_fraction": round(wt_brain, 4),
+                      "core_fraction": round(core_fraction, 4)}
     reasons: list[Reason] = []
     if grade := _grade(outside, t.outside_brain_review, t.outside_brain_reject):
         reasons.append(Reason("tumour_outside_brain", grade,
@@ -204,6 +241,12 @@ def anatomy(labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float]
         reasons.append(Reason("speckle", "review",
                               f"{small_fraction:.0%} of {count} tumour regions are smaller than "
                               f"{t.component_min_ml:g} mL (scattered false positives?)"))
+    if wt_ml >= t.core_min_wt_ml and core_fraction < t.core_fraction_review:
+        reasons.append(Reason("no_tumour_core", "review",
+                              f"the tumour core (necrosis and enhancing tumour) is only "
+                              f"{core_fraction:.1%} of the {wt_ml:.0f} mL whole tumour: oedema "
+                              "without a core. A core the model missed (contrast not given or "
+                              "failed? a post-operative cavity?) or a lesion it was not trained for"))
     if wt_brain > t.wt_brain_fraction_reject or wt_ml > t.wt_max_ml_reject:
         reasons.append(Reason("implausible_volume", "reject",
                               f"the whole tumour ({wt_ml:.0f} mL) is {wt_brain:.0%} of the brain "

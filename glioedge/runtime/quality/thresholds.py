@@ -33,6 +33,9 @@ class QualityThresholds:
             signal (exactly 0: outside its own field of view after resampling).
         entropy_review, entropy_reject: mean normalised predictive entropy (0..1) inside the
             predicted tumour.
+        mirror_disagreement_review, mirror_disagreement_reject: mean share of the mirrored
+            predictions whose label differs from their average's, inside the predicted tumour
+            (0..1; measured only with test-time mirroring).
         outside_brain_review, outside_brain_reject: fraction of tumour voxels outside the brain
             mask.
         isolated_et_review: fraction of enhancing-tumour voxels in components that hold no
@@ -42,6 +45,9 @@ class QualityThresholds:
         component_min_ml: smallest component counted.
         small_fraction_review: fraction of tumour components smaller than ``component_min_ml``
             (speckle) when there are at least five components.
+        core_fraction_review: share of the whole tumour that is tumour core (NCR + ET) below
+            which a tumour of at least ``core_min_wt_ml`` is reviewed (oedema without a core).
+        core_min_wt_ml: smallest whole tumour (mL) the core fraction is judged on.
         wt_brain_fraction_reject: whole tumour larger than this fraction of the brain mask.
         wt_max_ml_reject: whole tumour larger than this (mL).
     """
@@ -58,12 +64,16 @@ class QualityThresholds:
     uncovered_reject: float = 0.3
     entropy_review: float = 0.35
     entropy_reject: float = 0.6
+    mirror_disagreement_review: float = 0.1
+    mirror_disagreement_reject: float = 0.3
     outside_brain_review: float = 0.05
     outside_brain_reject: float = 0.25
     isolated_et_review: float = 0.25
     components_review: int = 6
     component_min_ml: float = 0.1
     small_fraction_review: float = 0.8
+    core_fraction_review: float = 0.05
+    core_min_wt_ml: float = 5.0
     wt_brain_fraction_reject: float = 0.6
     wt_max_ml_reject: float = 600.0
 

@@ -49,7 +49,8 @@ class Quality:
 
 def assess(*, labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float],
            profiles: Mapping[str, Mapping[str, Any]], entropy: Mapping[str, Any], mirror: bool,
-           block: Mapping[str, Any] | None, images: Mapping[str, np.ndarray] | None = None) -> Quality:
+           block: Mapping[str, Any] | None, images: Mapping[str, np.ndarray] | None = None,
+           disagreement: Mapping[str, Any] | None = None) -> Quality:
     """All signals of one case and their verdict.
 
     Args:
@@ -60,6 +61,8 @@ def assess(*, labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[floa
         mirror: whether test-time mirroring was on.
         block: the manifest's ``quality`` block (training profile, thresholds), or ``None``.
         images: modality → image on the label map's grid (for the per-series coverage).
+        disagreement: :func:`signals.disagreement_stats` of the mirrored predictions (``None``
+            without mirroring).
 
     Raises:
         ModelError: the block's thresholds are malformed.
@@ -71,7 +74,7 @@ def assess(*, labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[floa
     for name, (sc, rs) in {
         "distribution": S.distribution(profiles, block.get("intensity"), t),
         "coverage": S.coverage(brain_mask, spacing, block.get("training_max_spacing_mm"), t, images),
-        "uncertainty": S.uncertainty(entropy, mirror, t),
+        "uncertainty": S.uncertainty(entropy, mirror, t, disagreement),
         "anatomy": S.anatomy(labels, brain_mask, spacing, t),
     }.items():
         scores[name] = sc
