@@ -16,9 +16,10 @@ done
 # C: 480 steps, student-only against KD and the best-looking 240-step variants
 $B --name kd_ablation_long --epochs 24 --val-every 4 --arms "student-only,KD,KD λ=0.001,KD warm-up,two-stage"
 # D (issue 20): 480 steps, 8 seeds, the verdict from 95 % paired intervals: student-only, KD as
-# shipped (teacher dropout off), two-stage, then KD with teacher dropout 0.5; reuses C's runs
+# shipped (teacher dropout off), two-stage as documented (dropout in stage 1 only), then KD with
+# teacher dropout 0.5; reuses C's runs
 S8=0,1,2,3,4,5,6,7
-D_ARMS="student-only,KD no teacher dropout,two-stage,KD"
+D_ARMS="student-only,KD no teacher dropout,two-stage shipped,KD"
 $B --name kd_ablation_8seeds --runs kd_ablation_long --epochs 24 --val-every 4 --seeds $S8 --arms "$D_ARMS"
 # summaries (JSON, PNG, markdown) of everything finished
 $B --finished-only
