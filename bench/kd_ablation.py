@@ -293,7 +293,8 @@ def main() -> None:
                          "are reused only with the same budget and settings")
     ap.add_argument("--quick", action="store_true", help="tiny budget, to check the script runs")
     ap.add_argument("--finished-only", action="store_true",
-                    help="train nothing: summarise the arms finished for every seed, list the rest")
+                    help="train nothing: summarise the finished runs of every arm (an arm finished "
+                         "for some seeds only is summarised on those, and listed)")
     args = ap.parse_args()
     if args.quick:
         args.seeds, args.cases, args.epochs, args.iters, args.preset = "0,1", 6, 2, 2, "tiny"
@@ -327,15 +328,22 @@ def main() -> None:
     if args.teacher_dropout is not None:
         kd = replace(kd, teacher_modality_dropout=args.teacher_dropout)
     base = replace(base, kd=kd)
+    done = {a: [s for s in seeds if (_run_dir(runs, a, s) / "ablation_result.json").is_file()]
+            for a in arms}
+    missing = [a for a in arms if not done[a]] if args.finished_only else []
+    partial = {a: done[a] for a in arms if 0 < len(done[a]) < len(seeds)} if args.finished_only else {}
     if args.finished_only:
-        missing = [a for a in arms if not all(
-            (_run_dir(runs, a, s) / "ablation_result.json").is_file() for s in seeds)]
         arms = [a for a in arms if a not in missing]
-        print("arms not finished for every seed (left out): " + (", ".join(missing) or "none"))
+        print("arms with no finished run (left out): " + (", ".join(missing) or "none"))
+        print("arms finished for some seeds only (summarised on those, paired on the common seeds): "
+              + (", ".join(f"{a} (seeds {','.join(map(str, d))})" for a, d in partial.items())
+                 or "none"))
     results: dict[str, list[dict]] = {a: [] for a in arms}
     t_all = time.perf_counter()
     for seed in seeds:  # seed-major, so a cut-short run still has whole seeds
         for arm in arms:
+            if args.finished_only and seed not in done[arm]:
+                continue
             arm_base = replace(base, val_every=args.val_every) if arm in ("student-only", "KD") else base
             r = run_arm(arm, seed, arm_base, data, runs)
             results[arm].append(r)
@@ -358,8 +366,7 @@ def main() -> None:
                   f"{d[g]['better_in_seeds']}/{d[g]['n']}  {d[g]['verdict']}")
     total = time.perf_counter() - t_all
     print(f"\nablation wall time: {total / 60:.1f} min (runs reused from {runs} are not re-timed)")
-    left_out = missing if args.finished_only else []
-    write_json(args.name, {"args": vars(args), "arms_left_out": left_out,
+    write_json(args.name, {"args": vars(args), "arms_left_out": missing, "arms_partial_seeds": partial,
                            "base_config": base.to_dict(), "rows": rows,
                            "paired_vs_student_only": paired, "per_seed": results,
                            "wall_seconds": total, "kd_default": asdict(base.kd)})
