@@ -7,7 +7,7 @@ evaluated on the same held-out cases:
 * ``student-only``       the FLAIR+T1CE student alone (the baseline)
 * ``KD``                 single-stage KD (λ_bt 0.01, bottleneck, teacher detached) with teacher
                           modality dropout 0.5 (``--teacher-dropout``), as every KD arm below
-* ``KD no teacher dropout`` the same without the teacher's modality dropout
+* ``KD no teacher dropout`` the same without the teacher's modality dropout: KD as shipped
 * ``KD λ=…``             the Barlow Twins weight swept over two decades
 * ``KD BT 3 scales``     Barlow Twins on the bottleneck and the two lowest decoder stages
 * ``KD mutual``          the teacher's side of BT not detached (mutual learning)
@@ -15,16 +15,22 @@ evaluated on the same held-out cases:
 * ``KD + logit``         Hinton logit KD added to BT
 * ``two-stage``          a four-modality network trained alone, then frozen as the teacher of a
                           student trained with the same losses (``glioedge train --teacher``);
-                          its wall time is both stages
+                          its wall time is both stages; teacher dropout in both stages
+* ``two-stage shipped``  the same as the README documents it: teacher dropout (``--teacher-dropout``)
+                          in stage 1 only, stage 2 with the product default (off)
 
-Prints Dice and HD95 (mean ± sd over seeds) per region, the paired difference to student-only
-per seed, the wall time per arm, and writes bench/results/kd_ablation.json,
-kd_ablation.png (bars with sd error bars) and kd_ablation_curve.png (student-only validation
-Dice over training, to show it has converged). Finished runs are kept under
-bench/results/kd_ablation_runs/ and reused, so an interrupted ablation continues.
+Prints Dice and HD95 (mean ± sd over seeds) per region, the wall and CPU time per arm, and the
+paired difference in Dice to student-only (same seed): per seed, its mean, a 95 % paired-bootstrap
+interval and a 95 % paired t interval (bench/paired_stats.py), and the verdict they give per region
+("better" / "worse" when both intervals exclude 0, else "no difference shown"). Writes
+bench/results/NAME.json, NAME.md, NAME.png (bars with sd error bars), NAME_curve.png (student-only
+and KD validation Dice over training, to show convergence) and NAME_paired.png (the paired
+differences with both intervals). Finished runs are kept under bench/results/NAME_runs/ (or
+``--runs``) and reused, so an interrupted ablation continues.
 
-    nice -n 10 python bench/kd_ablation.py            # the documented run (~60 min on 2 cores)
+    nice -n 10 python bench/kd_ablation.py            # the 240-step runs (~60 min on 2 cores)
     python bench/kd_ablation.py --quick               # checks that the script runs (~1 min)
+    bash bench/kd_ablation_all.sh                     # everything in docs/kd_evidence.md
 """
 
 from __future__ import annotations
@@ -41,8 +47,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, print_table, write_json
+from paired_stats import format_interval, paired_interval
 
 REGIONS = ("WT", "TC", "ET")
+BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 10_000, 0  # the paired bootstrap over seeds (fixed)
 ALL_ARMS = (
     "student-only", "KD", "KD no teacher dropout", "two-stage", "KD λ=0.1", "KD BT 3 scales",
     "KD λ=0.001", "KD mutual", "KD warm-up", "KD + logit",
@@ -64,6 +72,8 @@ def arm_config(arm: str, base: Any) -> Any:
         "KD warm-up": {"kd": replace(kd, warmup_epochs=max(1, base.epochs // 3))},
         "KD + logit": {"kd": replace(kd, logit_kd=True)},
         "two-stage": {},
+        # as README/docs document it: stage 1 with --teacher-dropout, stage 2 with the default (off)
+        "two-stage shipped": {"kd": replace(kd, teacher_modality_dropout=0.0)},
     }
     if arm not in changes:
         raise SystemExit(f"unknown arm {arm!r}; choose from {', '.join(changes)}")
@@ -85,6 +95,7 @@ def _run_dir(runs: Path, arm: str, seed: int) -> Path:
 
 def run_arm(arm: str, seed: int, base: Any, data: Path, runs: Path) -> dict[str, Any]:
     """Train one arm for one seed (or reuse a finished run); metrics, curve and seconds."""
+    from glioedge.fileio import atomic_write_text
     from glioedge.train.run import train_from_folder
 
     out = _run_dir(runs, arm, seed)
@@ -93,7 +104,7 @@ def run_arm(arm: str, seed: int, base: Any, data: Path, runs: Path) -> dict[str,
         return json.loads(done.read_text())
     cfg = replace(arm_config(arm, base), seed=seed)
     t0, c0 = time.perf_counter(), time.process_time()
-    if arm == "two-stage":  # stage 1: the four-modality network alone, same budget and recipe
+    if arm.startswith("two-stage"):  # stage 1: the four-modality network alone, same budget and recipe
         teacher_cfg = replace(base, seed=seed, student_only=True,
                               student_modalities=base.teacher_modalities)
         _link_preprocessed(out / "teacher", runs / "pre-4ch")
@@ -112,7 +123,7 @@ def run_arm(arm: str, seed: int, base: Any, data: Path, runs: Path) -> dict[str,
         "student": res.final_metrics["student"],
         "teacher": res.final_metrics.get("teacher"),
     }
-    done.write_text(json.dumps(result))
+    atomic_write_text(done, json.dumps(result))  # a cut-short write never leaves a broken cache
     return result
 
 
@@ -148,32 +159,42 @@ def summarise(results: dict[str, list[dict]]) -> tuple[list[dict], dict[str, Any
                     [base[s]["student"][g]["dice"]["mean"] for s in base]) if len(base) > 1 else 0.0
                 deltas[g] = {
                     "per_seed": d,
-                    "mean": statistics.mean(d),
-                    "sd": statistics.stdev(d) if len(d) > 1 else 0.0,
+                    "seeds": [r["seed"] for r in per_seed if r["seed"] in base],
                     "better_in_seeds": sum(x > 0 for x in d),
                     # the criterion of docs/kd_evidence.md: better in every seed and by more than
                     # the student-only spread over seeds
                     "beyond_spread": bool(d) and min(d) > 0 and statistics.mean(d) > sd_base,
+                    # the criterion since issue 20: the 95 % intervals of the paired mean decide
+                    **paired_interval(d, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED),
                 }
             paired[arm] = deltas
     return rows, paired
 
 
 def markdown(rows: list[dict], paired: dict[str, Any]) -> str:
-    """The table of docs/kd_evidence.md: Dice/HD95 mean ± sd, paired Δ Dice, minutes per run."""
-    lines = ["| arm | network | WT Dice | TC Dice | ET Dice | WT HD95 | TC HD95 | ET HD95 | "
-             "Δ WT | Δ TC | Δ ET | min/run (wall, CPU) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    """The tables of docs/kd_evidence.md: Dice/HD95 mean ± sd and minutes per run, then the paired
+    Δ Dice to student-only with its 95 % intervals and the verdict they give."""
+    lines = ["| arm | network | n | WT Dice | TC Dice | ET Dice | WT HD95 | TC HD95 | ET HD95 | "
+             "min/run (wall, CPU) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        arm = r["arm"].replace(" — teacher", "")
-        d = paired.get(arm) if r["network"] == "student" else None
-        deltas = [f"{d[g]['mean']:+.3f} ± {d[g]['sd']:.3f} ({d[g]['better_in_seeds']}/"
-                  f"{len(d[g]['per_seed'])}){' **beyond**' if d[g]['beyond_spread'] else ''}"
-                  if d else "" for g in REGIONS]
         time_cell = f"{r['min/run']}, {r['cpu min/run']}" if r["network"] == "student" else ""
         lines.append("| " + " | ".join([
-            arm, r["network"], *(r[f"{g} dice"] for g in REGIONS), *(r[f"{g} hd95"] for g in REGIONS),
-            *deltas, time_cell]) + " |")
+            r["arm"].replace(" — teacher", ""), r["network"], str(r["n"]),
+            *(r[f"{g} dice"] for g in REGIONS), *(r[f"{g} hd95"] for g in REGIONS), time_cell]) + " |")
+    if paired:
+        lines += ["", "Paired Δ Dice (arm − student-only, same seed): mean, 95 % paired-bootstrap interval "
+                  f"({BOOTSTRAP_RESAMPLES} resamples, generator seed {BOOTSTRAP_SEED}) and 95 % paired t "
+                  "interval; seeds better; verdict (both intervals above 0: better, both below: worse).", "",
+                  "| arm | region | n | Δ mean | bootstrap 95 % CI | t 95 % CI | seeds better | verdict |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for arm, d in paired.items():
+            for g in REGIONS:
+                x = d[g]
+                ci = (f"[{x['ci_bootstrap'][0]:+.3f}, {x['ci_bootstrap'][1]:+.3f}]",
+                      f"[{x['ci_t'][0]:+.3f}, {x['ci_t'][1]:+.3f}]") if x["ci_t"] else ("", "")
+                lines.append(f"| {arm} | {g} | {x['n']} | {x['mean']:+.3f} | {ci[0]} | {ci[1]} | "
+                             f"{x['better_in_seeds']}/{x['n']} | **{x['verdict']}** |")
     return "\n".join(lines) + "\n"
 
 
@@ -218,6 +239,38 @@ def plot(
     plt.close(fig)
 
 
+def plot_paired(paired: dict[str, Any], path: Path) -> None:
+    """Paired Δ Dice per arm and region: every seed's difference, the mean, and both 95 % CIs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = list(paired)
+    fig, axes = plt.subplots(1, len(REGIONS), figsize=(4 * len(REGIONS), 0.7 * len(arms) + 1.8),
+                             sharey=True, squeeze=False)
+    for ax, g in zip(axes[0], REGIONS, strict=True):
+        ax.axvline(0.0, color="black", lw=0.8)
+        for i, arm in enumerate(arms):
+            x = paired[arm][g]
+            ax.scatter(x["per_seed"], [i + 0.18] * len(x["per_seed"]), s=12, color="grey", alpha=0.7,
+                       label="one seed" if i == 0 else None)
+            if x["ci_t"]:
+                ax.plot(x["ci_t"], [i - 0.12] * 2, color="tab:orange", lw=2,
+                        label="95 % paired t CI" if i == 0 else None)
+                ax.plot(x["ci_bootstrap"], [i] * 2, color="tab:blue", lw=3,
+                        label="95 % paired bootstrap CI" if i == 0 else None)
+            ax.plot([x["mean"]], [i], "o", color="black", label="mean" if i == 0 else None)
+        ax.set(title=f"{g}: Δ Dice vs student-only", xlabel="Δ Dice (arm − student-only, same seed)")
+    axes[0][0].set(yticks=range(len(arms)), yticklabels=[
+        f"{a} (n={paired[a][REGIONS[0]]['n']})" for a in arms])
+    axes[0][0].invert_yaxis()
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2")
@@ -234,10 +287,14 @@ def main() -> None:
     ap.add_argument("--teacher-dropout", type=float, default=0.5,
                     help="kd.teacher_modality_dropout of the KD arms (the documented runs: 0.5)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--name", default="kd_ablation")
+    ap.add_argument("--name", default="kd_ablation", help="name of the JSON/markdown/PNG outputs")
+    ap.add_argument("--runs", default=None,
+                    help="cache of finished runs, bench/results/RUNS_runs/ (default: --name); runs "
+                         "are reused only with the same budget and settings")
     ap.add_argument("--quick", action="store_true", help="tiny budget, to check the script runs")
     ap.add_argument("--finished-only", action="store_true",
-                    help="train nothing: summarise the arms finished for every seed, list the rest")
+                    help="train nothing: summarise the finished runs of every arm (an arm finished "
+                         "for some seeds only is summarised on those, and listed)")
     args = ap.parse_args()
     if args.quick:
         args.seeds, args.cases, args.epochs, args.iters, args.preset = "0,1", 6, 2, 2, "tiny"
@@ -246,13 +303,14 @@ def main() -> None:
 
     import torch
 
+    from glioedge.fileio import atomic_write_text
     from glioedge.synth.cohort import cohort_config, generate_cohort
     from glioedge.train.config import TrainConfig
 
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    runs = RESULTS / f"{args.name}_runs"
+    runs = RESULTS / f"{args.runs or args.name}_runs"
     data = runs / "cohort"
     if not data.exists():
         fov_mm = (192.0, 192.0, 132.0)  # the default grid's field of view, at --spacing
@@ -270,15 +328,22 @@ def main() -> None:
     if args.teacher_dropout is not None:
         kd = replace(kd, teacher_modality_dropout=args.teacher_dropout)
     base = replace(base, kd=kd)
+    done = {a: [s for s in seeds if (_run_dir(runs, a, s) / "ablation_result.json").is_file()]
+            for a in arms}
+    missing = [a for a in arms if not done[a]] if args.finished_only else []
+    partial = {a: done[a] for a in arms if 0 < len(done[a]) < len(seeds)} if args.finished_only else {}
     if args.finished_only:
-        missing = [a for a in arms if not all(
-            (_run_dir(runs, a, s) / "ablation_result.json").is_file() for s in seeds)]
         arms = [a for a in arms if a not in missing]
-        print("arms not finished for every seed (left out): " + (", ".join(missing) or "none"))
+        print("arms with no finished run (left out): " + (", ".join(missing) or "none"))
+        print("arms finished for some seeds only (summarised on those, paired on the common seeds): "
+              + (", ".join(f"{a} (seeds {','.join(map(str, d))})" for a, d in partial.items())
+                 or "none"))
     results: dict[str, list[dict]] = {a: [] for a in arms}
     t_all = time.perf_counter()
     for seed in seeds:  # seed-major, so a cut-short run still has whole seeds
         for arm in arms:
+            if args.finished_only and seed not in done[arm]:
+                continue
             arm_base = replace(base, val_every=args.val_every) if arm in ("student-only", "KD") else base
             r = run_arm(arm, seed, arm_base, data, runs)
             results[arm].append(r)
@@ -293,21 +358,24 @@ def main() -> None:
           f"{args.epochs}×{args.iters} steps; held-out Dice / HD95 (mm), mean ± sd over seeds\n")
     print_table(rows, ["arm", *(f"{g} dice" for g in REGIONS), *(f"{g} hd95" for g in REGIONS), "min/run",
                        "cpu min/run"])
-    print("\npaired Δ Dice vs student-only (mean ± sd over seeds; seeds better; beyond spread):")
+    print("\npaired Δ Dice vs student-only: mean [95 % paired bootstrap] (t [95 % paired t]), "
+          "seeds better, verdict:")
     for arm, d in paired.items():
-        print(f"  {arm:16s} " + "  ".join(
-            f"{g} {d[g]['mean']:+.3f} ± {d[g]['sd']:.3f} ({d[g]['better_in_seeds']}/{len(d[g]['per_seed'])}"
-            f"{', beyond' if d[g]['beyond_spread'] else ''})" for g in REGIONS))
+        for g in REGIONS:
+            print(f"  {arm:22s} {g}  {format_interval(d[g])}  "
+                  f"{d[g]['better_in_seeds']}/{d[g]['n']}  {d[g]['verdict']}")
     total = time.perf_counter() - t_all
     print(f"\nablation wall time: {total / 60:.1f} min (runs reused from {runs} are not re-timed)")
-    left_out = missing if args.finished_only else []
-    write_json(args.name, {"args": vars(args), "arms_left_out": left_out,
+    write_json(args.name, {"args": vars(args), "arms_left_out": missing, "arms_partial_seeds": partial,
                            "base_config": base.to_dict(), "rows": rows,
                            "paired_vs_student_only": paired, "per_seed": results,
                            "wall_seconds": total, "kd_default": asdict(base.kd)})
-    (RESULTS / f"{args.name}.md").write_text(markdown(rows, paired))
+    atomic_write_text(RESULTS / f"{args.name}.md", markdown(rows, paired))
     plot(rows, results, RESULTS / f"{args.name}.png", RESULTS / f"{args.name}_curve.png", args.iters)
-    print(f"wrote {RESULTS / (args.name + '.png')} and {RESULTS / (args.name + '_curve.png')}")
+    if paired:
+        plot_paired(paired, RESULTS / f"{args.name}_paired.png")
+    print(f"wrote {RESULTS / (args.name + '.png')}, {RESULTS / (args.name + '_curve.png')}"
+          + (f" and {RESULTS / (args.name + '_paired.png')}" if paired else ""))
 
 
 if __name__ == "__main__":
