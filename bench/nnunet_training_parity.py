@@ -1,0 +1,383 @@
+"""Training parity: nnU-Net v2's own trainer against ``glioedge train --student-only``, equal budget.
+
+    nice -n 10 python bench/nnunet_training_parity.py                 # 3 seeds, 24 × 20 steps
+    python bench/nnunet_training_parity.py --epochs 2 --iters 5 --seeds 0 --name ..._smoke
+
+Both trainers get the same data and split, network plan, patch, batch and number of steps:
+
+* **Data.** The ``brats-like`` cohort of ``bench/kd_ablation.py`` (20 cases on a 3 mm grid, cohort
+  seed 1234), FLAIR + T1CE. One split: glioedge's own (``split_cases``, 25 % held out, split seed
+  0: 15 train / 5 held out), written as nnU-Net's ``splits_final.json`` with one fold.
+* **nnU-Net.** A raw dataset (images linked, labels as classes 0..3: label-based training with
+  softmax, as glioedge trains), the plans of :mod:`nnunet_adapter` (SMALL plan, patch 24³, batch
+  2, z-score with the brain mask, batch Dice as glioedge's loss), nnU-Net's own fingerprint
+  extractor and ``DefaultPreprocessor``, then ``nnUNetTrainer_GlioedgeParity``
+  (``bench/nnunet_trainers``: nnU-Net's trainer with only epochs, iterations, one pseudo-validation
+  batch and seeds set) on the CPU, without ``torch.compile``, augmentation in-process
+  (``nnUNet_n_proc_DA=0``), and no final validation (the bench predicts itself).
+* **glioedge.** ``python -m glioedge.cli train --student-only`` with the same plan, patch, batch,
+  epochs, iterations, split and spacing (its preprocessed cache filled before the clock starts, as
+  nnU-Net's preprocessing is).
+* **Held-out metrics, one code for both.** Each trained network predicts the 5 held-out cases whole
+  on their original grid (step 0.5, Gaussian, no test-time mirroring on either side): nnU-Net with
+  ``nnUNetPredictor`` from its ``checkpoint_final.pth``, glioedge with its own path
+  (``preprocess`` → ``predict_case`` → ``restore_to_original``). Dice and HD95 per region by
+  :func:`glioedge.metrics.evaluate_case` against the case's reference labels.
+
+Every training runs in its own process (``OMP_NUM_THREADS=1``, one torch thread) and is timed
+there: wall and CPU seconds (``RUSAGE_CHILDREN``). Finished runs are reused. Prints the per-seed
+table, the means, the paired differences (glioedge − nnU-Net) and writes
+``bench/results/<name>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import nnunet_adapter as A
+from _common import RESULTS, print_table, write_json
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+REGIONS = ("WT", "TC", "ET")
+MODALITIES = ("flair", "t1ce")
+DATASET = "Dataset990_GlioedgeParity"
+TRAINER = "nnUNetTrainer_GlioedgeParity"
+PLANS = "nnUNetPlans"
+
+
+# -- data -------------------------------------------------------------------------------------
+def make_cohort(data: Path, n_cases: int, spacing: float) -> None:
+    """bench/kd_ablation.py's cohort: brats-like, seed 1234, the default grid's field of view."""
+    from glioedge.synth.cohort import cohort_config, generate_cohort
+
+    if data.exists():
+        return
+    fov_mm = (192.0, 192.0, 132.0)
+    grid = tuple(round(f / spacing) for f in fov_mm)
+    generate_cohort(data, n_cases, seed=1234, config=cohort_config(
+        "brats-like", shape=grid, spacing=(spacing,) * 3))
+
+
+def glioedge_split(data: Path, val_fraction: float) -> tuple[list[Any], list[str], list[str]]:
+    """The cases and glioedge's own train / held-out split (what ``glioedge train`` uses)."""
+    from glioedge.data.brats import discover_cases
+    from glioedge.data.modalities import parse_modalities
+    from glioedge.train.config import TrainConfig
+    from glioedge.train.run import split_cases
+
+    cases = discover_cases(data, modalities=parse_modalities(list(MODALITIES)), require_seg=True)
+    train, val = split_cases([c.case_id for c in cases], val_fraction, TrainConfig().split_seed)
+    return cases, train, val
+
+
+def nnunet_env(runs: Path, seed: int | None = None) -> dict[str, str]:
+    return {
+        "nnUNet_raw": str(runs / "nnunet" / "raw"),
+        "nnUNet_preprocessed": str(runs / "nnunet" / "preprocessed"),
+        "nnUNet_results": str(runs / f"nnunet_results_seed{seed if seed is not None else 0}"),
+        "nnUNet_compile": "f",
+        "nnUNet_n_proc_DA": "0",
+        "nnUNet_def_n_proc": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+
+
+def prepare_nnunet(runs: Path, cases: list[Any], train: list[str], val: list[str], args: Any) -> None:
+    """Raw dataset, plans, splits, fingerprint and nnU-Net's own preprocessing (once)."""
+    pre = runs / "nnunet" / "preprocessed" / DATASET
+    if (pre / f"{PLANS}_3d_fullres").is_dir() and (pre / "splits_final.json").is_file():
+        return
+    os.environ.update(nnunet_env(runs))
+    from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import (
+        DatasetFingerprintExtractor,
+    )
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+
+    from glioedge.train.plan import get_preset
+
+    raw = A.write_raw_dataset(runs / "nnunet" / "raw" / DATASET, cases, MODALITIES)
+    verify_dataset_integrity(str(raw), num_processes=1)
+    pre.mkdir(parents=True, exist_ok=True)
+    (pre / "dataset.json").write_text((raw / "dataset.json").read_text())
+    DatasetFingerprintExtractor(DATASET, num_processes=1).run(overwrite_existing=True)
+    plan = get_preset(args.preset).with_patch((args.patch,) * 3)
+    plans = A.nnunet_plans(plan, (args.spacing,) * 3, len(MODALITIES), batch_size=args.batch,
+                           batch_dice=True)
+    plans["dataset_name"] = DATASET
+    plans["plans_name"] = PLANS
+    (pre / f"{PLANS}.json").write_text(json.dumps(plans, indent=1))
+    (pre / "splits_final.json").write_text(json.dumps(A.splits_final(train, val), indent=1))
+    DefaultPreprocessor(verbose=False).run(DATASET, A.CONFIGURATION, PLANS, 1)
+
+
+def prepare_glioedge(runs: Path, cases: list[Any], args: Any) -> Path:
+    """glioedge's preprocessed cache, filled before any run is timed (shared by all runs)."""
+    from glioedge.data.dataset import preprocess_cohort
+    from glioedge.data.preprocess import PreprocessParams
+
+    shared = runs / "glioedge_preprocessed"
+    params = PreprocessParams(modalities=MODALITIES, target_spacing=(args.spacing,) * 3)
+    preprocess_cohort(cases, params, shared, num_workers=1)
+    return shared
+
+
+# -- one training per process -------------------------------------------------------------------
+def timed(cmd: list[str], env: dict[str, str], log: Path) -> dict[str, float]:
+    """Run ``cmd`` to completion; its wall and CPU seconds (user + system, children included)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    with log.open("w") as fh:
+        proc = subprocess.run(cmd, env={**os.environ, **env}, stdout=fh, stderr=subprocess.STDOUT,
+                              cwd=ROOT, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[:4]} failed (exit {proc.returncode}); see {log}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu}
+
+
+def nnunet_results_dir(runs: Path, seed: int) -> Path:
+    return (runs / f"nnunet_results_seed{seed}" / DATASET
+            / f"{TRAINER}__{PLANS}__{A.CONFIGURATION}")
+
+
+def train_nnunet(runs: Path, seed: int, args: Any) -> dict[str, float]:
+    done = runs / f"nnunet_seed{seed}.time.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    env = {**nnunet_env(runs, seed), "GLIOEDGE_PARITY_EPOCHS": str(args.epochs),
+           "GLIOEDGE_PARITY_ITERS": str(args.iters), "GLIOEDGE_PARITY_SEED": str(seed)}
+    t = timed([sys.executable, str(Path(__file__).resolve()), "--child-nnunet"], env,
+              runs / f"nnunet_seed{seed}.log")
+    t["epoch_loop_s"] = nnunet_epoch_seconds(nnunet_results_dir(runs, seed))
+    done.write_text(json.dumps(t))
+    return t
+
+
+def trainer_class() -> Any:
+    """The parity trainer, imported from its folder (nnU-Net's own search by name would import
+    every trainer module of nnunetv2, some of which need ``timm``)."""
+    sys.path.insert(0, str(BENCH / "nnunet_trainers"))
+    from nnUNetTrainer_GlioedgeParity import nnUNetTrainer_GlioedgeParity
+
+    return nnUNetTrainer_GlioedgeParity
+
+
+def nnunet_epoch_seconds(results: Path) -> float:
+    """Seconds inside nnU-Net's epochs (training steps + pseudo-validation), from its own log in
+    the checkpoint: the wall time less start-up, dataset unpacking and per-epoch checkpointing."""
+    import torch
+
+    log = torch.load(results / "fold_0" / "checkpoint_final.pth", map_location="cpu",
+                     weights_only=False)["logging"]
+    return float(sum(e - s for s, e in zip(log["epoch_start_timestamps"],
+                                           log["epoch_end_timestamps"], strict=True)))
+
+
+def child_nnunet() -> Any:
+    """In the training process: nnU-Net's trainer as ``nnUNetv2_train`` builds it (plans with
+    ``continue_training``, configuration, fold 0, dataset.json, device), minus the final validation
+    (``perform_actual_validation`` is not called; the bench predicts the held-out cases itself)."""
+    import torch
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+
+    torch.set_num_threads(1)
+    pre = Path(os.environ["nnUNet_preprocessed"]) / DATASET  # noqa: SIM112 (nnU-Net's name)
+    plans = load_json(str(pre / f"{PLANS}.json"))
+    plans["continue_training"] = False
+    trainer = trainer_class()(plans=plans, configuration=A.CONFIGURATION, fold=0,
+                            dataset_json=load_json(str(pre / "dataset.json")),
+                            device=torch.device("cpu"))
+    trainer.run_training()
+    return trainer
+
+
+def train_glioedge(runs: Path, seed: int, shared_pre: Path, data: Path, args: Any) -> dict[str, float]:
+    out = runs / f"glioedge_seed{seed}"
+    done = runs / f"glioedge_seed{seed}.time.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    link = out / "preprocessed"
+    if not link.exists():
+        link.symlink_to(shared_pre.resolve(), target_is_directory=True)
+    cmd = [sys.executable, "-m", "glioedge.cli", "train", "--data", str(data), "--out", str(out),
+           "--student-only", "--student-modalities", ",".join(MODALITIES), "--preset", args.preset,
+           "--patch", ",".join([str(args.patch)] * 3), "--epochs", str(args.epochs),
+           "--iters-per-epoch", str(args.iters), "--batch-size", str(args.batch),
+           "--val-every", str(args.epochs), "--val-fraction", str(args.val_fraction),
+           "--spacing", ",".join([str(args.spacing)] * 3), "--workers", "0", "--seed", str(seed)]
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    t = timed(cmd, env, runs / f"glioedge_seed{seed}.log")
+    done.write_text(json.dumps(t))
+    return t
+
+
+# -- held-out evaluation, the same code for both ---------------------------------------------------
+def evaluate(runs: Path, seed: int, held_out: list[Any]) -> dict[str, Any]:
+    """Dice / HD95 of both trained networks on the held-out cases, whole, on the original grid."""
+    import torch
+
+    from glioedge.data.brats import load_case
+    from glioedge.data.preprocess import PreprocessParams, preprocess, restore_to_original
+    from glioedge.metrics import evaluate_case, summarise
+    from glioedge.train.checkpoint import load_student
+    from glioedge.train.validation import predict_case
+
+    os.environ.update(nnunet_env(runs, seed))
+    torch.set_num_threads(1)
+    predictor = A.make_trained_predictor(nnunet_results_dir(runs, seed), trainer_class(),
+                                         mirror=False, threads=1)
+    net, meta = load_student(runs / f"glioedge_seed{seed}" / "checkpoints" / "final")
+    params = PreprocessParams.from_dict(meta.preprocess)
+    per_case: dict[str, list[dict]] = {"nnunet": [], "glioedge": []}
+    for cf in held_out:
+        case = load_case(cf)
+        files = [cf.images[m] for m in sorted(cf.images, key=lambda k: MODALITIES.index(k.value))]
+        nn_labels = A.nnunet_labels(predictor, files)
+        pre = preprocess(case.images, case.affine, params)
+        ge = predict_case(net, pre.data, meta.plan.patch_size, torch.device("cpu"))
+        ge_labels = restore_to_original(ge, pre.record, is_label=True)
+        per_case["nnunet"].append(evaluate_case(nn_labels, case.label, case.spacing))
+        per_case["glioedge"].append(evaluate_case(ge_labels, case.label, case.spacing))
+    return {side: {"summary": summarise(v), "per_case": v} for side, v in per_case.items()}
+
+
+# -- report ---------------------------------------------------------------------------------------
+def _sd(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def dice_of(result: dict[str, Any], side: str, region: str) -> float:
+    return float(result["metrics"][side]["summary"][region]["dice"]["mean"])
+
+
+def report(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    rows = []
+    for r in per_seed:
+        for side in ("nnunet", "glioedge"):
+            s = r["metrics"][side]["summary"]
+            rows.append({"seed": r["seed"], "trainer": side,
+                         **{f"{g} Dice": round(s[g]["dice"]["mean"], 3) for g in REGIONS},
+                         **{f"{g} HD95": round(s[g]["hd95"]["mean"], 1) for g in REGIONS},
+                         "wall min": round(r["time"][side]["wall_s"] / 60, 2),
+                         "CPU min": round(r["time"][side]["cpu_s"] / 60, 2)})
+    print_table(rows, ["seed", "trainer", *(f"{g} Dice" for g in REGIONS),
+                       *(f"{g} HD95" for g in REGIONS), "wall min", "CPU min"])
+    summary: dict[str, Any] = {}
+    for g in REGIONS:
+        nn = [dice_of(r, "nnunet", g) for r in per_seed]
+        ge = [dice_of(r, "glioedge", g) for r in per_seed]
+        d = [b - a for a, b in zip(nn, ge, strict=True)]
+        summary[g] = {"nnunet_mean": statistics.mean(nn), "nnunet_sd": _sd(nn),
+                      "glioedge_mean": statistics.mean(ge), "glioedge_sd": _sd(ge),
+                      "delta_per_seed": d, "delta_mean": statistics.mean(d), "delta_sd": _sd(d),
+                      "within_0.01_or_better": statistics.mean(d) >= -0.01}
+    for side in ("nnunet", "glioedge"):
+        summary[f"{side}_wall_s_mean"] = statistics.mean(r["time"][side]["wall_s"] for r in per_seed)
+        summary[f"{side}_cpu_s_mean"] = statistics.mean(r["time"][side]["cpu_s"] for r in per_seed)
+    print("\nmean over seeds (sd); Δ = glioedge − nnU-Net, paired by seed:")
+    for g in REGIONS:
+        s = summary[g]
+        print(f"  {g}: nnU-Net {s['nnunet_mean']:.3f} ({s['nnunet_sd']:.3f})  glioedge "
+              f"{s['glioedge_mean']:.3f} ({s['glioedge_sd']:.3f})  Δ {s['delta_mean']:+.3f} "
+              f"({', '.join(f'{x:+.3f}' for x in s['delta_per_seed'])})  "
+              f"{'within 0.01 or better' if s['within_0.01_or_better'] else 'BEHIND by > 0.01'}")
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--epochs", type=int, default=24)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--cases", type=int, default=20)
+    ap.add_argument("--val-fraction", type=float, default=0.25)
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--patch", type=int, default=24)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--spacing", type=float, default=3.0)
+    ap.add_argument("--name", default="nnunet_training_parity")
+    ap.add_argument("--child-nnunet", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child_nnunet:
+        child_nnunet()
+        return
+
+    import torch
+
+    torch.set_num_threads(1)
+    base = RESULTS / "nnunet_training_parity_runs"  # data and preprocessing shared by budgets
+    runs = base / f"{args.epochs}x{args.iters}"
+    runs.mkdir(parents=True, exist_ok=True)
+    data = base / "cohort"
+    make_cohort(data, args.cases, args.spacing)
+    cases, train, val = glioedge_split(data, args.val_fraction)
+    print(f"{len(cases)} cases: {len(train)} train, {len(val)} held out ({', '.join(val)})", flush=True)
+    for sub in ("nnunet", "glioedge_preprocessed"):  # budget-independent: one copy
+        target = base / sub
+        target.mkdir(exist_ok=True)
+        if not (runs / sub).exists():
+            (runs / sub).symlink_to(target.resolve(), target_is_directory=True)
+    prepare_nnunet(runs, cases, train, val, args)
+    shared_pre = prepare_glioedge(runs, cases, args)
+    held_out = [c for c in cases if c.case_id in set(val)]
+    per_seed = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        done = runs / f"result_seed{seed}.json"
+        if done.is_file():
+            r = json.loads(done.read_text())
+        else:
+            t_nn = train_nnunet(runs, seed, args)
+            print(f"seed {seed} nnU-Net  trained: {t_nn['wall_s'] / 60:.1f} min wall, "
+                  f"{t_nn['cpu_s'] / 60:.1f} min CPU", flush=True)
+            t_ge = train_glioedge(runs, seed, shared_pre, data, args)
+            print(f"seed {seed} glioedge trained: {t_ge['wall_s'] / 60:.1f} min wall, "
+                  f"{t_ge['cpu_s'] / 60:.1f} min CPU", flush=True)
+            r = {"seed": seed, "time": {"nnunet": t_nn, "glioedge": t_ge},
+                 "metrics": evaluate(runs, seed, held_out)}
+            done.write_text(json.dumps(r))
+        print(f"seed {seed}: " + "  ".join(
+            f"{g} nnU-Net {dice_of(r, 'nnunet', g):.3f} glioedge {dice_of(r, 'glioedge', g):.3f}"
+            for g in REGIONS), flush=True)
+        per_seed.append(r)
+    print(f"\nheld-out Dice / HD95 (mm), {len(held_out)} cases, {args.epochs} × {args.iters} steps, "
+          f"batch {args.batch}, patch {args.patch}³, preset {args.preset}\n")
+    summary = report(per_seed)
+    load = os.getloadavg()
+    write_json(args.name, {
+        "args": {k: v for k, v in vars(args).items() if k != "child_nnunet"},
+        "split": {"train": train, "held_out": val}, "summary": summary,
+        "per_seed": per_seed,
+        "load_average_at_end": load,
+        "nnunet_version": _version("nnunetv2"), "batchgeneratorsv2": _version("batchgeneratorsv2"),
+    })
+
+
+def _version(pkg: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+if __name__ == "__main__":
+    main()
