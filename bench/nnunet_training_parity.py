@@ -83,16 +83,19 @@ def glioedge_split(data: Path, val_fraction: float) -> tuple[list[Any], list[str
 
 
 def nnunet_env(runs: Path, seed: int | None = None) -> dict[str, str]:
-    return {
+    """nnU-Net's folders and CPU settings; ``nnUNet_results`` only for a seed (one folder each)."""
+    env = {
         "nnUNet_raw": str(runs / "nnunet" / "raw"),
         "nnUNet_preprocessed": str(runs / "nnunet" / "preprocessed"),
-        "nnUNet_results": str(runs / f"nnunet_results_seed{seed if seed is not None else 0}"),
         "nnUNet_compile": "f",
         "nnUNet_n_proc_DA": "0",
         "nnUNet_def_n_proc": "1",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
     }
+    if seed is not None:
+        env["nnUNet_results"] = str(runs / f"nnunet_results_seed{seed}")
+    return env
 
 
 def prepare_nnunet(runs: Path, cases: list[Any], train: list[str], val: list[str], args: Any) -> None:
@@ -207,16 +210,22 @@ def child_nnunet() -> Any:
     return trainer
 
 
-def train_glioedge(runs: Path, seed: int, shared_pre: Path, data: Path, args: Any) -> dict[str, float]:
-    out = runs / f"glioedge_seed{seed}"
-    done = runs / f"glioedge_seed{seed}.time.json"
+#: glioedge-side arms: the recipe as shipped, and one component swapped (bench/nnunet_augment_swap.py)
+GLIOEDGE_ARMS = {"glioedge": ["-m", "glioedge.cli"],
+                 "glioedge+bg2aug": [str(BENCH / "nnunet_augment_swap.py")]}
+
+
+def train_glioedge(runs: Path, seed: int, shared_pre: Path, data: Path, args: Any,
+                   arm: str = "glioedge") -> dict[str, float]:
+    out = runs / f"{arm}_seed{seed}"
+    done = runs / f"{arm}_seed{seed}.time.json"
     if done.is_file():
         return json.loads(done.read_text())
     out.mkdir(parents=True, exist_ok=True)
     link = out / "preprocessed"
     if not link.exists():
         link.symlink_to(shared_pre.resolve(), target_is_directory=True)
-    cmd = [sys.executable, "-m", "glioedge.cli", "train", "--data", str(data), "--out", str(out),
+    cmd = [sys.executable, *GLIOEDGE_ARMS[arm], "train", "--data", str(data), "--out", str(out),
            "--student-only", "--student-modalities", ",".join(MODALITIES), "--preset", args.preset,
            "--patch", ",".join([str(args.patch)] * 3), "--epochs", str(args.epochs),
            "--iters-per-epoch", str(args.iters), "--batch-size", str(args.batch),
@@ -224,14 +233,15 @@ def train_glioedge(runs: Path, seed: int, shared_pre: Path, data: Path, args: An
            "--spacing", ",".join([str(args.spacing)] * 3), "--workers", "0", "--seed", str(seed)]
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    t = timed(cmd, env, runs / f"glioedge_seed{seed}.log")
+    t = timed(cmd, env, runs / f"{arm}_seed{seed}.log")
     done.write_text(json.dumps(t))
     return t
 
 
 # -- held-out evaluation, the same code for both ---------------------------------------------------
-def evaluate(runs: Path, seed: int, held_out: list[Any]) -> dict[str, Any]:
-    """Dice / HD95 of both trained networks on the held-out cases, whole, on the original grid."""
+def evaluate(runs: Path, seed: int, held_out: list[Any], side: str) -> dict[str, Any]:
+    """Dice / HD95 of one trained network on the held-out cases, whole, on the original grid:
+    nnU-Net's by its ``nnUNetPredictor``, glioedge's by its own path; the metric code is one."""
     import torch
 
     from glioedge.data.brats import load_case
@@ -240,23 +250,27 @@ def evaluate(runs: Path, seed: int, held_out: list[Any]) -> dict[str, Any]:
     from glioedge.train.checkpoint import load_student
     from glioedge.train.validation import predict_case
 
-    os.environ.update(nnunet_env(runs, seed))
     torch.set_num_threads(1)
-    predictor = A.make_trained_predictor(nnunet_results_dir(runs, seed), trainer_class(),
-                                         mirror=False, threads=1)
-    net, meta = load_student(runs / f"glioedge_seed{seed}" / "checkpoints" / "final")
-    params = PreprocessParams.from_dict(meta.preprocess)
-    per_case: dict[str, list[dict]] = {"nnunet": [], "glioedge": []}
+    if side == "nnunet":
+        os.environ.update(nnunet_env(runs, seed))
+        predictor = A.make_trained_predictor(nnunet_results_dir(runs, seed), trainer_class(),
+                                             mirror=False, threads=1)
+    else:
+        net, meta = load_student(runs / f"{side}_seed{seed}" / "checkpoints" / "final")
+        params = PreprocessParams.from_dict(meta.preprocess)
+    per_case = []
     for cf in held_out:
         case = load_case(cf)
-        files = [cf.images[m] for m in sorted(cf.images, key=lambda k: MODALITIES.index(k.value))]
-        nn_labels = A.nnunet_labels(predictor, files)
-        pre = preprocess(case.images, case.affine, params)
-        ge = predict_case(net, pre.data, meta.plan.patch_size, torch.device("cpu"))
-        ge_labels = restore_to_original(ge, pre.record, is_label=True)
-        per_case["nnunet"].append(evaluate_case(nn_labels, case.label, case.spacing))
-        per_case["glioedge"].append(evaluate_case(ge_labels, case.label, case.spacing))
-    return {side: {"summary": summarise(v), "per_case": v} for side, v in per_case.items()}
+        if side == "nnunet":
+            files = [cf.images[m] for m in sorted(cf.images, key=lambda k: MODALITIES.index(k.value))]
+            labels = A.nnunet_labels(predictor, files)
+        else:
+            pre = preprocess(case.images, case.affine, params)
+            labels = restore_to_original(
+                predict_case(net, pre.data, meta.plan.patch_size, torch.device("cpu")),
+                pre.record, is_label=True)
+        per_case.append(evaluate_case(labels, case.label, case.spacing))
+    return {"summary": summarise(per_case), "per_case": per_case}
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -268,10 +282,11 @@ def dice_of(result: dict[str, Any], side: str, region: str) -> float:
     return float(result["metrics"][side]["summary"][region]["dice"]["mean"])
 
 
-def report(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+def report(per_seed: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
+    """Per-seed table; means; paired differences of every glioedge arm to nnU-Net."""
     rows = []
     for r in per_seed:
-        for side in ("nnunet", "glioedge"):
+        for side in arms:
             s = r["metrics"][side]["summary"]
             rows.append({"seed": r["seed"], "trainer": side,
                          **{f"{g} Dice": round(s[g]["dice"]["mean"], 3) for g in REGIONS},
@@ -281,24 +296,25 @@ def report(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     print_table(rows, ["seed", "trainer", *(f"{g} Dice" for g in REGIONS),
                        *(f"{g} HD95" for g in REGIONS), "wall min", "CPU min"])
     summary: dict[str, Any] = {}
-    for g in REGIONS:
-        nn = [dice_of(r, "nnunet", g) for r in per_seed]
-        ge = [dice_of(r, "glioedge", g) for r in per_seed]
-        d = [b - a for a, b in zip(nn, ge, strict=True)]
-        summary[g] = {"nnunet_mean": statistics.mean(nn), "nnunet_sd": _sd(nn),
-                      "glioedge_mean": statistics.mean(ge), "glioedge_sd": _sd(ge),
-                      "delta_per_seed": d, "delta_mean": statistics.mean(d), "delta_sd": _sd(d),
-                      "within_0.01_or_better": statistics.mean(d) >= -0.01}
-    for side in ("nnunet", "glioedge"):
-        summary[f"{side}_wall_s_mean"] = statistics.mean(r["time"][side]["wall_s"] for r in per_seed)
-        summary[f"{side}_cpu_s_mean"] = statistics.mean(r["time"][side]["cpu_s"] for r in per_seed)
-    print("\nmean over seeds (sd); Δ = glioedge − nnU-Net, paired by seed:")
-    for g in REGIONS:
-        s = summary[g]
-        print(f"  {g}: nnU-Net {s['nnunet_mean']:.3f} ({s['nnunet_sd']:.3f})  glioedge "
-              f"{s['glioedge_mean']:.3f} ({s['glioedge_sd']:.3f})  Δ {s['delta_mean']:+.3f} "
-              f"({', '.join(f'{x:+.3f}' for x in s['delta_per_seed'])})  "
-              f"{'within 0.01 or better' if s['within_0.01_or_better'] else 'BEHIND by > 0.01'}")
+    print("\nmean over seeds (sd); Δ = arm − nnU-Net, paired by seed:")
+    for arm in arms:
+        times = [r["time"][arm] for r in per_seed]
+        summary[arm] = {"wall_s_mean": statistics.mean(t["wall_s"] for t in times),
+                        "cpu_s_mean": statistics.mean(t["cpu_s"] for t in times)}
+        for g in REGIONS:
+            v = [dice_of(r, arm, g) for r in per_seed]
+            summary[arm][g] = {"mean": statistics.mean(v), "sd": _sd(v), "per_seed": v}
+            if arm != "nnunet":
+                d = [b - a for a, b in zip([dice_of(r, "nnunet", g) for r in per_seed], v,
+                                           strict=True)]
+                summary[arm][g].update({"delta_per_seed": d, "delta_mean": statistics.mean(d),
+                                        "delta_sd": _sd(d),
+                                        "within_0.01_or_better": statistics.mean(d) >= -0.01})
+        print(f"  {arm:16s} " + "  ".join(
+            f"{g} {summary[arm][g]['mean']:.3f} ({summary[arm][g]['sd']:.3f})"
+            + (f" Δ {summary[arm][g]['delta_mean']:+.3f} "
+               f"[{', '.join(f'{x:+.3f}' for x in summary[arm][g]['delta_per_seed'])}]"
+               if arm != "nnunet" else "") for g in REGIONS))
     return summary
 
 
@@ -314,6 +330,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--spacing", type=float, default=3.0)
     ap.add_argument("--name", default="nnunet_training_parity")
+    ap.add_argument("--extra-arms", default="", help="glioedge with one component swapped: "
+                    + ", ".join(a for a in GLIOEDGE_ARMS if a != "glioedge"))
     ap.add_argument("--child-nnunet", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_nnunet:
@@ -338,28 +356,31 @@ def main() -> None:
     prepare_nnunet(runs, cases, train, val, args)
     shared_pre = prepare_glioedge(runs, cases, args)
     held_out = [c for c in cases if c.case_id in set(val)]
+    arms = ["nnunet", "glioedge", *args.extra_arms.split(",")] if args.extra_arms else \
+        ["nnunet", "glioedge"]
     per_seed = []
     for seed in (int(s) for s in args.seeds.split(",")):
         done = runs / f"result_seed{seed}.json"
-        if done.is_file():
-            r = json.loads(done.read_text())
-        else:
-            t_nn = train_nnunet(runs, seed, args)
-            print(f"seed {seed} nnU-Net  trained: {t_nn['wall_s'] / 60:.1f} min wall, "
-                  f"{t_nn['cpu_s'] / 60:.1f} min CPU", flush=True)
-            t_ge = train_glioedge(runs, seed, shared_pre, data, args)
-            print(f"seed {seed} glioedge trained: {t_ge['wall_s'] / 60:.1f} min wall, "
-                  f"{t_ge['cpu_s'] / 60:.1f} min CPU", flush=True)
-            r = {"seed": seed, "time": {"nnunet": t_nn, "glioedge": t_ge},
-                 "metrics": evaluate(runs, seed, held_out)}
+        r = json.loads(done.read_text()) if done.is_file() else {"seed": seed, "time": {}, "metrics": {}}
+        for arm in arms:
+            if arm in r["metrics"]:
+                continue
+            if arm == "nnunet":
+                t = train_nnunet(runs, seed, args)
+            else:
+                t = train_glioedge(runs, seed, shared_pre, data, args, arm)
+            print(f"seed {seed} {arm:16s} trained: {t['wall_s'] / 60:.1f} min wall, "
+                  f"{t['cpu_s'] / 60:.1f} min CPU", flush=True)
+            r["time"][arm] = t
+            r["metrics"][arm] = evaluate(runs, seed, held_out, arm)
             done.write_text(json.dumps(r))
         print(f"seed {seed}: " + "  ".join(
-            f"{g} nnU-Net {dice_of(r, 'nnunet', g):.3f} glioedge {dice_of(r, 'glioedge', g):.3f}"
-            for g in REGIONS), flush=True)
+            f"{g} " + " ".join(f"{a} {dice_of(r, a, g):.3f}" for a in arms) for g in REGIONS),
+            flush=True)
         per_seed.append(r)
     print(f"\nheld-out Dice / HD95 (mm), {len(held_out)} cases, {args.epochs} × {args.iters} steps, "
           f"batch {args.batch}, patch {args.patch}³, preset {args.preset}\n")
-    summary = report(per_seed)
+    summary = report(per_seed, arms)
     load = os.getloadavg()
     write_json(args.name, {
         "args": {k: v for k, v in vars(args).items() if k != "child_nnunet"},
