@@ -99,3 +99,33 @@ def test_nnunet_trainer_runs_the_given_budget_and_predicts(cohort, monkeypatch) 
         cf.images, key=lambda k: B.MODALITIES.index(k.value))])
     assert labels.shape == load_case(cf).label.shape
     assert set(np.unique(labels).tolist()) <= {0, 1, 2, 3}
+
+
+def test_nnunet_augmentation_in_glioedges_loader_shape_labels_and_seed() -> None:
+    """The swapped-in augmenter (nnU-Net's own transforms) keeps glioedge's Augmenter contract."""
+    import nnunet_augment_swap as S
+
+    from glioedge.data.augment import AugmentConfig
+
+    def run(seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        aug = S.BG2Augmenter(AugmentConfig(), np.random.default_rng(seed))
+        size = aug.input_size((16, 16, 16))
+        src = np.random.default_rng(0)
+        x = src.normal(size=(2, *size)).astype(np.float32)
+        y = np.zeros(size, np.uint8)
+        y[8:20, 8:20, 8:20] = 2
+        y[11:15, 11:15, 11:15] = 3
+        return [aug(x, y, (16, 16, 16)) for _ in range(4)]
+
+    first, again, other = run(1), run(1), run(2)
+    assert S.BG2Augmenter(AugmentConfig(), np.random.default_rng(0)).input_size((16,) * 3) > (16,) * 3
+    for (x, y), (x2, y2) in zip(first, again, strict=True):
+        np.testing.assert_array_equal(y, y2)
+        assert x.shape == (2, 16, 16, 16) and x.dtype == np.float32 and y.shape == (16, 16, 16)
+        assert set(np.unique(y).tolist()) <= {0, 2, 3}
+        np.testing.assert_array_equal(x, x2)  # seeded from glioedge's generator
+    assert any(not np.array_equal(a[0], b[0]) for a, b in zip(first, other, strict=True))
+    off = S.BG2Augmenter(AugmentConfig(enabled=False), np.random.default_rng(0))
+    x = np.arange(2 * 18**3, dtype=np.float32).reshape(2, 18, 18, 18)
+    xo, _ = off(x, np.zeros((18,) * 3, np.uint8), (16, 16, 16))
+    np.testing.assert_array_equal(xo, x[:, 1:17, 1:17, 1:17])
