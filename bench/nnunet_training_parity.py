@@ -278,6 +278,16 @@ def _sd(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _t_interval(d: list[float]) -> list[float] | None:
+    """95 % t-interval of the mean paired difference (None for fewer than 2 seeds)."""
+    from scipy import stats
+
+    if len(d) < 2:
+        return None
+    half = float(stats.t.ppf(0.975, len(d) - 1)) * _sd(d) / len(d) ** 0.5
+    return [statistics.mean(d) - half, statistics.mean(d) + half]
+
+
 def dice_of(result: dict[str, Any], side: str, region: str) -> float:
     return float(result["metrics"][side]["summary"][region]["dice"]["mean"])
 
@@ -286,7 +296,7 @@ def report(per_seed: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
     """Per-seed table; means; paired differences of every glioedge arm to nnU-Net."""
     rows = []
     for r in per_seed:
-        for side in arms:
+        for side in (a for a in arms if a in r["metrics"]):
             s = r["metrics"][side]["summary"]
             rows.append({"seed": r["seed"], "trainer": side,
                          **{f"{g} Dice": round(s[g]["dice"]["mean"], 3) for g in REGIONS},
@@ -296,25 +306,34 @@ def report(per_seed: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
     print_table(rows, ["seed", "trainer", *(f"{g} Dice" for g in REGIONS),
                        *(f"{g} HD95" for g in REGIONS), "wall min", "CPU min"])
     summary: dict[str, Any] = {}
-    print("\nmean over seeds (sd); Δ = arm − nnU-Net, paired by seed:")
+    print("\nmean over seeds (sd); Δ = arm − nnU-Net, paired by seed (seeds where both ran):")
     for arm in arms:
-        times = [r["time"][arm] for r in per_seed]
-        summary[arm] = {"wall_s_mean": statistics.mean(t["wall_s"] for t in times),
+        mine = [r for r in per_seed if arm in r["metrics"]]
+        if not mine:
+            continue
+        times = [r["time"][arm] for r in mine]
+        summary[arm] = {"seeds": [r["seed"] for r in mine],
+                        "wall_s_mean": statistics.mean(t["wall_s"] for t in times),
                         "cpu_s_mean": statistics.mean(t["cpu_s"] for t in times)}
+        if arm == "nnunet" and "epoch_loop_s" in times[0]:
+            summary[arm]["epoch_loop_s_mean"] = statistics.mean(t["epoch_loop_s"] for t in times)
+        paired = [r for r in mine if "nnunet" in r["metrics"]]
         for g in REGIONS:
-            v = [dice_of(r, arm, g) for r in per_seed]
+            v = [dice_of(r, arm, g) for r in mine]
             summary[arm][g] = {"mean": statistics.mean(v), "sd": _sd(v), "per_seed": v}
-            if arm != "nnunet":
-                d = [b - a for a, b in zip([dice_of(r, "nnunet", g) for r in per_seed], v,
-                                           strict=True)]
-                summary[arm][g].update({"delta_per_seed": d, "delta_mean": statistics.mean(d),
-                                        "delta_sd": _sd(d),
+            if arm != "nnunet" and paired:
+                d = [dice_of(r, arm, g) - dice_of(r, "nnunet", g) for r in paired]
+                summary[arm][g].update({"paired_seeds": [r["seed"] for r in paired],
+                                        "delta_per_seed": d, "delta_mean": statistics.mean(d),
+                                        "delta_sd": _sd(d), "delta_ci95": _t_interval(d),
                                         "within_0.01_or_better": statistics.mean(d) >= -0.01})
         print(f"  {arm:16s} " + "  ".join(
             f"{g} {summary[arm][g]['mean']:.3f} ({summary[arm][g]['sd']:.3f})"
             + (f" Δ {summary[arm][g]['delta_mean']:+.3f} "
                f"[{', '.join(f'{x:+.3f}' for x in summary[arm][g]['delta_per_seed'])}]"
-               if arm != "nnunet" else "") for g in REGIONS))
+               + (" 95% CI [{:+.3f}, {:+.3f}]".format(*summary[arm][g]["delta_ci95"])
+                  if summary[arm][g]["delta_ci95"] else "")
+               if "delta_mean" in summary[arm][g] else "") for g in REGIONS))
     return summary
 
 
@@ -332,6 +351,8 @@ def main() -> None:
     ap.add_argument("--name", default="nnunet_training_parity")
     ap.add_argument("--extra-arms", default="", help="glioedge with one component swapped: "
                     + ", ".join(a for a in GLIOEDGE_ARMS if a != "glioedge"))
+    ap.add_argument("--finished-only", action="store_true",
+                    help="train nothing: summarise the runs finished (each arm over its seeds)")
     ap.add_argument("--child-nnunet", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_nnunet:
@@ -363,7 +384,7 @@ def main() -> None:
         done = runs / f"result_seed{seed}.json"
         r = json.loads(done.read_text()) if done.is_file() else {"seed": seed, "time": {}, "metrics": {}}
         for arm in arms:
-            if arm in r["metrics"]:
+            if arm in r["metrics"] or args.finished_only:
                 continue
             if arm == "nnunet":
                 t = train_nnunet(runs, seed, args)
@@ -374,9 +395,11 @@ def main() -> None:
             r["time"][arm] = t
             r["metrics"][arm] = evaluate(runs, seed, held_out, arm)
             done.write_text(json.dumps(r))
+        if not r["metrics"]:
+            continue
         print(f"seed {seed}: " + "  ".join(
-            f"{g} " + " ".join(f"{a} {dice_of(r, a, g):.3f}" for a in arms) for g in REGIONS),
-            flush=True)
+            f"{g} " + " ".join(f"{a} {dice_of(r, a, g):.3f}" for a in arms if a in r["metrics"])
+            for g in REGIONS), flush=True)
         per_seed.append(r)
     print(f"\nheld-out Dice / HD95 (mm), {len(held_out)} cases, {args.epochs} × {args.iters} steps, "
           f"batch {args.batch}, patch {args.patch}³, preset {args.preset}\n")
