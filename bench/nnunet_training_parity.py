@@ -278,6 +278,19 @@ def _sd(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def train_loss_curve(runs: Path, seed: int, arm: str) -> list[float]:
+    """Mean training loss per epoch (CE + soft Dice with deep supervision on both sides; nnU-Net
+    from its checkpoint's log, glioedge from history.json): is it still falling at the end?"""
+    import torch
+
+    if arm == "nnunet":
+        log = torch.load(nnunet_results_dir(runs, seed) / "fold_0" / "checkpoint_final.pth",
+                         map_location="cpu", weights_only=False)["logging"]
+        return [float(x) for x in log["train_losses"]]
+    history = json.loads((runs / f"{arm}_seed{seed}" / "history.json").read_text())
+    return [float(r["train"]["total"]) for r in history]
+
+
 def _t_interval(d: list[float]) -> list[float] | None:
     """95 % t-interval of the mean paired difference (None for fewer than 2 seeds)."""
     from scipy import stats
@@ -404,10 +417,20 @@ def main() -> None:
     print(f"\nheld-out Dice / HD95 (mm), {len(held_out)} cases, {args.epochs} × {args.iters} steps, "
           f"batch {args.batch}, patch {args.patch}³, preset {args.preset}\n")
     summary = report(per_seed, arms)
+    curves = {a: {r["seed"]: train_loss_curve(runs, r["seed"], a) for r in per_seed
+                  if a in r["metrics"]} for a in arms}
+    print("\nmean training loss per quarter of the epochs (mean over seeds):")
+    for a, by_seed in curves.items():
+        if by_seed:
+            q = max(1, args.epochs // 4)
+            quarters = [statistics.mean(statistics.mean(c[i:i + q]) for c in by_seed.values())
+                        for i in range(0, args.epochs - q + 1, q)]
+            print(f"  {a:16s} " + "  ".join(f"{x:+.3f}" for x in quarters))
     load = os.getloadavg()
     write_json(args.name, {
         "args": {k: v for k, v in vars(args).items() if k != "child_nnunet"},
         "split": {"train": train, "held_out": val}, "summary": summary,
+        "train_loss_curves": curves,
         "per_seed": per_seed,
         "load_average_at_end": load,
         "nnunet_version": _version("nnunetv2"), "batchgeneratorsv2": _version("batchgeneratorsv2"),
