@@ -350,6 +350,30 @@ def report(per_seed: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
     return summary
 
 
+def markdown(per_seed: list[dict[str, Any]], arms: list[str], summary: dict[str, Any]) -> str:
+    """The tables of docs/nnunet_parity.md §4: Dice per seed, then means and paired Δ."""
+    lines = ["| seed | " + " | ".join(f"{a} {g}" for g in REGIONS for a in arms) + " |",
+             "|---|" + "---|" * (len(arms) * len(REGIONS))]
+    for r in per_seed:
+        cells = [f"{dice_of(r, a, g):.3f}" if a in r["metrics"] else "" for g in REGIONS for a in arms]
+        lines.append(f"| {r['seed']} | " + " | ".join(cells) + " |")
+    lines += ["", "| arm | seeds | " + " | ".join(f"{g} Dice (sd)" for g in REGIONS) + " | "
+              + " | ".join(f"Δ {g} vs nnU-Net [95 % CI]" for g in REGIONS)
+              + " | wall / CPU min per run |", "|---|---|" + "---|" * 7]
+    for a in arms:
+        if a not in summary:
+            continue
+        m = summary[a]
+        delta = [(f"{m[g]['delta_mean']:+.3f} [{m[g]['delta_ci95'][0]:+.3f}, {m[g]['delta_ci95'][1]:+.3f}]"
+                  if m[g].get("delta_ci95") else f"{m[g]['delta_mean']:+.3f}")
+                 if "delta_mean" in m[g] else "" for g in REGIONS]
+        lines.append(f"| {a} | {len(m['seeds'])} | "
+                     + " | ".join(f"{m[g]['mean']:.3f} ({m[g]['sd']:.3f})" for g in REGIONS)
+                     + " | " + " | ".join(delta)
+                     + f" | {m['wall_s_mean'] / 60:.1f} / {m['cpu_s_mean'] / 60:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2")
@@ -426,6 +450,7 @@ def main() -> None:
             quarters = [statistics.mean(statistics.mean(c[i:i + q]) for c in by_seed.values())
                         for i in range(0, args.epochs - q + 1, q)]
             print(f"  {a:16s} " + "  ".join(f"{x:+.3f}" for x in quarters))
+    (RESULTS / f"{args.name}.md").write_text(markdown(per_seed, arms, summary))
     load = os.getloadavg()
     write_json(args.name, {
         "args": {k: v for k, v in vars(args).items() if k != "child_nnunet"},
