@@ -2,6 +2,8 @@
 
     nice -n 10 python bench/nnunet_training_parity.py                 # 3 seeds, 24 × 20 steps
     python bench/nnunet_training_parity.py --epochs 2 --iters 5 --seeds 0 --name ..._smoke
+    ... --seeds 0,1,2,3,4 --extra-arms glioedge+bg2aug   # + glioedge with nnU-Net's augmentation
+    ... --seeds 0,1,2,3,4,5,6 --finished-only             # summarise finished runs, train nothing
 
 Both trainers get the same data and split, network plan, patch, batch and number of steps:
 
