@@ -32,10 +32,12 @@ TRAINER = "nnUNetTrainer"
 
 def nnunet_plans(plan: Any, spacing_ijk: Sequence[float], n_channels: int, *,
                  data_order: int = 3, probabilities_order: int = 1,
-                 batch_size: int = 2) -> dict[str, Any]:
+                 batch_size: int = 2, batch_dice: bool = False) -> dict[str, Any]:
     """nnU-Net v2 plans (``3d_fullres``) for a glioedge :class:`~glioedge.train.plan.NetworkPlan`.
 
     ``spacing_ijk`` is glioedge's target spacing; nnU-Net's is in its own (reversed) axis order.
+    ``batch_dice``: the Dice loss over the whole batch (glioedge's ``SoftDiceLoss`` default; nnU-Net's
+    planner sets it for 3d_fullres only when it also plans a 3d_lowres); inference ignores it.
     """
     spacing = [float(s) for s in reversed(tuple(spacing_ijk))]
     n = plan.n_stages
@@ -79,7 +81,7 @@ def nnunet_plans(plan: Any, spacing_ijk: Sequence[float], n_channels: int, *,
         "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
         "resampling_fn_probabilities_kwargs": resampling(False, probabilities_order),
         "architecture": arch,
-        "batch_dice": False,
+        "batch_dice": bool(batch_dice),
     }
     return {
         "dataset_name": "Dataset990_GlioedgeParity",
@@ -196,3 +198,81 @@ def nnunet_preprocess(results: Path, files: Sequence[Path]) -> tuple[np.ndarray,
     data, _seg, props = DefaultPreprocessor(verbose=False).run_case(
         [str(f) for f in files], None, plans, plans.get_configuration(CONFIGURATION), ds)
     return np.ascontiguousarray(np.asarray(data, np.float32).transpose(0, 3, 2, 1)), props
+
+
+def write_raw_dataset(out: Path, cases: Sequence[Any], modalities: Sequence[str]) -> Path:
+    """An nnU-Net v2 raw dataset (``imagesTr``, ``labelsTr``, ``dataset.json``) from glioedge cases.
+
+    ``cases`` are :class:`glioedge.data.brats.CaseFiles` with a segmentation. Images are linked
+    (nnU-Net reads them as they are, with SimpleITK); labels are rewritten with glioedge's internal
+    classes 0..3 (BraTS-2021's ET = 4 becomes 3: nnU-Net needs consecutive labels), on the same
+    geometry. The case identifiers stay glioedge's, so one split names the same cases for both.
+    """
+    import SimpleITK as sitk  # noqa: N813
+
+    from glioedge.data.labels import map_labels
+
+    out = Path(out)
+    (out / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (out / "labelsTr").mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        if case.seg is None:
+            raise ValueError(f"{case.case_id}: no segmentation; nnU-Net training needs one")
+        for c, m in enumerate(modalities):
+            src = next(p for k, p in case.images.items() if str(getattr(k, "value", k)) == m)
+            link = out / "imagesTr" / f"{case.case_id}_{c:04d}.nii.gz"
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(Path(src).resolve())
+        seg = sitk.ReadImage(str(case.seg))
+        labels = map_labels(sitk.GetArrayFromImage(seg), case.mapping(), source=str(case.seg),
+                            what="the case's label convention")
+        img = sitk.GetImageFromArray(labels.astype(np.uint8))
+        img.CopyInformation(seg)
+        sitk.WriteImage(img, str(out / "labelsTr" / f"{case.case_id}.nii.gz"))
+    (out / "dataset.json").write_text(json.dumps(dataset_json(modalities, len(cases)), indent=1))
+    return out
+
+
+def splits_final(train: Sequence[str], val: Sequence[str]) -> list[dict[str, list[str]]]:
+    """nnU-Net's ``splits_final.json`` with one fold (fold 0): exactly this train / held-out split."""
+    overlap = set(train) & set(val)
+    if overlap:
+        raise ValueError(f"cases both in train and held out: {sorted(overlap)}")
+    return [{"train": sorted(train), "val": sorted(val)}]
+
+
+def make_trained_predictor(results: Path, trainer_class: Any, *, mirror: bool, threads: int,
+                           checkpoint_name: str = "checkpoint_final.pth") -> Any:
+    """``nnUNetPredictor`` for a model nnU-Net trained with ``trainer_class`` (fold 0), on the CPU.
+
+    What ``initialize_from_trained_model_folder`` does, with the trainer class given instead of
+    searched for: nnU-Net's search imports every trainer module of the package, and some need
+    ``timm``, which the bench does not install. The network is the trainer's own
+    ``build_network_architecture`` (deep supervision off), the weights are the checkpoint's, and the
+    predictor is set up by ``manual_initialization``, as nnU-Net's trainer does for its validation.
+    """
+    import torch
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    results = Path(results)
+    torch.set_num_threads(threads)
+    dataset = load_json(str(results / "dataset.json"))
+    plans = PlansManager(load_json(str(results / "plans.json")))
+    checkpoint = torch.load(results / "fold_0" / checkpoint_name, map_location="cpu",
+                            weights_only=False)  # nnU-Net's own checkpoint, written by this bench
+    config = plans.get_configuration(checkpoint["init_args"]["configuration"])
+    network = trainer_class.build_network_architecture(
+        plans, config, determine_num_input_channels(plans, config, dataset),
+        plans.get_label_manager(dataset).num_segmentation_heads, enable_deep_supervision=False)
+    network.load_state_dict(checkpoint["network_weights"])
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=mirror,
+                                perform_everything_on_device=False, device=torch.device("cpu"),
+                                verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+    predictor.manual_initialization(network, plans, config, [checkpoint["network_weights"]], dataset,
+                                    checkpoint["trainer_name"],
+                                    checkpoint.get("inference_allowed_mirroring_axes"))
+    return predictor
