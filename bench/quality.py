@@ -259,6 +259,10 @@ def summarise(name: str, recs: list[dict[str, Any]], clean: dict[int, dict[str, 
         row["harmful_cases"] = len(harmful)
         row["harmful_flagged"] = sum(r["verdict"] != "ok" for r in harmful)
         row["verdict_share_%"] = round(100 * float(np.mean([r["verdict_share"] for r in recs])), 2)
+        empty = [r for r in recs if r["predicted_wt_voxels"] == 0]
+        row["empty"] = len(empty)
+        row["empty_no_tumour_found"] = sum(r["finding"] == "no tumour found" for r in empty)
+        row["empty_ok"] = sum(r["verdict"] == "ok" for r in empty)
     row["top_reasons"] = ",".join(c for c, _ in codes.most_common(3)) or "-"
     return row
 
@@ -283,8 +287,14 @@ def goals(rows: list[dict[str, Any]], bundle: bool) -> list[str]:
                    f"largest {max(shares):.1f} % (goal ≤ 5 %): {'met' if max(shares) <= 5 else 'MISSED'}")
     if "healthy" in by:
         h = by["healthy"]
-        out.append(f"healthy brains: {h['no_tumour_found']}/{h['n']} 'no tumour found', "
-                   f"{h['ok']}/{h['n']} ok")
+        line = (f"healthy brains: {h['no_tumour_found']}/{h['n']} 'no tumour found', "
+                f"{h['ok']}/{h['n']} ok")
+        if "empty" in h:  # goal: an empty segmentation reads "no tumour found", verdict ok
+            met = h["empty"] > 0 and h["empty_no_tumour_found"] == h["empty_ok"] == h["empty"]
+            line += (f"; empty segmentations {h['empty']}/{h['n']}, of them 'no tumour found' "
+                     f"{h['empty_no_tumour_found']} and ok {h['empty_ok']} (goal: all of those "
+                     f"that are empty, ok): {'met' if met else 'MISSED'}")
+        out.append(line)
     return out
 
 

@@ -31,6 +31,9 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spacing", type=str, default=None, help="mm i,j,k (default generator's)")
     p.add_argument("--cohort", default="current",
                    help="appearance preset: current (default) or brats-like (see docs/kd_evidence.md)")
+    p.add_argument("--healthy-fraction", type=float, default=0.0, metavar="F",
+                   help="share of the cases drawn without a tumour (all-zero seg), spread evenly; "
+                        "default 0")
     p.set_defaults(func=_run_synth)
 
 
@@ -64,7 +67,8 @@ def _run_synth(args: argparse.Namespace) -> int:
     if args.spacing:
         kwargs["spacing"] = _triple(args.spacing, float, "--spacing")
     paths = generate_cohort(args.out, args.cases, seed=args.seed,
-                            config=cohort_config(args.cohort, **kwargs))
+                            config=cohort_config(args.cohort, **kwargs),
+                            healthy_fraction=args.healthy_fraction)
     log.info("wrote %d synthetic cases to %s", len(paths), args.out)
     return 0
 

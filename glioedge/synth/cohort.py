@@ -337,18 +337,37 @@ def generate_cohort(
     seed: int = 0,
     config: SyntheticConfig | None = None,
     convention: LabelConvention = LabelConvention.BRATS2021,
+    healthy_fraction: float = 0.0,
 ) -> list[Path]:
     """Write ``n_cases`` synthetic BraTS case folders ``Synth_00000`` … under ``out_dir``.
 
     Case ``i`` uses the seed derived from ``(seed, i)``, so cohorts with different seeds differ
     and a cohort's first cases do not depend on ``n_cases``.
 
+    ``healthy_fraction`` draws that share of the cases without a tumour (an all-zero seg), spread
+    evenly over the indices (case ``i`` is healthy when ``floor((i + 1) f) > floor(i f)``), so a
+    model also sees brains where the right answer is "no tumour" and a validation split taken
+    from either end gets its share of them.
+
     Returns:
         The case folders.
+
+    Raises:
+        ConfigError: ``healthy_fraction`` outside [0, 1].
     """
+    from dataclasses import replace
+
+    from glioedge.errors import ConfigError
+
+    if not 0.0 <= healthy_fraction <= 1.0:
+        raise ConfigError(f"healthy_fraction must be in [0, 1], got {healthy_fraction}")
+    config = config or SyntheticConfig()
+    healthy_config = replace(config, n_tumours=0)
     paths = []
     for i in range(n_cases):
         case_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-        case = make_case(case_seed, config, case_id=f"Synth_{i:05d}")
+        healthy = math.floor((i + 1) * healthy_fraction) > math.floor(i * healthy_fraction)
+        case = make_case(case_seed, healthy_config if healthy else config,
+                         case_id=f"Synth_{i:05d}")
         paths.append(write_brats_case(case, out_dir, convention))
     return paths

@@ -112,6 +112,28 @@ def test_generate_cohort(tmp_path: Path) -> None:
     assert len(discover_cases(tmp_path)) == 2
 
 
+def test_generate_cohort_healthy_fraction(tmp_path: Path) -> None:
+    """A share of the cases is drawn without a tumour (all-zero seg on disk); the others are
+    the cases the same cohort has without the option, and the healthy ones are spread evenly."""
+    paths = generate_cohort(tmp_path / "h", 4, seed=1, config=SMALL, healthy_fraction=0.5)
+    plain = generate_cohort(tmp_path / "p", 4, seed=1, config=SMALL)
+    cases = [load_case(c) for c in discover_cases(tmp_path / "h")]
+    healthy = [p.name for p, c in zip(paths, cases, strict=True) if not c.label.any()]
+    assert healthy == ["Synth_00001", "Synth_00003"]
+    for case, ref_path in zip(cases, plain, strict=True):
+        ref = load_case(discover_cases(ref_path.parent)[int(ref_path.name[-1])])
+        if case.label.any():
+            assert np.array_equal(case.label, ref.label)
+        else:
+            assert ref.label.any()  # the same seed with a tumour: the option removed it
+            assert (case.images[Modality.FLAIR] > 0).sum() > 1000  # still a brain
+    assert [p.name for p in generate_cohort(tmp_path / "z", 3, seed=1, config=SMALL,
+                                            healthy_fraction=0.0)] == [
+        "Synth_00000", "Synth_00001", "Synth_00002"]
+    with pytest.raises(ConfigError, match="healthy_fraction"):
+        generate_cohort(tmp_path / "bad", 1, config=SMALL, healthy_fraction=1.5)
+
+
 # ------------------------------------------------------------------ the ``brats-like`` preset
 BRATS_LIKE_3MM = cohort_config("brats-like", shape=(64, 64, 44), spacing=(3.0, 3.0, 3.0))
 
@@ -192,3 +214,15 @@ def test_synth_cli_writes_the_brats_like_preset(tmp_path: Path) -> None:
     assert np.array_equal(case.label, ref.label)
     assert np.allclose(case.images[Modality.T1CE], ref.images[Modality.T1CE], atol=0.5)
     assert main(["synth", "--out", str(tmp_path / "x"), "--cases", "1", "--cohort", "nope"]) == 2
+
+
+def test_synth_cli_healthy_fraction(tmp_path: Path) -> None:
+    from glioedge.cli import main
+
+    out = tmp_path / "cohort"
+    assert main(["synth", "--out", str(out), "--cases", "2", "--shape", "48,48,32", "--spacing", "4",
+                 "--healthy-fraction", "0.5"]) == 0
+    labels = [load_case(c).label for c in discover_cases(out)]
+    assert labels[0].any() and not labels[1].any()
+    assert main(["synth", "--out", str(tmp_path / "x"), "--cases", "1",
+                 "--healthy-fraction", "2"]) == 2

@@ -113,6 +113,23 @@ def test_student_only_run_has_no_teacher(tiny_cohort: Path, tmp_path: Path) -> N
     assert "barlow_twins" not in result.history[0]["train"]
 
 
+def test_training_and_validation_accept_healthy_cases(tmp_path: Path) -> None:
+    """Cases with an all-zero seg (``synth --healthy-fraction``) train and validate: foreground
+    patches fall back to random ones, and an empty prediction of an empty truth scores Dice 1."""
+    from glioedge.synth.cohort import SyntheticConfig, generate_cohort
+
+    data = tmp_path / "cohort"
+    generate_cohort(data, 3, seed=7, config=SyntheticConfig(shape=(64, 64, 48), spacing=(3.0, 3.0, 3.0)),
+                    healthy_fraction=1.0)
+    cfg = tiny_config(student_only=True, epochs=1, iters_per_epoch=2, val_fraction=0.34)
+    result = train_from_folder(data, tmp_path / "run", cfg)
+    assert np.isfinite(result.history[0]["train"]["student_seg"])
+    for region in ("WT", "TC", "ET"):
+        assert np.isfinite(result.final_metrics["student"][region]["dice"]["mean"]), region
+    empty = np.zeros((8, 8, 8), dtype=np.uint8)
+    assert evaluate_case(empty, empty, (3.0, 3.0, 3.0))["WT"]["dice"] == 1.0
+
+
 def test_resume_refuses_a_checkpoint_of_another_mode(tiny_cohort: Path, tmp_path: Path) -> None:
     cfg = tiny_config(epochs=1, iters_per_epoch=1, val_fraction=0.0)
     train_from_folder(tiny_cohort, tmp_path / "run", cfg)
