@@ -244,6 +244,29 @@ def test_calibration_sets_the_mirror_disagreement_threshold_only_from_mirrored_c
     assert plain.mirror_disagreement_review == base.mirror_disagreement_review
 
 
+def test_calibration_bounds_the_share_of_clean_cases_flagged_not_each_signals() -> None:
+    """``false_alarm`` is per case: signals whose outliers are different cases must not add up
+    to more flagged cases than asked for (a per-signal quantile flagged one case per signal)."""
+    from glioedge.runtime.quality.calibrate import thresholds_from_scores
+
+    rng = np.random.default_rng(0)
+    n = 40
+    flair, t1ce, entropy = (rng.uniform(0.02, 0.2, n) for _ in range(3))
+
+    def scores(i: int) -> dict[str, Any]:
+        return {"distribution": {"distance": {"flair": flair[i], "t1ce": t1ce[i]}},
+                "coverage": {"border_fraction": 0.0}, "uncertainty": {"entropy_mean": entropy[i]},
+                "anatomy": {"outside_brain_fraction": 0.0, "components": 1, "components_large": 1}}
+
+    t = thresholds_from_scores([scores(i) for i in range(n)], 0.1, QualityThresholds())
+    flagged = [i for i in range(n) if max(flair[i], t1ce[i]) > t.distribution_review
+               or entropy[i] > t.entropy_review]
+    assert len(flagged) <= 0.1 * n
+    # each signal alone, at the per-signal 90 % quantile, would have flagged about 4 cases each
+    assert t.distribution_review > np.percentile(np.r_[flair, t1ce], 90)
+    assert t.entropy_review > np.percentile(entropy, 90)
+
+
 def test_calibration_raises_the_component_thresholds_to_the_models_clean_normal() -> None:
     """A model that scatters small false positives on clean cases: its clean component counts
     become the threshold (only ever raised from the default, never lowered)."""

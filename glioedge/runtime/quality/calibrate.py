@@ -1,11 +1,14 @@
 """``glioedge quality calibrate``: thresholds from held-out cases, stored in the bundle's manifest.
 
-Each held-out study (a sub-folder of DICOM files) is segmented with the bundle; for every
-continuous score the ``review`` threshold becomes its ``1 - false_alarm`` quantile over the cases
-(so about that fraction of clean cases is flagged by that signal; with few cases the quantile is
-close to the maximum) for the intensity distance, the entropy and (calibrated with mirroring,
-as the site runs it) the mirrored predictions' disagreement. For the brain-border and
-outside-brain fractions, where clean cases score about 0, and for the number of large tumour
+Each held-out study (a sub-folder of DICOM files) is segmented with the bundle. ``false_alarm``
+is the share of clean *cases* allowed a ``review``, whichever signal raises it: with ``k``
+calibrated signals (the intensity distance of each modality counting as one), each signal's
+``review`` threshold is its ``1 - false_alarm / k`` quantile over the cases (Bonferroni: the
+signals' false alarms add up at most to ``false_alarm``; a per-signal ``1 - false_alarm``
+quantile let 25 % of clean cases be flagged at ``false_alarm = 0.05`` with 7 signals). With
+few cases the quantile is close to the maximum. It sets the intensity distance, the entropy and
+(calibrated with mirroring, as the site runs it) the mirrored predictions' disagreement. For the
+brain-border and outside-brain fractions, where clean cases score about 0, and for the number of large tumour
 components and the share of small ones (the model's own scattered false positives on clean
 scans are its normal, not a warning), it only ever raises the default. ``reject`` stays at
 least twice as far (entropy: halfway to 1). Thresholds of signals a clean held-out set cannot
@@ -41,20 +44,28 @@ def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
     """Thresholds from the ``scores`` of clean held-out results (``Quality.to_dict()["scores"]``)."""
     if not 0 <= false_alarm < 1:
         raise ConfigError(f"false_alarm must be in [0, 1), got {false_alarm}")
-    q = 100 * (1 - false_alarm)
+    families = {
+        "distance": [d for s in scores for d in (s["distribution"].get("distance") or {}).values()],
+        "entropy": [s["uncertainty"].get("entropy_mean") for s in scores],
+        "mirror": [(s["uncertainty"].get("mirror_disagreement") or {}).get("mean") for s in scores],
+        "border": [s["coverage"]["border_fraction"] for s in scores],
+        "components": [s["anatomy"].get("components_large") for s in scores],
+        "speckle": [s["anatomy"].get("small_component_fraction") for s in scores
+                    if s["anatomy"].get("components", 0) >= 5],
+        "outside": [s["anatomy"].get("outside_brain_fraction") for s in scores],
+    }
+    finite = {k: [float(v) for v in vs if v is not None and np.isfinite(v)] for k, vs in families.items()}
+    modalities = {m for s in scores for m in (s["distribution"].get("distance") or {})}
+    tests = (sum(1 for k, vs in finite.items() if vs and k != "distance")
+             + (len(modalities) if finite["distance"] else 0))
+    q = 100 * (1 - false_alarm / max(tests, 1))
 
-    def quantile(values: list[float]) -> float | None:
-        finite = [v for v in values if v is not None and np.isfinite(v)]
-        return float(np.percentile(finite, q)) if finite else None
+    def quantile(name: str) -> float | None:
+        return float(np.percentile(finite[name], q)) if finite[name] else None
 
-    dist = quantile([d for s in scores for d in (s["distribution"].get("distance") or {}).values()])
-    ent = quantile([s["uncertainty"].get("entropy_mean") for s in scores])
-    mirror = quantile([(s["uncertainty"].get("mirror_disagreement") or {}).get("mean") for s in scores])
-    border = quantile([s["coverage"]["border_fraction"] for s in scores])
-    components = quantile([s["anatomy"].get("components_large") for s in scores])
-    speckle = quantile([s["anatomy"].get("small_component_fraction") for s in scores
-                        if s["anatomy"].get("components", 0) >= 5])
-    outside = quantile([s["anatomy"].get("outside_brain_fraction") for s in scores])
+    dist, ent, mirror = quantile("distance"), quantile("entropy"), quantile("mirror")
+    border, outside = quantile("border"), quantile("outside")
+    components, speckle = quantile("components"), quantile("speckle")
     t = base
     if dist is not None:  # the calibrated distance replaces the training-spread rule
         t = replace(t, distribution_review=dist, distribution_spread_factor=0.0,
