@@ -265,6 +265,11 @@ def test_calibration_bounds_the_share_of_clean_cases_flagged_not_each_signals() 
     # each signal alone, at the per-signal 90 % quantile, would have flagged about 4 cases each
     assert t.distribution_review > np.percentile(np.r_[flair, t1ce], 90)
     assert t.entropy_review > np.percentile(entropy, 90)
+    # six signals (two modalities' distances, entropy, border, components, outside the brain):
+    # a 10 % per-case rate needs n >= 6 / 0.1 - 1 held-out cases before it can hold at all
+    from glioedge.runtime.quality.calibrate import cases_needed
+
+    assert cases_needed([scores(i) for i in range(n)], 0.1) == 59
 
 
 def test_calibration_raises_the_component_thresholds_to_the_models_clean_normal() -> None:

@@ -36,14 +36,12 @@ from glioedge.runtime.quality.thresholds import QualityThresholds
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["calibrate_bundle", "thresholds_from_scores"]
+__all__ = ["calibrate_bundle", "cases_needed", "thresholds_from_scores"]
 
 
-def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
-                           base: QualityThresholds) -> QualityThresholds:
-    """Thresholds from the ``scores`` of clean held-out results (``Quality.to_dict()["scores"]``)."""
-    if not 0 <= false_alarm < 1:
-        raise ConfigError(f"false_alarm must be in [0, 1), got {false_alarm}")
+def _score_families(scores: Sequence[dict[str, Any]]) -> tuple[dict[str, list[float]], int]:
+    """The finite values of each calibrated score over the cases, and how many signals (tests)
+    they make: each modality's intensity distance is one."""
     families = {
         "distance": [d for s in scores for d in (s["distribution"].get("distance") or {}).values()],
         "entropy": [s["uncertainty"].get("entropy_mean") for s in scores],
@@ -58,6 +56,23 @@ def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
     modalities = {m for s in scores for m in (s["distribution"].get("distance") or {})}
     tests = (sum(1 for k, vs in finite.items() if vs and k != "distance")
              + (len(modalities) if finite["distance"] else 0))
+    return finite, tests
+
+
+def cases_needed(scores: Sequence[dict[str, Any]], false_alarm: float) -> int:
+    """Held-out cases needed before ``false_alarm`` can be bounded at all: a threshold at the
+    largest of ``n`` clean scores is still exceeded by a new clean case with probability about
+    ``1 / (n + 1)``, so ``k`` signals need ``n >= k / false_alarm - 1``."""
+    _, tests = _score_families(scores)
+    return max(int(np.ceil(max(tests, 1) / false_alarm)) - 1, 1) if false_alarm > 0 else len(scores)
+
+
+def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
+                           base: QualityThresholds) -> QualityThresholds:
+    """Thresholds from the ``scores`` of clean held-out results (``Quality.to_dict()["scores"]``)."""
+    if not 0 <= false_alarm < 1:
+        raise ConfigError(f"false_alarm must be in [0, 1), got {false_alarm}")
+    finite, tests = _score_families(scores)
     q = 100 * (1 - false_alarm / max(tests, 1))
 
     def quantile(name: str) -> float | None:
@@ -123,7 +138,14 @@ def calibrate_bundle(bundle_dir: Path, studies: Sequence[Path], *, false_alarm: 
     thresholds = thresholds_from_scores(scores, false_alarm, QualityThresholds())
     block = dict(bundle.manifest.quality or {})
     block["thresholds"] = thresholds.to_dict()
-    block["calibration"] = {"cases": len(scores), "false_alarm": false_alarm, "mirror": mirror,
+    needed = cases_needed(scores, false_alarm)
+    if len(scores) < needed:
+        logger.warning("quality calibrate: %d held-out cases cannot bound the false-alarm rate to %g "
+                       "(a new clean case exceeds the largest of n scores with probability about "
+                       "1/(n+1), per signal): expect more clean cases flagged; give at least %d",
+                       len(scores), false_alarm, needed)
+    block["calibration"] = {"cases": len(scores), "cases_needed": needed, "false_alarm": false_alarm,
+                            "mirror": mirror,
                             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     write_manifest(bundle.root, replace(bundle.manifest, quality=block))
     from glioedge.bundle_signing import SIGNATURE_FILE
