@@ -18,12 +18,13 @@ def add_quality_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     sub = p.add_subparsers(dest="quality_command", required=True)
     c = sub.add_parser("calibrate", help="segment held-out studies and store thresholds in the bundle",
                        description="Each sub-folder of HELD_OUT_DIR is one clean DICOM study the "
-                       "model did not train on; each signal's review threshold becomes its "
-                       "(1 - false alarm) quantile over them, written into the bundle's manifest.")
+                       "model did not train on; each of the k signals' review threshold becomes its "
+                       "(1 - false alarm / k) quantile over them, written into the bundle's manifest.")
     c.add_argument("held_out", type=Path, metavar="HELD_OUT_DIR", help="folder of study folders")
     c.add_argument("--bundle", type=Path, required=True, help="model bundle directory (rewritten)")
     c.add_argument("--false-alarm", type=float, default=0.05,
-                   help="share of clean cases each signal may flag (default 0.05)")
+                   help="share of clean cases that may be flagged, all signals together (default 0.05; "
+                   "needs about k/rate held-out cases)")
     c.add_argument("--mirror", action="store_true",
                    help="segment with test-time mirroring, as the site runs (also calibrates the "
                    "mirror-disagreement threshold)")
