@@ -325,3 +325,49 @@ def test_calibration_keeps_the_core_fraction_rule() -> None:
     base = QualityThresholds()
     t = thresholds_from_scores([scores(c) for c in (0.01, 0.2, 0.3)], 0.0, base)
     assert t.core_fraction_review == base.core_fraction_review
+
+
+def test_a_tumour_core_without_enhancement_is_flagged() -> None:
+    """A core the model labels necrosis throughout (what it makes of a T1CE whose contrast failed)
+    is reviewed as ``little_enhancement``; the truth's core, which enhances, is not, nor is a
+    core too small to judge (a false core on a healthy brain)."""
+    from glioedge.vocabulary import NCR
+
+    images, affine, labels, mask = _case()
+    q = _assess(images, affine, labels, mask)
+    a = q.scores["anatomy"]
+    assert a["core_ml"] >= QualityThresholds().enhancing_min_core_ml
+    assert a["enhancing_fraction"] > QualityThresholds().enhancing_fraction_review
+    assert "little_enhancement" not in {r.code for r in q.reasons}
+    unenhanced = np.where(labels == ET, NCR, labels).astype(np.uint8)
+    q = _assess(images, affine, unenhanced, mask)
+    assert q.scores["anatomy"]["enhancing_fraction"] == 0.0
+    assert {r.code: r.severity for r in q.reasons}.get("little_enhancement") == "review", q.to_dict()
+    small = np.zeros_like(labels)
+    small[40:44, 40:44, 30:34] = NCR  # 0.5 mL of core, below enhancing_min_core_ml
+    q = _assess(images, affine, small, mask)
+    assert q.scores["anatomy"]["enhancing_fraction"] == 0.0
+    assert "little_enhancement" not in {r.code for r in q.reasons}
+
+
+def test_calibration_bounds_the_enhancing_share_from_below_on_cores_large_enough() -> None:
+    """The review bound is the low tail of the clean cores' enhancing share; small cores (healthy
+    brains' false ones) do not pull it down; a site whose held-out set holds non-enhancing tumours
+    gets a bound below them."""
+    from glioedge.runtime.quality.calibrate import thresholds_from_scores
+
+    def scores(enhancing: float, core_ml: float = 20.0) -> dict[str, Any]:
+        return {"distribution": {"distance": {}}, "coverage": {"border_fraction": 0.0},
+                "uncertainty": {"entropy_mean": 0.1},
+                "anatomy": {"outside_brain_fraction": 0.0, "components": 1, "components_large": 1,
+                            "small_component_fraction": 0.0, "wt_ml": 80.0, "core_fraction": 0.3,
+                            "core_ml": core_ml, "enhancing_fraction": enhancing}}
+
+    base = QualityThresholds()
+    clean = [scores(e) for e in np.linspace(0.4, 0.8, 40)]
+    t = thresholds_from_scores([*clean, scores(0.0, core_ml=1.0)], 0.05, base)
+    assert 0.4 <= t.enhancing_fraction_review < 0.42  # the healthy brain's 1 mL core is not judged
+    assert t.enhancing_fraction_review > base.enhancing_fraction_review
+    lgg = [scores(e) for e in (0.02, 0.03, 0.04, 0.05)]  # 4 of 44: more than the 1 % tail
+    with_lgg = thresholds_from_scores([*clean, *lgg], 0.05, base)
+    assert with_lgg.enhancing_fraction_review < 0.03

@@ -194,7 +194,8 @@ def uncertainty(stats: Mapping[str, Any], mirror: bool, t: QualityThresholds,
 
 def anatomy(labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float],
             t: QualityThresholds) -> tuple[Scores, list[Reason]]:
-    """Tumour outside the brain, enhancement without a tumour around it, speckle, implausible size."""
+    """Tumour outside the brain, enhancement without a tumour around it, a core without enhancement,
+    speckle, implausible size."""
     labels = np.asarray(labels)
     tumour = labels > 0
     n = int(tumour.sum())
@@ -220,12 +221,18 @@ def anatomy(labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float]
     # A glioma's whole tumour holds a core (necrosis / non-enhancing tumour, enhancing tumour):
     # oedema with almost none is a core the model did not see (contrast failed, a post-operative
     # cavity) or a lesion it was not trained for.
-    core_fraction = float(np.isin(labels[tumour], CORE).mean())
+    core = np.isin(labels[tumour], CORE)
+    core_fraction = float(core.mean())
+    core_ml = float(core.sum()) * vox_ml
+    # A glioblastoma's core enhances (the rim): a core of necrosis alone is a contrast that was not
+    # given or failed (the T1CE is a plain T1) — or a non-enhancing glioma; either way, look.
+    enhancing = float((labels[tumour] == ET).sum()) / float(core.sum()) if core.any() else None
     scores: Scores = {"outside_brain_fraction": round(outside, 4), "components": int(count),
                       "components_large": big, "small_component_fraction": round(small_fraction, 4),
                       "isolated_et_fraction": round(isolated, 4), "wt_ml": round(wt_ml, 3),
                       "brain_ml": round(brain_ml, 2), "wt_brain_fraction": round(wt_brain, 4),
-                      "core_fraction": round(core_fraction, 4)}
+                      "core_fraction": round(core_fraction, 4), "core_ml": round(core_ml, 3),
+                      "enhancing_fraction": None if enhancing is None else round(enhancing, 4)}
     reasons: list[Reason] = []
     if grade := _grade(outside, t.outside_brain_review, t.outside_brain_reject):
         reasons.append(Reason("tumour_outside_brain", grade,
@@ -247,6 +254,13 @@ def anatomy(labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float]
                               f"{core_fraction:.1%} of the {wt_ml:.0f} mL whole tumour: oedema "
                               "without a core. A core the model missed (contrast not given or "
                               "failed? a post-operative cavity?) or a lesion it was not trained for"))
+    if enhancing is not None and core_ml >= t.enhancing_min_core_ml \
+            and enhancing < t.enhancing_fraction_review:
+        reasons.append(Reason("little_enhancement", "review",
+                              f"only {enhancing:.0%} of the {core_ml:.1f} mL tumour core enhances "
+                              f"(review below {t.enhancing_fraction_review:.0%}): was contrast given, "
+                              "and is the T1CE series post-contrast? A non-enhancing glioma reads "
+                              "the same"))
     if wt_brain > t.wt_brain_fraction_reject or wt_ml > t.wt_max_ml_reject:
         reasons.append(Reason("implausible_volume", "reject",
                               f"the whole tumour ({wt_ml:.0f} mL) is {wt_brain:.0%} of the brain "

@@ -48,6 +48,13 @@ class QualityThresholds:
         core_fraction_review: share of the whole tumour that is tumour core (NCR + ET) below
             which a tumour of at least ``core_min_wt_ml`` is reviewed (oedema without a core).
         core_min_wt_ml: smallest whole tumour (mL) the core fraction is judged on.
+        enhancing_fraction_review: share of the tumour core that is enhancing tumour below which
+            a core of at least ``enhancing_min_core_ml`` is reviewed (a core without enhancement:
+            contrast not given or failed, or a non-enhancing tumour). The default reviews a core
+            with almost no enhancement; ``glioedge quality calibrate`` sets it from the site's
+            own held-out cases.
+        enhancing_min_core_ml: smallest tumour core (mL) the enhancing fraction is judged on
+            (a smaller one, such as a false core on a healthy brain, is too small to judge).
         wt_brain_fraction_reject: whole tumour larger than this fraction of the brain mask.
         wt_max_ml_reject: whole tumour larger than this (mL).
     """
@@ -74,6 +81,8 @@ class QualityThresholds:
     small_fraction_review: float = 0.8
     core_fraction_review: float = 0.05
     core_min_wt_ml: float = 5.0
+    enhancing_fraction_review: float = 0.05
+    enhancing_min_core_ml: float = 5.0
     wt_brain_fraction_reject: float = 0.6
     wt_max_ml_reject: float = 600.0
 
