@@ -54,7 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, print_table, write_json
 
 from glioedge.data.preprocess import PreprocessParams, preprocess
-from glioedge.intensity_profile import merge_profiles, profile
+from glioedge.export.quality_block import contrast_record
+from glioedge.intensity_profile import merge_profiles, profile, tumour_contrast
 from glioedge.synth.cohort import cohort_config, make_case
 
 MODS = ("flair", "t1ce")
@@ -140,12 +141,16 @@ def training_block(n: int) -> dict[str, Any]:
     """The manifest's quality block from ``n`` clean training cases (as export records it)."""
     params = PreprocessParams(modalities=MODS, target_spacing=GRID["spacing"])
     per: dict[str, list[dict[str, Any]]] = {m: [] for m in MODS}
+    contrast: dict[str, list[float]] = {m: [] for m in MODS}
     for seed in range(n):
         images, label, affine = _case(seed, "clean")
         case = preprocess(images, affine, params, label=label)
         for c, m in enumerate(MODS):
             per[m].append(profile(case.data[c], case.mask & (case.label == 0)))
+            contrast[m].append(tumour_contrast(case.data[c], case.mask & (case.label == 0),
+                                               case.mask & (case.label > 0)))
     return {"intensity": {m: merge_profiles(p) for m, p in per.items()},
+            "tumour_contrast": contrast_record(contrast),
             "training_max_spacing_mm": max(GRID["spacing"]), "cases": n, "source": "bench"}
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BINS", "PERCENTILES", "merge_profiles", "profile", "profile_distance"]
+__all__ = ["BINS", "PERCENTILES", "merge_profiles", "profile", "profile_distance", "tumour_contrast"]
 
 #: Percentiles recorded per modality.
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
@@ -75,3 +75,19 @@ def profile_distance(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
         return float("nan")
     width = float(BINS[1] - BINS[0])
     return float(np.abs(np.cumsum(ha) - np.cumsum(hb)).sum() * width)
+
+
+def tumour_contrast(channel: np.ndarray, normal: np.ndarray, tumour: np.ndarray) -> float | None:
+    """How far the tumour stands out from the normal brain in one channel: the median inside
+    ``tumour`` minus the median inside ``normal``, in the normal brain's robust sigma (from its
+    IQR). Oedema and tumour are bright on FLAIR (the whole tumour is defined by it); a "tumour"
+    that is not is a segmentation the image does not support. ``None`` if either mask is empty."""
+    ch = np.asarray(channel)
+    inside, outside = ch[np.asarray(tumour, bool)], ch[np.asarray(normal, bool)]
+    if inside.size == 0 or outside.size == 0:
+        return None
+    if outside.size > MAX_VOXELS:
+        outside = outside[:: outside.size // MAX_VOXELS + 1]
+    q25, q50, q75 = np.percentile(outside.astype(np.float32, copy=False), (25, 50, 75))
+    sigma = max(float(q75 - q25) / 1.349, 1e-6)
+    return round((float(np.median(inside)) - float(q50)) / sigma, 4)

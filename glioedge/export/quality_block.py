@@ -3,8 +3,9 @@
 At export, the training run's preprocessed cases (``<run>/preprocessed``, the training half of
 ``<run>/split.json`` when present; ``<run>`` is found above the checkpoint folder) give, per
 student modality, the intensity profile of the network input in the tumour-free brain
-(:mod:`glioedge.intensity_profile`; the runtime leaves out the tumour it predicts), and the
-thickest voxel among the cases' source grids. The
+(:mod:`glioedge.intensity_profile`; the runtime leaves out the tumour it predicts), how far the
+labelled tumour stands out from that brain (its faintest and median case), and the thickest voxel
+among the cases' source grids. The
 runtime compares each study with them. Without the training folder the block is left out and the
 runtime says that the distribution signal is not available.
 """
@@ -21,7 +22,7 @@ import numpy as np
 
 from glioedge.data.dataset import load_preprocessed
 from glioedge.data.geometry import spacing_of
-from glioedge.intensity_profile import merge_profiles, profile
+from glioedge.intensity_profile import merge_profiles, profile, tumour_contrast
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def quality_block(cases: Sequence[Path], channel_modalities: Sequence[str],
     """The ``quality`` block from preprocessed cases whose channels are ``channel_modalities``.
 
     Returns:
-        ``{"intensity": {modality: merged profile}, "training_max_spacing_mm": mm, "cases": n,
+        ``{"intensity": {modality: merged profile}, "tumour_contrast": {modality: {"min",
+        "median", "cases"}}, "training_max_spacing_mm": mm, "cases": n,
         "source": "training preprocessed cases"}``, or ``None`` without cases.
     """
     if not cases:
@@ -66,16 +68,29 @@ def quality_block(cases: Sequence[Path], channel_modalities: Sequence[str],
     chosen = list(cases)[::step][:MAX_CASES]
     index = {m: list(channel_modalities).index(m) for m in student_modalities if m in channel_modalities}
     per_mod: dict[str, list[dict[str, Any]]] = {m: [] for m in index}
+    contrast: dict[str, list[float]] = {m: [] for m in index}
     spacing = 0.0
     for path in chosen:
         case = load_preprocessed(path)
-        mask = np.asarray(case.mask, bool)
+        brain = mask = np.asarray(case.mask, bool)
         if case.label is not None:  # normal-appearing brain: the runtime leaves out its predicted tumour
             mask = mask & (np.asarray(case.label) == 0)  # not in place: the arrays are read-only maps
         for m, c in index.items():
             per_mod[m].append(profile(np.asarray(case.data[c]), mask))
+            if case.label is not None:
+                value = tumour_contrast(np.asarray(case.data[c]), mask, brain & (np.asarray(case.label) > 0))
+                if value is not None:
+                    contrast[m].append(value)
         spacing = max(spacing, *spacing_of(np.asarray(case.record.original_affine)))
     logger.info("quality block: intensity profiles of %d training cases", len(chosen))
     return {"intensity": {m: merge_profiles(p) for m, p in per_mod.items()},
+            "tumour_contrast": contrast_record(contrast),
             "training_max_spacing_mm": round(spacing, 4), "cases": len(chosen),
             "source": "training preprocessed cases"}
+
+
+def contrast_record(contrast: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Per modality, the training tumours' contrast to their brain: the faintest, the median, how
+    many cases (modalities without a tumour case are left out)."""
+    return {m: {"min": round(min(v), 4), "median": round(float(np.median(v)), 4), "cases": len(v)}
+            for m, v in contrast.items() if v}

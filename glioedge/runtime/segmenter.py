@@ -413,7 +413,8 @@ class Segmenter:
         t0 = time.perf_counter()
         quality = assess(labels=labels, brain_mask=outcome.mask, spacing=ref.spacing,
                          profiles=out.profiles, entropy=out.entropy, mirror=cfg.mirror,
-                         block=m.quality, images=images, disagreement=out.disagreement)
+                         block=m.quality, images=images, disagreement=out.disagreement,
+                         contrast=out.contrast)
         timings["quality"] = time.perf_counter() - t0 + timings.pop("quality_signals", 0.0)
         if quality.verdict != OK:
             logger.warning("quality %s", quality.summary())

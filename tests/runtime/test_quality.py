@@ -13,7 +13,8 @@ import pytest
 
 from glioedge.data.preprocess import PreprocessParams, preprocess
 from glioedge.errors import ModelError
-from glioedge.intensity_profile import merge_profiles, profile, profile_distance
+from glioedge.export.quality_block import contrast_record
+from glioedge.intensity_profile import merge_profiles, profile, profile_distance, tumour_contrast
 from glioedge.runtime.quality import NO_TUMOUR, QualityThresholds, assess, entropy_stats
 from glioedge.synth.cohort import SyntheticConfig, make_case
 from glioedge.vocabulary import ET
@@ -36,8 +37,18 @@ def _training_block() -> dict[str, Any]:
     """The manifest block of five training cases (what export records)."""
     cases = [make_case(seed, CFG) for seed in range(100, 105)]
     per = [_profiles(c.images, c.affine, label=c.label) for c in cases]
+    contrast = [_contrast(c.images, c.affine, None, c.label) for c in cases]
     return {"intensity": {m: merge_profiles([p[m] for p in per]) for m in PARAMS.modalities},
+            "tumour_contrast": contrast_record({m: [c[m] for c in contrast] for m in PARAMS.modalities}),
             "training_max_spacing_mm": 2.0}
+
+
+def _contrast(images: dict[str, np.ndarray], affine: np.ndarray, mask: np.ndarray | None,
+              label: np.ndarray) -> dict[str, float | None]:
+    """How far ``label``'s tumour stands out in the network input (as the runtime measures it)."""
+    case = preprocess(images, affine, PARAMS, brain_mask=mask, label=label)
+    return {m: tumour_contrast(case.data[c], case.mask & (case.label == 0), case.mask & (case.label > 0))
+            for c, m in enumerate(PARAMS.modalities)}
 
 
 def _case(seed: int = 7):
@@ -53,10 +64,12 @@ def _confident(labels: np.ndarray) -> dict[str, Any]:
 
 
 def _assess(images, affine, labels, mask, *, block=None, spacing=SPACING, entropy=None):
+    same_grid = labels.shape == mask.shape
     return assess(labels=labels, brain_mask=mask, spacing=spacing,
-                  profiles=_profiles(images, affine, mask, labels if labels.shape == mask.shape else None),
+                  profiles=_profiles(images, affine, mask, labels if same_grid else None),
                   entropy=entropy if entropy is not None else _confident(labels), mirror=False,
-                  block=_training_block() if block is None else block)
+                  block=_training_block() if block is None else block,
+                  contrast=_contrast(images, affine, mask, labels) if same_grid else None)
 
 
 def test_clean_held_out_case_is_ok() -> None:
@@ -64,7 +77,7 @@ def test_clean_held_out_case_is_ok() -> None:
     q = _assess(images, affine, labels, mask)
     assert q.verdict == "ok", q.to_dict()
     assert q.finding == "tumour"
-    assert set(q.scores) == {"distribution", "coverage", "uncertainty", "anatomy"}
+    assert set(q.scores) == {"distribution", "coverage", "uncertainty", "anatomy", "support"}
     dist = q.scores["distribution"]
     assert all(d < dist["review_above"][m] for m, d in dist["distance"].items())
 
@@ -371,3 +384,27 @@ def test_calibration_bounds_the_enhancing_share_from_below_on_cores_large_enough
     lgg = [scores(e) for e in (0.02, 0.03, 0.04, 0.05)]  # 4 of 44: more than the 1 % tail
     with_lgg = thresholds_from_scores([*clean, *lgg], 0.05, base)
     assert with_lgg.enhancing_fraction_review < 0.03
+
+
+def test_a_tumour_the_image_does_not_show_is_flagged() -> None:
+    """A "tumour" drawn on normal tissue of a healthy brain (what a model hallucinates there) does
+    not stand out on FLAIR as every training tumour does: ``faint_tumour``; the true tumour of a
+    case is not flagged; a bundle without the training record says the signal is not available."""
+    images, affine, labels, mask = _case()
+    q = _assess(images, affine, labels, mask)
+    support = q.scores["support"]
+    assert support["available"] and support["contrast"]["flair"] > support["review_below"]["flair"]
+    assert "t1ce" not in support["review_below"]  # training oedema does not stand out on T1CE
+    assert "faint_tumour" not in {r.code for r in q.reasons}
+    healthy = make_case(7, replace(CFG, n_tumours=0))
+    h_images = {str(getattr(k, "value", k)): v for k, v in healthy.images.items()}
+    h_mask = h_images["t1ce"] > 0
+    false = np.zeros(h_mask.shape, np.uint8)
+    false[40:52, 40:52, 28:36] = 2  # 9 mL of "oedema" on normal-appearing brain
+    false &= h_mask.astype(np.uint8) * 255
+    q = _assess(h_images, healthy.affine, false, h_mask)
+    assert q.scores["support"]["contrast"]["flair"] < q.scores["support"]["review_below"]["flair"]
+    assert {r.code: r.severity for r in q.reasons}.get("faint_tumour") == "review", q.to_dict()
+    block = {k: v for k, v in _training_block().items() if k != "tumour_contrast"}
+    q = _assess(h_images, healthy.affine, false, h_mask, block=block)
+    assert q.scores["support"]["available"] is False and "faint_tumour" not in {r.code for r in q.reasons}

@@ -30,7 +30,8 @@ FORCE_REVIEW = {"distribution_review": 1e9, "distribution_reject": 1e9, "border_
                 "components_review": 10**9, "small_fraction_review": 1e9,
                 "wt_brain_fraction_reject": 1e9, "wt_max_ml_reject": 1e9, "uncovered_review": 1e9,
                 "uncovered_reject": 1e9, "core_fraction_review": 0.0,
-                "mirror_disagreement_review": 1e9, "mirror_disagreement_reject": 1e9}
+                "mirror_disagreement_review": 1e9, "mirror_disagreement_reject": 1e9,
+                "enhancing_fraction_review": 0.0, "tumour_contrast_factor": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,11 @@ def test_export_records_the_training_profile(quality_bundle: Path) -> None:
     assert set(block["intensity"]) == {"flair", "t1ce"}
     assert block["intensity"]["t1ce"]["cases"] == 2 and len(block["intensity"]["t1ce"]["histogram"]) == 50
     assert block["training_max_spacing_mm"] == pytest.approx(2.0)
+    # the labelled tumours stand out on FLAIR (oedema is hyperintense), not on T1CE
+    contrast = block["tumour_contrast"]
+    assert contrast["flair"]["cases"] == 2 and contrast["flair"]["min"] > 1.0
+    assert contrast["flair"]["min"] <= contrast["flair"]["median"]
+    assert contrast["t1ce"]["min"] < contrast["flair"]["min"]
 
 
 def test_bundle_without_block_says_not_available(trained_bundle: Path, synthetic_study: Path) -> None:
@@ -118,8 +124,12 @@ def test_calibrate_stores_thresholds_that_pass_the_held_out_cases(
     for seed in (11, 12):
         write_study(held_out / f"case{seed}", seed=seed)
     before = Bundle.load(bundle).manifest
+    scores_out = tmp_path / "scores.json"
     assert main(["quality", "calibrate", str(held_out), "--bundle", str(bundle), "--false-alarm", "0",
-                 "--backend", "onnxruntime", "--device", "cpu"]) == 0
+                 "--backend", "onnxruntime", "--device", "cpu", "--scores-out", str(scores_out)]) == 0
+    written = json.loads(scores_out.read_text())
+    assert [c["case"] for c in written["cases"]] == [0, 1] and "case11" not in scores_out.read_text()
+    assert {"distribution", "anatomy", "support"} <= set(written["cases"][0]["scores"])
     after = Bundle.load(bundle, verify=True).manifest
     assert after.bundle_id == before.bundle_id  # the segmentation is the same model
     assert not (bundle / SIGNATURE_FILE).exists()

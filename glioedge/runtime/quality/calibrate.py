@@ -25,6 +25,7 @@ bundle id does not change, a signature is removed (it signed the old manifest).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
@@ -35,6 +36,7 @@ import numpy as np
 
 from glioedge.bundle import Bundle, write_manifest
 from glioedge.errors import ConfigError, InputError
+from glioedge.fileio import atomic_write_text
 from glioedge.runtime.quality.thresholds import QualityThresholds
 
 logger = logging.getLogger(__name__)
@@ -120,11 +122,14 @@ def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
 
 def calibrate_bundle(bundle_dir: Path, studies: Sequence[Path], *, false_alarm: float = 0.05,
                      backend: str = "auto", device: str | None = None,
-                     mirror: bool = False) -> dict[str, Any]:
+                     mirror: bool = False, scores_out: Path | None = None) -> dict[str, Any]:
     """Segment ``studies`` with the bundle and store calibrated thresholds in its manifest.
 
     ``mirror``: segment with test-time mirroring (as a site that runs with it does), which also
     calibrates the mirror-disagreement threshold (without it that threshold keeps its value).
+    ``scores_out``: also write each case's verdict (under the defaults / the thresholds before
+    this calibration) and scores there, by position in ``studies`` (no folder names: they may
+    name patients).
 
     Returns:
         The manifest's new ``quality`` block.
@@ -137,11 +142,14 @@ def calibrate_bundle(bundle_dir: Path, studies: Sequence[Path], *, false_alarm: 
 
     if not studies:
         raise InputError("quality calibrate: no held-out studies given")
-    scores = []
+    scores, cases = [], []
     with Segmenter.from_bundle(bundle_dir, backend, device, SegmenterConfig(mirror=mirror)) as seg:
         for study in studies:
             result = seg.segment_study(study)
             scores.append(result.quality["scores"])
+            cases.append({"case": len(cases), "verdict": result.quality["verdict"],
+                          "reasons": [r["code"] for r in result.quality["reasons"]],
+                          "scores": result.quality["scores"]})
             logger.info("calibration case %d/%d: %s", len(scores), len(studies), result.quality["verdict"])
     bundle = Bundle.load(bundle_dir, verify=True)
     thresholds = thresholds_from_scores(scores, false_alarm, QualityThresholds())
@@ -157,6 +165,10 @@ def calibrate_bundle(bundle_dir: Path, studies: Sequence[Path], *, false_alarm: 
                             "mirror": mirror,
                             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     write_manifest(bundle.root, replace(bundle.manifest, quality=block))
+    if scores_out is not None:
+        atomic_write_text(scores_out, json.dumps({"calibration": block["calibration"],
+                                                  "thresholds": block["thresholds"], "cases": cases},
+                                                 indent=1))
     from glioedge.bundle_signing import SIGNATURE_FILE
 
     signature = bundle.root / SIGNATURE_FILE

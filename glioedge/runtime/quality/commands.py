@@ -30,6 +30,10 @@ def add_quality_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
                    "mirror-disagreement threshold)")
     c.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"])
     c.add_argument("--device", default=None)
+    c.add_argument("--scores-out", type=Path, default=None, metavar="JSON",
+                   help="also write every held-out case's verdict and scores (in the sorted order "
+                   "of the study folders, which are not named), to inspect what the thresholds "
+                   "rest on")
     c.set_defaults(func=_run_calibrate)
     return p
 
@@ -43,6 +47,6 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         raise InputError(f"{folder}: not a folder of held-out studies")
     studies = sorted(p for p in folder.iterdir() if p.is_dir())
     block = calibrate_bundle(args.bundle, studies, false_alarm=args.false_alarm, backend=args.backend,
-                             device=args.device, mirror=args.mirror)
+                             device=args.device, mirror=args.mirror, scores_out=args.scores_out)
     print(json.dumps({"thresholds": block["thresholds"], "calibration": block["calibration"]}, indent=2))
     return 0

@@ -73,6 +73,37 @@ def distribution(profiles: Mapping[str, Mapping[str, Any]], training: Mapping[st
     return scores, reasons
 
 
+def tumour_support(contrast: Mapping[str, float | None], training: Mapping[str, Any] | None,
+                   t: QualityThresholds) -> tuple[Scores, list[Reason]]:
+    """Whether the image shows the tumour the network predicts: per modality, how far the
+    predicted tumour stands out from the normal brain (:func:`tumour_contrast`), against the
+    training tumours' (the manifest's ``tumour_contrast``). Judged only in modalities where every
+    training tumour stood out (FLAIR: the whole tumour is its hyperintensity); a prediction fainter
+    than ``tumour_contrast_factor`` × the faintest training tumour is one the image does not
+    support — on a healthy brain, the false tumour a model hallucinates."""
+    scores: Scores = {"contrast": dict(contrast)}
+    if not training:
+        scores.update(available=False, why="the bundle records no training tumour contrast "
+                      "(exported before it was recorded, or without its training cases)")
+        return scores, []
+    scores["available"] = True
+    reasons: list[Reason] = []
+    for modality, value in contrast.items():
+        ref = training.get(modality) or {}
+        faintest = ref.get("min")
+        if value is None or faintest is None or faintest < t.tumour_contrast_min_training:
+            continue
+        below = t.tumour_contrast_factor * float(faintest)
+        scores.setdefault("review_below", {})[modality] = round(below, 4)
+        if value < below:
+            reasons.append(Reason(
+                "faint_tumour", "review",
+                f"the segmented tumour barely stands out from the brain on {modality.upper()} "
+                f"({value:.1f} σ; every training tumour ≥ {faintest:.1f} σ): the image does not "
+                "support it (a false positive on a healthy brain?)"))
+    return scores, reasons
+
+
 def _face_fraction(mask: np.ndarray) -> tuple[float, str]:
     """Largest brain-mask area on a face of the volume relative to the brain's largest
     cross-section parallel to that face, and which face."""

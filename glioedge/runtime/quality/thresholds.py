@@ -55,6 +55,10 @@ class QualityThresholds:
             own held-out cases.
         enhancing_min_core_ml: smallest tumour core (mL) the enhancing fraction is judged on
             (a smaller one, such as a false core on a healthy brain, is too small to judge).
+        tumour_contrast_factor: a predicted tumour whose contrast to the brain in a modality is
+            below this × the faintest training tumour's is reviewed (``faint_tumour``).
+        tumour_contrast_min_training: modalities are judged only where the faintest training
+            tumour stood out at least this much (robust sigmas; FLAIR, not T1CE's oedema).
         wt_brain_fraction_reject: whole tumour larger than this fraction of the brain mask.
         wt_max_ml_reject: whole tumour larger than this (mL).
     """
@@ -83,6 +87,8 @@ class QualityThresholds:
     core_min_wt_ml: float = 5.0
     enhancing_fraction_review: float = 0.05
     enhancing_min_core_ml: float = 5.0
+    tumour_contrast_factor: float = 0.5
+    tumour_contrast_min_training: float = 1.0
     wt_brain_fraction_reject: float = 0.6
     wt_max_ml_reject: float = 600.0
 

@@ -50,7 +50,8 @@ class Quality:
 def assess(*, labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float],
            profiles: Mapping[str, Mapping[str, Any]], entropy: Mapping[str, Any], mirror: bool,
            block: Mapping[str, Any] | None, images: Mapping[str, np.ndarray] | None = None,
-           disagreement: Mapping[str, Any] | None = None) -> Quality:
+           disagreement: Mapping[str, Any] | None = None,
+           contrast: Mapping[str, float | None] | None = None) -> Quality:
     """All signals of one case and their verdict.
 
     Args:
@@ -63,6 +64,8 @@ def assess(*, labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[floa
         images: modality → image on the label map's grid (for the per-series coverage).
         disagreement: :func:`signals.disagreement_stats` of the mirrored predictions (``None``
             without mirroring).
+        contrast: modality → the predicted tumour's contrast to the brain
+            (:func:`glioedge.intensity_profile.tumour_contrast`), or ``None`` (not judged).
 
     Raises:
         ModelError: the block's thresholds are malformed.
@@ -76,6 +79,7 @@ def assess(*, labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[floa
         "coverage": S.coverage(brain_mask, spacing, block.get("training_max_spacing_mm"), t, images),
         "uncertainty": S.uncertainty(entropy, mirror, t, disagreement),
         "anatomy": S.anatomy(labels, brain_mask, spacing, t),
+        "support": S.tumour_support(contrast or {}, block.get("tumour_contrast"), t),
     }.items():
         scores[name] = sc
         reasons.extend(rs)
