@@ -54,8 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, print_table, write_json
 
 from glioedge.data.preprocess import PreprocessParams, preprocess
-from glioedge.export.quality_block import contrast_record
-from glioedge.intensity_profile import merge_profiles, profile, tumour_contrast
+from glioedge.export.quality_block import add_contrasts, contrast_record
+from glioedge.intensity_profile import merge_profiles, profile, region_contrasts
 from glioedge.synth.cohort import cohort_config, make_case
 
 MODS = ("flair", "t1ce")
@@ -141,14 +141,13 @@ def training_block(n: int) -> dict[str, Any]:
     """The manifest's quality block from ``n`` clean training cases (as export records it)."""
     params = PreprocessParams(modalities=MODS, target_spacing=GRID["spacing"])
     per: dict[str, list[dict[str, Any]]] = {m: [] for m in MODS}
-    contrast: dict[str, list[float]] = {m: [] for m in MODS}
+    contrast: dict[str, dict[str, list[float]]] = {}
     for seed in range(n):
         images, label, affine = _case(seed, "clean")
         case = preprocess(images, affine, params, label=label)
         for c, m in enumerate(MODS):
             per[m].append(profile(case.data[c], case.mask & (case.label == 0)))
-            contrast[m].append(tumour_contrast(case.data[c], case.mask & (case.label == 0),
-                                               case.mask & (case.label > 0)))
+        add_contrasts(contrast, region_contrasts(case.data, MODS, case.mask, case.label))
     return {"intensity": {m: merge_profiles(p) for m, p in per.items()},
             "tumour_contrast": contrast_record(contrast),
             "training_max_spacing_mm": max(GRID["spacing"]), "cases": n, "source": "bench"}
@@ -360,6 +359,9 @@ def main() -> None:
                     help="write held-out clean (and healthy) studies for glioedge quality calibrate; exit")
     ap.add_argument("--calibration-cases", type=int, default=20)
     ap.add_argument("--calibration-healthy", type=int, default=4)
+    ap.add_argument("--first-seed", type=int, default=BENCH_SEED,
+                    help="seed of the first case (default %(default)s, the bench's held-out cases; "
+                    "another range, e.g. 3000, is a development set to choose defaults on)")
     ap.add_argument("--tag", default="", help="suffix of the output file names")
     ap.add_argument("--merge", type=Path, default=None, metavar="JSON",
                     help="an earlier run's JSON: its rows for the perturbations not run now join the "
@@ -378,7 +380,7 @@ def main() -> None:
         for name in args.only or PERTURBATIONS:
             n = args.clean_cases if name == "clean" else args.cases
             recs = []
-            for seed in range(BENCH_SEED, BENCH_SEED + n):
+            for seed in range(args.first_seed, args.first_seed + n):
                 images, label, affine = _case(seed, name)
                 rec: dict[str, Any] = {"perturbation": name, "seed": seed}
                 if seg is not None:

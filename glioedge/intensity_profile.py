@@ -18,7 +18,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BINS", "PERCENTILES", "merge_profiles", "profile", "profile_distance", "tumour_contrast"]
+from glioedge.vocabulary import ET
+
+__all__ = ["BINS", "CONTRAST_REGIONS", "PERCENTILES", "merge_profiles", "profile", "profile_distance",
+           "region_contrasts", "tumour_contrast"]
 
 #: Percentiles recorded per modality.
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
@@ -91,3 +94,20 @@ def tumour_contrast(channel: np.ndarray, normal: np.ndarray, tumour: np.ndarray)
     q25, q50, q75 = np.percentile(outside.astype(np.float32, copy=False), (25, 50, 75))
     sigma = max(float(q75 - q25) / 1.349, 1e-6)
     return round((float(np.median(inside)) - float(q50)) / sigma, 4)
+
+
+#: Regions whose contrast to the brain is measured: the whole tumour (any label) and the
+#: enhancing tumour (bright on T1CE after contrast, by definition).
+CONTRAST_REGIONS = {"WT": lambda labels: labels > 0, "ET": lambda labels: labels == ET}
+
+
+def region_contrasts(data: np.ndarray, modalities: Sequence[str], brain: np.ndarray,
+                     labels: np.ndarray) -> dict[str, dict[str, float | None]]:
+    """``{region: {modality: tumour_contrast}}`` of a case's channels ``data`` (C, i, j, k) inside
+    ``brain``, for the tumour regions of ``labels`` (training: the truth; runtime: the prediction)."""
+    brain = np.asarray(brain, bool)
+    labels = np.asarray(labels)
+    normal = brain & (labels == 0)
+    return {region: {m: tumour_contrast(data[c], normal, brain & select(labels))
+                     for c, m in enumerate(modalities)}
+            for region, select in CONTRAST_REGIONS.items()}

@@ -4,7 +4,8 @@ At export, the training run's preprocessed cases (``<run>/preprocessed``, the tr
 ``<run>/split.json`` when present; ``<run>`` is found above the checkpoint folder) give, per
 student modality, the intensity profile of the network input in the tumour-free brain
 (:mod:`glioedge.intensity_profile`; the runtime leaves out the tumour it predicts), how far the
-labelled tumour stands out from that brain (its faintest and median case), and the thickest voxel
+labelled whole tumour and enhancing tumour stand out from that brain (their faintest and median
+case), and the thickest voxel
 among the cases' source grids. The
 runtime compares each study with them. Without the training folder the block is left out and the
 runtime says that the distribution signal is not available.
@@ -22,7 +23,7 @@ import numpy as np
 
 from glioedge.data.dataset import load_preprocessed
 from glioedge.data.geometry import spacing_of
-from glioedge.intensity_profile import merge_profiles, profile, tumour_contrast
+from glioedge.intensity_profile import merge_profiles, profile, region_contrasts
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,8 @@ def quality_block(cases: Sequence[Path], channel_modalities: Sequence[str],
     """The ``quality`` block from preprocessed cases whose channels are ``channel_modalities``.
 
     Returns:
-        ``{"intensity": {modality: merged profile}, "tumour_contrast": {modality: {"min",
-        "median", "cases"}}, "training_max_spacing_mm": mm, "cases": n,
+        ``{"intensity": {modality: merged profile}, "tumour_contrast": {region: {modality:
+        {"min", "median", "cases"}}}, "training_max_spacing_mm": mm, "cases": n,
         "source": "training preprocessed cases"}``, or ``None`` without cases.
     """
     if not cases:
@@ -68,7 +69,7 @@ def quality_block(cases: Sequence[Path], channel_modalities: Sequence[str],
     chosen = list(cases)[::step][:MAX_CASES]
     index = {m: list(channel_modalities).index(m) for m in student_modalities if m in channel_modalities}
     per_mod: dict[str, list[dict[str, Any]]] = {m: [] for m in index}
-    contrast: dict[str, list[float]] = {m: [] for m in index}
+    contrast: dict[str, dict[str, list[float]]] = {}
     spacing = 0.0
     for path in chosen:
         case = load_preprocessed(path)
@@ -77,10 +78,9 @@ def quality_block(cases: Sequence[Path], channel_modalities: Sequence[str],
             mask = mask & (np.asarray(case.label) == 0)  # not in place: the arrays are read-only maps
         for m, c in index.items():
             per_mod[m].append(profile(np.asarray(case.data[c]), mask))
-            if case.label is not None:
-                value = tumour_contrast(np.asarray(case.data[c]), mask, brain & (np.asarray(case.label) > 0))
-                if value is not None:
-                    contrast[m].append(value)
+        if case.label is not None:
+            channels = np.asarray(case.data)[list(index.values())]
+            add_contrasts(contrast, region_contrasts(channels, list(index), brain, np.asarray(case.label)))
         spacing = max(spacing, *spacing_of(np.asarray(case.record.original_affine)))
     logger.info("quality block: intensity profiles of %d training cases", len(chosen))
     return {"intensity": {m: merge_profiles(p) for m, p in per_mod.items()},
@@ -89,8 +89,18 @@ def quality_block(cases: Sequence[Path], channel_modalities: Sequence[str],
             "source": "training preprocessed cases"}
 
 
-def contrast_record(contrast: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    """Per modality, the training tumours' contrast to their brain: the faintest, the median, how
-    many cases (modalities without a tumour case are left out)."""
-    return {m: {"min": round(min(v), 4), "median": round(float(np.median(v)), 4), "cases": len(v)}
-            for m, v in contrast.items() if v}
+def add_contrasts(into: dict[str, dict[str, list[float]]],
+                  case: dict[str, dict[str, float | None]]) -> None:
+    """Collect one case's :func:`region_contrasts` (regions it does not have are skipped)."""
+    for region, per_modality in case.items():
+        for m, value in per_modality.items():
+            if value is not None:
+                into.setdefault(region, {}).setdefault(m, []).append(value)
+
+
+def contrast_record(contrast: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per tumour region and modality, the training tumours' contrast to their brain: the
+    faintest, the median and how many cases."""
+    return {region: {m: {"min": round(min(v), 4), "median": round(float(np.median(v)), 4), "cases": len(v)}
+                     for m, v in per.items() if v}
+            for region, per in contrast.items()}

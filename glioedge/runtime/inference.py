@@ -25,7 +25,7 @@ from glioedge.bundle import Manifest
 from glioedge.data.preprocess import PreprocessParams, PreprocessRecord, preprocess, restore_to_original
 from glioedge.data.sliding_window import count_windows, sliding_window_predict
 from glioedge.errors import ModelError
-from glioedge.intensity_profile import profile, tumour_contrast
+from glioedge.intensity_profile import profile, region_contrasts
 from glioedge.progress import current_progress
 from glioedge.runtime.backends import Backend
 from glioedge.runtime.quality import disagreement_stats, entropy_stats
@@ -49,8 +49,9 @@ class InferenceOutput:
         timings: seconds for ``preprocess``, ``inference`` and ``resample``.
         profiles: modality → intensity profile of the network input in the brain the network
             calls tumour-free (:func:`glioedge.intensity_profile.profile`), for the quality verdict.
-        contrast: modality → how far the tumour the network predicts stands out from that
-            brain (:func:`glioedge.intensity_profile.tumour_contrast`; ``None`` without one).
+        contrast: region (WT, ET) → modality → how far that region of the tumour the network
+            predicts stands out from the brain (:func:`glioedge.intensity_profile.region_contrasts`;
+            ``None`` without one).
         entropy: predictive entropy inside the predicted tumour (:func:`.quality.entropy_stats`).
         disagreement: with mirroring, the mirrored predictions' disagreement inside the tumour
             the network predicts on its own grid (:func:`.quality.disagreement_stats`), else None.
@@ -63,7 +64,7 @@ class InferenceOutput:
     windows: int
     timings: dict[str, float]
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
-    contrast: dict[str, float | None] = field(default_factory=dict)
+    contrast: dict[str, dict[str, float | None]] = field(default_factory=dict)
     entropy: dict[str, Any] = field(default_factory=dict)
     probabilities: np.ndarray | None = None
     disagreement: dict[str, Any] | None = None
@@ -152,8 +153,7 @@ def run_inference(
     net_labels = logits.argmax(axis=0)
     normal = case.mask & (net_labels == 0)  # brain the network calls tumour-free
     profiles = {m: profile(case.data[c], normal) for c, m in enumerate(params.modalities)}
-    contrast = {m: tumour_contrast(case.data[c], normal, case.mask & (net_labels > 0))
-                for c, m in enumerate(params.modalities)}
+    contrast = region_contrasts(case.data, params.modalities, case.mask, net_labels)
     entropy = entropy_stats(restored, labels)
     mirror_stats = None if disagreement is None else disagreement_stats(disagreement, net_labels)
     timings["quality_signals"] = time.perf_counter() - t0

@@ -13,8 +13,8 @@ import pytest
 
 from glioedge.data.preprocess import PreprocessParams, preprocess
 from glioedge.errors import ModelError
-from glioedge.export.quality_block import contrast_record
-from glioedge.intensity_profile import merge_profiles, profile, profile_distance, tumour_contrast
+from glioedge.export.quality_block import add_contrasts, contrast_record
+from glioedge.intensity_profile import merge_profiles, profile, profile_distance, region_contrasts
 from glioedge.runtime.quality import NO_TUMOUR, QualityThresholds, assess, entropy_stats
 from glioedge.synth.cohort import SyntheticConfig, make_case
 from glioedge.vocabulary import ET
@@ -37,18 +37,18 @@ def _training_block() -> dict[str, Any]:
     """The manifest block of five training cases (what export records)."""
     cases = [make_case(seed, CFG) for seed in range(100, 105)]
     per = [_profiles(c.images, c.affine, label=c.label) for c in cases]
-    contrast = [_contrast(c.images, c.affine, None, c.label) for c in cases]
+    contrast: dict[str, dict[str, list[float]]] = {}
+    for c in cases:
+        add_contrasts(contrast, _contrast(c.images, c.affine, None, c.label))
     return {"intensity": {m: merge_profiles([p[m] for p in per]) for m in PARAMS.modalities},
-            "tumour_contrast": contrast_record({m: [c[m] for c in contrast] for m in PARAMS.modalities}),
-            "training_max_spacing_mm": 2.0}
+            "tumour_contrast": contrast_record(contrast), "training_max_spacing_mm": 2.0}
 
 
 def _contrast(images: dict[str, np.ndarray], affine: np.ndarray, mask: np.ndarray | None,
-              label: np.ndarray) -> dict[str, float | None]:
-    """How far ``label``'s tumour stands out in the network input (as the runtime measures it)."""
+              label: np.ndarray) -> dict[str, dict[str, float | None]]:
+    """How far ``label``'s tumour regions stand out in the network input (as the runtime measures)."""
     case = preprocess(images, affine, PARAMS, brain_mask=mask, label=label)
-    return {m: tumour_contrast(case.data[c], case.mask & (case.label == 0), case.mask & (case.label > 0))
-            for c, m in enumerate(PARAMS.modalities)}
+    return region_contrasts(case.data, PARAMS.modalities, case.mask, case.label)
 
 
 def _case(seed: int = 7):
@@ -363,27 +363,21 @@ def test_a_tumour_core_without_enhancement_is_flagged() -> None:
     assert "little_enhancement" not in {r.code for r in q.reasons}
 
 
-def test_calibration_bounds_the_enhancing_share_from_below_on_cores_large_enough() -> None:
-    """The review bound is the low tail of the clean cores' enhancing share; small cores (healthy
-    brains' false ones) do not pull it down; a site whose held-out set holds non-enhancing tumours
-    gets a bound below them."""
+def test_calibration_keeps_the_enhancing_share_rule() -> None:
+    """Like the core fraction: held-out healthy brains whose false "cores" do not enhance must not
+    lower the bound to nothing."""
     from glioedge.runtime.quality.calibrate import thresholds_from_scores
 
-    def scores(enhancing: float, core_ml: float = 20.0) -> dict[str, Any]:
+    def scores(enhancing: float) -> dict[str, Any]:
         return {"distribution": {"distance": {}}, "coverage": {"border_fraction": 0.0},
                 "uncertainty": {"entropy_mean": 0.1},
                 "anatomy": {"outside_brain_fraction": 0.0, "components": 1, "components_large": 1,
                             "small_component_fraction": 0.0, "wt_ml": 80.0, "core_fraction": 0.3,
-                            "core_ml": core_ml, "enhancing_fraction": enhancing}}
+                            "core_ml": 20.0, "enhancing_fraction": enhancing}}
 
     base = QualityThresholds()
-    clean = [scores(e) for e in np.linspace(0.4, 0.8, 40)]
-    t = thresholds_from_scores([*clean, scores(0.0, core_ml=1.0)], 0.05, base)
-    assert 0.4 <= t.enhancing_fraction_review < 0.42  # the healthy brain's 1 mL core is not judged
-    assert t.enhancing_fraction_review > base.enhancing_fraction_review
-    lgg = [scores(e) for e in (0.02, 0.03, 0.04, 0.05)]  # 4 of 44: more than the 1 % tail
-    with_lgg = thresholds_from_scores([*clean, *lgg], 0.05, base)
-    assert with_lgg.enhancing_fraction_review < 0.03
+    t = thresholds_from_scores([scores(e) for e in (0.0, 0.4, 0.5, 0.6)], 0.05, base)
+    assert t.enhancing_fraction_review == base.enhancing_fraction_review > 0
 
 
 def test_a_tumour_the_image_does_not_show_is_flagged() -> None:
@@ -393,9 +387,10 @@ def test_a_tumour_the_image_does_not_show_is_flagged() -> None:
     images, affine, labels, mask = _case()
     q = _assess(images, affine, labels, mask)
     support = q.scores["support"]
-    assert support["available"] and support["contrast"]["flair"] > support["review_below"]["flair"]
-    assert "t1ce" not in support["review_below"]  # training oedema does not stand out on T1CE
-    assert "faint_tumour" not in {r.code for r in q.reasons}
+    assert support["available"]
+    assert support["contrast"]["WT"]["flair"] > support["review_below"]["WT"]["flair"]
+    assert "t1ce" not in support["review_below"]["WT"]  # training oedema does not stand out on T1CE
+    assert not {"faint_tumour", "faint_enhancement"} & {r.code for r in q.reasons}
     healthy = make_case(7, replace(CFG, n_tumours=0))
     h_images = {str(getattr(k, "value", k)): v for k, v in healthy.images.items()}
     h_mask = h_images["t1ce"] > 0
@@ -403,8 +398,24 @@ def test_a_tumour_the_image_does_not_show_is_flagged() -> None:
     false[40:52, 40:52, 28:36] = 2  # 9 mL of "oedema" on normal-appearing brain
     false &= h_mask.astype(np.uint8) * 255
     q = _assess(h_images, healthy.affine, false, h_mask)
-    assert q.scores["support"]["contrast"]["flair"] < q.scores["support"]["review_below"]["flair"]
+    support = q.scores["support"]
+    assert support["contrast"]["WT"]["flair"] < support["review_below"]["WT"]["flair"]
     assert {r.code: r.severity for r in q.reasons}.get("faint_tumour") == "review", q.to_dict()
     block = {k: v for k, v in _training_block().items() if k != "tumour_contrast"}
     q = _assess(h_images, healthy.affine, false, h_mask, block=block)
     assert q.scores["support"]["available"] is False and "faint_tumour" not in {r.code for r in q.reasons}
+
+
+def test_enhancing_tumour_that_does_not_enhance_is_flagged() -> None:
+    """The same case's enhancing tumour on a T1CE whose contrast failed (the T1 in its place) is
+    no brighter than the brain: ``faint_enhancement``; on the real T1CE it is not flagged."""
+    images, affine, labels, mask = _case()
+    q = _assess(images, affine, labels, mask)
+    support = q.scores["support"]
+    assert support["contrast"]["ET"]["t1ce"] > support["review_below"]["ET"]["t1ce"] > 0
+    assert "faint_enhancement" not in {r.code for r in q.reasons}
+    all_four = {str(getattr(k, "value", k)): v for k, v in make_case(7, CFG).images.items()}
+    no_contrast = {**images, "t1ce": np.asarray(all_four["t1"])}
+    q = _assess(no_contrast, affine, labels, mask)
+    assert q.scores["support"]["contrast"]["ET"]["t1ce"] < q.scores["support"]["review_below"]["ET"]["t1ce"]
+    assert {r.code: r.severity for r in q.reasons}.get("faint_enhancement") == "review", q.to_dict()

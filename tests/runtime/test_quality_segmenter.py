@@ -62,9 +62,10 @@ def test_export_records_the_training_profile(quality_bundle: Path) -> None:
     assert block["training_max_spacing_mm"] == pytest.approx(2.0)
     # the labelled tumours stand out on FLAIR (oedema is hyperintense), not on T1CE
     contrast = block["tumour_contrast"]
-    assert contrast["flair"]["cases"] == 2 and contrast["flair"]["min"] > 1.0
-    assert contrast["flair"]["min"] <= contrast["flair"]["median"]
-    assert contrast["t1ce"]["min"] < contrast["flair"]["min"]
+    assert contrast["WT"]["flair"]["cases"] == 2 and contrast["WT"]["flair"]["min"] > 1.0
+    assert contrast["WT"]["flair"]["min"] <= contrast["WT"]["flair"]["median"]
+    assert contrast["WT"]["t1ce"]["min"] < contrast["WT"]["flair"]["min"]
+    assert contrast["ET"]["t1ce"]["min"] > 1.0  # enhancing tumour: bright on T1CE
 
 
 def test_bundle_without_block_says_not_available(trained_bundle: Path, synthetic_study: Path) -> None:

@@ -7,17 +7,18 @@ calibrated signals (the intensity distance of each modality counting as one), ea
 signals' false alarms add up at most to ``false_alarm``; a per-signal ``1 - false_alarm``
 quantile let 25 % of clean cases be flagged at ``false_alarm = 0.05`` with 7 signals). With
 few cases the quantile is close to the maximum. It sets the intensity distance, the entropy and
-(calibrated with mirroring, as the site runs it) the mirrored predictions' disagreement, and the
-enhancing share of the tumour core from below (its ``false_alarm / k`` quantile over the cases
-whose core is large enough to judge: a site whose tumours include non-enhancing ones gets a low
-bound, as it should). For the
+(calibrated with mirroring, as the site runs it) the mirrored predictions' disagreement. For the
 brain-border and outside-brain fractions, where clean cases score about 0, and for the number of large tumour
 components and the share of small ones (the model's own scattered false positives on clean
 scans are its normal, not a warning), it only ever raises the default. ``reject`` stays at
 least twice as far (entropy: halfway to 1). Thresholds of signals a clean held-out set cannot
-inform keep their defaults: isolated enhancement, the plausibility limits, and the tumour-core
-fraction (a rule of glioma anatomy; the held-out set's healthy brains, on which a model may
-hallucinate a little oedema without a core, would pull a quantile of it down to nothing). The
+inform keep their defaults: isolated enhancement, the plausibility limits, the tumour-core
+fraction and the core's enhancing share (rules of glioma anatomy; the held-out set's healthy
+brains, on which a model may hallucinate oedema with a non-enhancing "core", would pull a
+quantile of either down to nothing: 4 of 24 healthy calibration brains of the bench did so for the
+enhancing share), and the tumour-support factor (its reference is the training tumours' own
+contrast, recorded at export; healthy brains' false tumours are faint and would pull a quantile
+of it down to them). The
 manifest's ``quality`` block gains ``thresholds`` and ``calibration`` (what was used); the
 bundle id does not change, a signature is removed (it signed the old manifest).
 """
@@ -44,14 +45,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["calibrate_bundle", "cases_needed", "thresholds_from_scores"]
 
 
-def _score_families(scores: Sequence[dict[str, Any]],
-                    base: QualityThresholds | None = None) -> tuple[dict[str, list[float]], int]:
+def _score_families(scores: Sequence[dict[str, Any]]) -> tuple[dict[str, list[float]], int]:
     """The finite values of each calibrated score over the cases, and how many signals (tests)
     they make: each modality's intensity distance is one."""
-    min_core_ml = (base or QualityThresholds()).enhancing_min_core_ml
     families = {
-        "enhancing": [s["anatomy"].get("enhancing_fraction") for s in scores
-                      if s["anatomy"].get("core_ml", 0.0) >= min_core_ml],
         "distance": [d for s in scores for d in (s["distribution"].get("distance") or {}).values()],
         "entropy": [s["uncertainty"].get("entropy_mean") for s in scores],
         "mirror": [(s["uncertainty"].get("mirror_disagreement") or {}).get("mean") for s in scores],
@@ -81,7 +78,7 @@ def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
     """Thresholds from the ``scores`` of clean held-out results (``Quality.to_dict()["scores"]``)."""
     if not 0 <= false_alarm < 1:
         raise ConfigError(f"false_alarm must be in [0, 1), got {false_alarm}")
-    finite, tests = _score_families(scores, base)
+    finite, tests = _score_families(scores)
     q = 100 * (1 - false_alarm / max(tests, 1))
 
     def quantile(name: str) -> float | None:
@@ -113,8 +110,6 @@ def thresholds_from_scores(scores: Sequence[dict[str, Any]], false_alarm: float,
     # its normal, not a warning (raised only, never lowered below the default).
     if components is not None:
         t = replace(t, components_review=max(base.components_review, int(np.floor(components)) + 1))
-    if finite["enhancing"]:  # a lower bound: the low tail of the clean cores' enhancing share
-        t = replace(t, enhancing_fraction_review=float(np.percentile(finite["enhancing"], 100 - q)))
     if speckle is not None:
         t = replace(t, small_fraction_review=min(max(base.small_fraction_review, speckle), 0.99))
     return t

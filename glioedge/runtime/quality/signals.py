@@ -73,34 +73,48 @@ def distribution(profiles: Mapping[str, Mapping[str, Any]], training: Mapping[st
     return scores, reasons
 
 
-def tumour_support(contrast: Mapping[str, float | None], training: Mapping[str, Any] | None,
+#: What a region fainter than every training tumour means: reason code and the sentence's end.
+_UNSUPPORTED = {
+    "WT": ("faint_tumour", "segmented tumour", "the image does not support it (a false positive "
+           "on a healthy brain?)"),
+    "ET": ("faint_enhancement", "segmented enhancing tumour", "it does not enhance (contrast not "
+           "given or failed? the T1CE series a plain T1?)"),
+}
+
+
+def tumour_support(contrast: Mapping[str, Mapping[str, float | None]],
+                   training: Mapping[str, Any] | None,
                    t: QualityThresholds) -> tuple[Scores, list[Reason]]:
-    """Whether the image shows the tumour the network predicts: per modality, how far the
-    predicted tumour stands out from the normal brain (:func:`tumour_contrast`), against the
-    training tumours' (the manifest's ``tumour_contrast``). Judged only in modalities where every
-    training tumour stood out (FLAIR: the whole tumour is its hyperintensity); a prediction fainter
-    than ``tumour_contrast_factor`` × the faintest training tumour is one the image does not
-    support — on a healthy brain, the false tumour a model hallucinates."""
-    scores: Scores = {"contrast": dict(contrast)}
+    """Whether the image shows what the network predicts: per region (whole tumour, enhancing
+    tumour) and modality, how far the predicted region stands out from the normal brain
+    (:func:`glioedge.intensity_profile.region_contrasts`), against the training tumours' (the
+    manifest's ``tumour_contrast``). Judged only where every training tumour stood out by at
+    least ``tumour_contrast_min_training`` (the whole tumour on FLAIR, its hyperintensity; the
+    enhancing tumour on T1CE): a region fainter than ``tumour_contrast_factor`` × the faintest
+    training tumour is one the image does not show."""
+    scores: Scores = {"contrast": {r: dict(v) for r, v in contrast.items()}}
     if not training:
         scores.update(available=False, why="the bundle records no training tumour contrast "
                       "(exported before it was recorded, or without its training cases)")
         return scores, []
     scores["available"] = True
     reasons: list[Reason] = []
-    for modality, value in contrast.items():
-        ref = training.get(modality) or {}
-        faintest = ref.get("min")
-        if value is None or faintest is None or faintest < t.tumour_contrast_min_training:
+    for region, per_modality in contrast.items():
+        if region not in _UNSUPPORTED:
             continue
-        below = t.tumour_contrast_factor * float(faintest)
-        scores.setdefault("review_below", {})[modality] = round(below, 4)
-        if value < below:
-            reasons.append(Reason(
-                "faint_tumour", "review",
-                f"the segmented tumour barely stands out from the brain on {modality.upper()} "
-                f"({value:.1f} σ; every training tumour ≥ {faintest:.1f} σ): the image does not "
-                "support it (a false positive on a healthy brain?)"))
+        code, what, meaning = _UNSUPPORTED[region]
+        faint = []
+        for modality, value in per_modality.items():
+            faintest = ((training.get(region) or {}).get(modality) or {}).get("min")
+            if value is None or faintest is None or faintest < t.tumour_contrast_min_training:
+                continue
+            below = t.tumour_contrast_factor * float(faintest)
+            scores.setdefault("review_below", {}).setdefault(region, {})[modality] = round(below, 4)
+            if value < below:
+                faint.append(f"{modality.upper()} {value:.1f} σ, every training case ≥ {faintest:.1f} σ")
+        if faint:
+            reasons.append(Reason(code, "review", f"the {what} barely stands out from the brain "
+                                  f"({'; '.join(faint)}): {meaning}"))
     return scores, reasons
 
 

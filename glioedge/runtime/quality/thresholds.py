@@ -55,10 +55,12 @@ class QualityThresholds:
             own held-out cases.
         enhancing_min_core_ml: smallest tumour core (mL) the enhancing fraction is judged on
             (a smaller one, such as a false core on a healthy brain, is too small to judge).
-        tumour_contrast_factor: a predicted tumour whose contrast to the brain in a modality is
-            below this × the faintest training tumour's is reviewed (``faint_tumour``).
-        tumour_contrast_min_training: modalities are judged only where the faintest training
-            tumour stood out at least this much (robust sigmas; FLAIR, not T1CE's oedema).
+        tumour_contrast_factor: a predicted tumour region (whole tumour, enhancing tumour) whose
+            contrast to the brain in a modality is below this × the faintest training case's is
+            reviewed (``faint_tumour``, ``faint_enhancement``).
+        tumour_contrast_min_training: a region and modality are judged only where the faintest
+            training case stood out at least this much (robust sigmas: the whole tumour on FLAIR,
+            the enhancing tumour on T1CE; not the whole tumour on T1CE).
         wt_brain_fraction_reject: whole tumour larger than this fraction of the brain mask.
         wt_max_ml_reject: whole tumour larger than this (mL).
     """

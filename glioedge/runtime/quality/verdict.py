@@ -51,7 +51,7 @@ def assess(*, labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[floa
            profiles: Mapping[str, Mapping[str, Any]], entropy: Mapping[str, Any], mirror: bool,
            block: Mapping[str, Any] | None, images: Mapping[str, np.ndarray] | None = None,
            disagreement: Mapping[str, Any] | None = None,
-           contrast: Mapping[str, float | None] | None = None) -> Quality:
+           contrast: Mapping[str, Mapping[str, float | None]] | None = None) -> Quality:
     """All signals of one case and their verdict.
 
     Args:
@@ -64,8 +64,8 @@ def assess(*, labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[floa
         images: modality → image on the label map's grid (for the per-series coverage).
         disagreement: :func:`signals.disagreement_stats` of the mirrored predictions (``None``
             without mirroring).
-        contrast: modality → the predicted tumour's contrast to the brain
-            (:func:`glioedge.intensity_profile.tumour_contrast`), or ``None`` (not judged).
+        contrast: region → modality → the predicted tumour's contrast to the brain
+            (:func:`glioedge.intensity_profile.region_contrasts`), or ``None`` (not judged).
 
     Raises:
         ModelError: the block's thresholds are malformed.
