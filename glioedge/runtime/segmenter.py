@@ -64,7 +64,8 @@ class SegmenterConfig:
         step_size: sliding-window step as a fraction of the patch (nnU-Net: 0.5).
         batch_size: windows per back-end call.
         mirror: test-time mirroring over the three axes (8× the network evaluations).
-        postprocess: apply the manifest's small-ET → NCR rule.
+        postprocess: remove tumour labels outside the brain mask and apply the manifest's
+            small-ET → NCR rule.
         brain_mask: ``auto`` (the bundle's brain-mask network; ``skull-stripped`` when the bundle
             has none), ``skull-stripped`` (input already skull-stripped) or ``command``.
         brain_mask_command: template with ``{input}`` / ``{output}`` for ``command`` mode.
@@ -407,14 +408,15 @@ class Segmenter:
         t0 = time.perf_counter()
         current_progress().stage("post-processing")
         labels, info = apply_postprocess(out.labels, ref.spacing, m.postprocess_params(),
-                                         self._params.target_spacing, enabled=cfg.postprocess)
+                                         self._params.target_spacing, enabled=cfg.postprocess,
+                                         brain_mask=outcome.mask)
         volumes_ml = tumour_volumes_ml(labels, ref.spacing)
         timings["postprocess"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         quality = assess(labels=labels, brain_mask=outcome.mask, spacing=ref.spacing,
                          profiles=out.profiles, entropy=out.entropy, mirror=cfg.mirror,
                          block=m.quality, images=images, disagreement=out.disagreement,
-                         contrast=out.contrast)
+                         contrast=out.contrast, outside_brain_fraction=info.outside_brain_fraction)
         timings["quality"] = time.perf_counter() - t0 + timings.pop("quality_signals", 0.0)
         if quality.verdict != OK:
             logger.warning("quality %s", quality.summary())

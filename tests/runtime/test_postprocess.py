@@ -71,3 +71,32 @@ def test_volumes_match_hand_counts() -> None:
     assert vols["ED"] == pytest.approx(906 * vox_ml)
     assert vols["TC"] == pytest.approx(94 * vox_ml)
     assert vols["WT"] == pytest.approx(1000 * vox_ml)
+
+
+def test_tumour_outside_the_brain_is_removed_and_reported() -> None:
+    """Oedema the network "finds" in the background beside the brain becomes background (before
+    the small-ET rule, so ET outside does not count towards it); the input is untouched; with
+    post-processing off nothing is removed but the share outside is still reported."""
+    lab = _labels(et_voxels=60)
+    brain = np.zeros(lab.shape, bool)
+    brain[:, :, :10] = True  # the tumour's slab k = 10..11 is outside: 200 of 1000 voxels
+    tumour_before = int((lab > 0).sum())
+    out, info = apply_postprocess(lab, (1, 1, 2), PostprocessParams(et_min_voxels=0), (1, 1, 1),
+                                  brain_mask=brain)
+    outside = int(((lab > 0) & ~brain).sum())
+    assert outside == 200 and not (out[~brain] > 0).any()
+    assert np.array_equal(out[brain], lab[brain])
+    assert info.outside_brain_ml == pytest.approx(outside * 2 / 1000)
+    assert info.outside_brain_fraction == pytest.approx(outside / tumour_before)
+    assert int((lab > 0).sum()) == tumour_before  # input untouched
+    kept, off = apply_postprocess(lab, (1, 1, 2), PostprocessParams(et_min_voxels=0), (1, 1, 1),
+                                  enabled=False, brain_mask=brain)
+    assert np.array_equal(kept, lab) and off.outside_brain_ml == 0.0
+    assert off.outside_brain_fraction == pytest.approx(outside / tumour_before)
+    # ET outside the brain does not save a small ET inside from the rule
+    lab2 = _labels(et_voxels=0)
+    lab2[2:10, 2:10, 15] = ET  # 64 ET voxels outside
+    lab2[5, 5, 5] = ET  # 1 inside
+    out2, info2 = apply_postprocess(lab2, (1, 1, 1), PostprocessParams(et_min_voxels=50), (1, 1, 1),
+                                    brain_mask=np.pad(np.ones((20, 20, 12), bool), ((0, 0), (0, 0), (0, 8))))
+    assert info2.et_voxels == 1 and info2.et_relabelled and not (out2 == ET).any()

@@ -419,3 +419,26 @@ def test_enhancing_tumour_that_does_not_enhance_is_flagged() -> None:
     q = _assess(no_contrast, affine, labels, mask)
     assert q.scores["support"]["contrast"]["ET"]["t1ce"] < q.scores["support"]["review_below"]["ET"]["t1ce"]
     assert {r.code: r.severity for r in q.reasons}.get("faint_enhancement") == "review", q.to_dict()
+
+
+def test_tumour_removed_outside_the_brain_still_counts_against_the_case() -> None:
+    """Post-processing removes the network's tumour outside the brain; the verdict judges the
+    network's own output (the share it put outside), and a result emptied by the removal is not a
+    trusted "no tumour found"."""
+    from glioedge.runtime.quality.signals import anatomy
+
+    images, affine, labels, mask = _case()
+    t = QualityThresholds()
+    inside = np.where(mask, labels, 0).astype(np.uint8)
+    scores, reasons = anatomy(inside, mask, SPACING, t, outside_before=0.1)  # default review 0.05
+    assert scores["outside_brain_fraction"] == 0.1
+    reason = next(r for r in reasons if r.code == "tumour_outside_brain")
+    assert reason.severity == "review" and "(removed)" in reason.message
+    _, clean = anatomy(inside, mask, SPACING, t, outside_before=0.0)
+    assert "tumour_outside_brain" not in {r.code for r in clean}
+    empty = np.zeros_like(labels)
+    q = assess(labels=empty, brain_mask=mask, spacing=SPACING, profiles=_profiles(images, affine, mask),
+               entropy=entropy_stats(np.zeros((4, *empty.shape)), empty), mirror=False,
+               block=_training_block(), outside_brain_fraction=1.0)
+    assert q.finding == NO_TUMOUR and q.verdict == "review", q.to_dict()
+    assert "tumour_outside_brain" in {r.code for r in q.reasons}

@@ -238,7 +238,7 @@ def uncertainty(stats: Mapping[str, Any], mirror: bool, t: QualityThresholds,
 
 
 def anatomy(labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float],
-            t: QualityThresholds) -> tuple[Scores, list[Reason]]:
+            t: QualityThresholds, outside_before: float | None = None) -> tuple[Scores, list[Reason]]:
     """Tumour outside the brain, enhancement without a tumour around it, a core without enhancement,
     speckle, implausible size."""
     labels = np.asarray(labels)
@@ -247,8 +247,17 @@ def anatomy(labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float]
     vox_ml = float(np.prod(np.asarray(spacing, float))) / 1000.0
     brain_ml = float(np.asarray(brain_mask, bool).sum()) * vox_ml
     if n == 0:
-        return {"tumour_voxels": 0, "brain_ml": round(brain_ml, 2)}, []
+        scores: Scores = {"tumour_voxels": 0, "brain_ml": round(brain_ml, 2)}
+        if not outside_before:
+            return scores, []
+        # every voxel the network called tumour was outside the brain, and was removed
+        scores["outside_brain_fraction"] = round(float(outside_before), 4)
+        return scores, [Reason("tumour_outside_brain", "review",
+                               f"the network put all of its tumour ({outside_before:.0%}) outside "
+                               "the brain mask (removed): the empty result is not to be trusted")]
     outside = float((tumour & ~np.asarray(brain_mask, bool)).sum()) / n
+    if outside_before is not None:  # post-processing removed it: judge the network's own output
+        outside = max(outside, float(outside_before))
     box = ndimage.find_objects(tumour.astype(np.uint8))[0]  # label only the tumour's box
     tumour, labels = tumour[box], labels[box]
     components, count = ndimage.label(tumour, structure=np.ones((3, 3, 3), bool))
@@ -272,7 +281,7 @@ def anatomy(labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float]
     # A glioblastoma's core enhances (the rim): a core of necrosis alone is a contrast that was not
     # given or failed (the T1CE is a plain T1) — or a non-enhancing glioma; either way, look.
     enhancing = float((labels[tumour] == ET).sum()) / float(core.sum()) if core.any() else None
-    scores: Scores = {"outside_brain_fraction": round(outside, 4), "components": int(count),
+    scores = {"outside_brain_fraction": round(outside, 4), "components": int(count),
                       "components_large": big, "small_component_fraction": round(small_fraction, 4),
                       "isolated_et_fraction": round(isolated, 4), "wt_ml": round(wt_ml, 3),
                       "brain_ml": round(brain_ml, 2), "wt_brain_fraction": round(wt_brain, 4),
@@ -281,7 +290,8 @@ def anatomy(labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float]
     reasons: list[Reason] = []
     if grade := _grade(outside, t.outside_brain_review, t.outside_brain_reject):
         reasons.append(Reason("tumour_outside_brain", grade,
-                              f"{outside:.0%} of the segmented tumour lies outside the brain mask"))
+                              f"the network put {outside:.0%} of its tumour outside the brain mask"
+                              + (" (removed)" if outside_before else "")))
     if isolated > t.isolated_et_review:
         reasons.append(Reason("isolated_enhancement", "review",
                               f"{isolated:.0%} of the enhancing tumour has no necrosis or oedema "

@@ -51,7 +51,8 @@ def assess(*, labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[floa
            profiles: Mapping[str, Mapping[str, Any]], entropy: Mapping[str, Any], mirror: bool,
            block: Mapping[str, Any] | None, images: Mapping[str, np.ndarray] | None = None,
            disagreement: Mapping[str, Any] | None = None,
-           contrast: Mapping[str, Mapping[str, float | None]] | None = None) -> Quality:
+           contrast: Mapping[str, Mapping[str, float | None]] | None = None,
+           outside_brain_fraction: float | None = None) -> Quality:
     """All signals of one case and their verdict.
 
     Args:
@@ -66,6 +67,8 @@ def assess(*, labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[floa
             without mirroring).
         contrast: region → modality → the predicted tumour's contrast to the brain
             (:func:`glioedge.intensity_profile.region_contrasts`), or ``None`` (not judged).
+        outside_brain_fraction: share of the network's tumour outside the brain mask before
+            post-processing removed it (``None``: measured on ``labels``).
 
     Raises:
         ModelError: the block's thresholds are malformed.
@@ -78,7 +81,7 @@ def assess(*, labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[floa
         "distribution": S.distribution(profiles, block.get("intensity"), t),
         "coverage": S.coverage(brain_mask, spacing, block.get("training_max_spacing_mm"), t, images),
         "uncertainty": S.uncertainty(entropy, mirror, t, disagreement),
-        "anatomy": S.anatomy(labels, brain_mask, spacing, t),
+        "anatomy": S.anatomy(labels, brain_mask, spacing, t, outside_brain_fraction),
         "support": S.tumour_support(contrast or {}, block.get("tumour_contrast"), t),
     }.items():
         scores[name] = sc
