@@ -31,7 +31,7 @@ FORCE_REVIEW = {"distribution_review": 1e9, "distribution_reject": 1e9, "border_
                 "wt_brain_fraction_reject": 1e9, "wt_max_ml_reject": 1e9, "uncovered_review": 1e9,
                 "uncovered_reject": 1e9, "core_fraction_review": 0.0,
                 "mirror_disagreement_review": 1e9, "mirror_disagreement_reject": 1e9,
-                "enhancing_fraction_review": 0.0, "tumour_contrast_factor": 0.0}
+                "enhancing_fraction_review": 0.0, "tumour_contrast_min_training": 1e9}
 
 
 @pytest.fixture(scope="module")
