@@ -44,7 +44,9 @@ def add_segment_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
                    "others only when its brain volume is implausible) or on every series (all)")
     p.add_argument("--rules", type=Path, default=None, help="modality rule file (JSON/TOML)")
     p.add_argument("--mirror", action="store_true", help="test-time mirroring (8× slower)")
-    p.add_argument("--no-postprocess", action="store_true", help="skip the small-ET → NCR rule")
+    p.add_argument("--no-postprocess", action="store_true",
+                   help="keep the raw prediction: no removal of tumour outside the brain mask, no "
+                   "small-ET → NCR rule")
     p.add_argument("--segmentation-type", default=d.segmentation_type, choices=["BINARY", "LABELMAP"])
     p.add_argument("--step-size", type=float, default=d.step_size)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
