@@ -21,7 +21,7 @@ import numpy as np
 from glioedge.vocabulary import ET
 
 __all__ = ["BINS", "CONTRAST_REGIONS", "PERCENTILES", "merge_profiles", "profile", "profile_distance",
-           "region_contrasts", "tumour_contrast"]
+           "region_contrasts"]
 
 #: Percentiles recorded per modality.
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
@@ -80,22 +80,6 @@ def profile_distance(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
     return float(np.abs(np.cumsum(ha) - np.cumsum(hb)).sum() * width)
 
 
-def tumour_contrast(channel: np.ndarray, normal: np.ndarray, tumour: np.ndarray) -> float | None:
-    """How far the tumour stands out from the normal brain in one channel: the median inside
-    ``tumour`` minus the median inside ``normal``, in the normal brain's robust sigma (from its
-    IQR). Oedema and tumour are bright on FLAIR (the whole tumour is defined by it); a "tumour"
-    that is not is a segmentation the image does not support. ``None`` if either mask is empty."""
-    ch = np.asarray(channel)
-    inside, outside = ch[np.asarray(tumour, bool)], ch[np.asarray(normal, bool)]
-    if inside.size == 0 or outside.size == 0:
-        return None
-    if outside.size > MAX_VOXELS:
-        outside = outside[:: outside.size // MAX_VOXELS + 1]
-    q25, q50, q75 = np.percentile(outside.astype(np.float32, copy=False), (25, 50, 75))
-    sigma = max(float(q75 - q25) / 1.349, 1e-6)
-    return round((float(np.median(inside)) - float(q50)) / sigma, 4)
-
-
 #: Regions whose contrast to the brain is measured: the whole tumour (any label) and the
 #: enhancing tumour (bright on T1CE after contrast, by definition).
 CONTRAST_REGIONS = {"WT": lambda labels: labels > 0, "ET": lambda labels: labels == ET}
@@ -103,11 +87,27 @@ CONTRAST_REGIONS = {"WT": lambda labels: labels > 0, "ET": lambda labels: labels
 
 def region_contrasts(data: np.ndarray, modalities: Sequence[str], brain: np.ndarray,
                      labels: np.ndarray) -> dict[str, dict[str, float | None]]:
-    """``{region: {modality: tumour_contrast}}`` of a case's channels ``data`` (C, i, j, k) inside
-    ``brain``, for the tumour regions of ``labels`` (training: the truth; runtime: the prediction)."""
+    """How far each tumour region of ``labels`` (training: the truth; runtime: the prediction)
+    stands out from the rest of the brain in each channel of ``data`` (C, i, j, k): the region's
+    median minus the tumour-free brain's, in the brain's robust sigma (from its IQR), as
+    ``{region: {modality: value}}`` (``None`` where the region or the brain is empty). Oedema
+    and tumour are bright on FLAIR (the whole tumour is defined by it), enhancing tumour on
+    T1CE: a region that is not is one the image does not support."""
     brain = np.asarray(brain, bool)
     labels = np.asarray(labels)
     normal = brain & (labels == 0)
-    return {region: {m: tumour_contrast(data[c], normal, brain & select(labels))
-                     for c, m in enumerate(modalities)}
-            for region, select in CONTRAST_REGIONS.items()}
+    regions = {r: brain & select(labels) for r, select in CONTRAST_REGIONS.items()}
+    out: dict[str, dict[str, float | None]] = {r: {} for r in regions}
+    for c, m in enumerate(modalities):
+        channel = np.asarray(data[c])
+        base = channel[normal]
+        if base.size > MAX_VOXELS:
+            base = base[:: base.size // MAX_VOXELS + 1]
+        if base.size:
+            q25, q50, q75 = np.percentile(base.astype(np.float32, copy=False), (25, 50, 75))
+            sigma = max(float(q75 - q25) / 1.349, 1e-6)
+        for r, mask in regions.items():
+            inside = channel[mask]
+            out[r][m] = (round((float(np.median(inside)) - float(q50)) / sigma, 4)
+                         if inside.size and base.size else None)
+    return out

@@ -282,11 +282,11 @@ def anatomy(labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float]
     # given or failed (the T1CE is a plain T1) — or a non-enhancing glioma; either way, look.
     enhancing = float((labels[tumour] == ET).sum()) / float(core.sum()) if core.any() else None
     scores = {"outside_brain_fraction": round(outside, 4), "components": int(count),
-                      "components_large": big, "small_component_fraction": round(small_fraction, 4),
-                      "isolated_et_fraction": round(isolated, 4), "wt_ml": round(wt_ml, 3),
-                      "brain_ml": round(brain_ml, 2), "wt_brain_fraction": round(wt_brain, 4),
-                      "core_fraction": round(core_fraction, 4), "core_ml": round(core_ml, 3),
-                      "enhancing_fraction": None if enhancing is None else round(enhancing, 4)}
+              "components_large": big, "small_component_fraction": round(small_fraction, 4),
+              "isolated_et_fraction": round(isolated, 4), "wt_ml": round(wt_ml, 3),
+              "brain_ml": round(brain_ml, 2), "wt_brain_fraction": round(wt_brain, 4),
+              "core_fraction": round(core_fraction, 4), "core_ml": round(core_ml, 3),
+              "enhancing_fraction": None if enhancing is None else round(enhancing, 4)}
     reasons: list[Reason] = []
     if grade := _grade(outside, t.outside_brain_review, t.outside_brain_reject):
         reasons.append(Reason("tumour_outside_brain", grade,
