@@ -121,8 +121,9 @@ class Metrics:
         for state, n in sorted(job_counts.items()):
             jobs.add_metric([state], n)
         yield jobs
-        deliveries = core.GaugeMetricFamily("glioedge_deliveries", "Delivery rows by destination and state.",
-                                            labels=["destination", "state"])
+        deliveries = core.GaugeMetricFamily(
+            "glioedge_delivery_rows", "Delivery rows in the store by destination and state.",
+            labels=["destination", "state"])
         for (destination, state), n in sorted(delivery_counts.items()):
             deliveries.add_metric([destination, state], n)
         yield deliveries

@@ -74,7 +74,7 @@ def test_values_are_the_ones_recorded() -> None:
                for f in text_string_to_metric_families(text) for s in f.samples}
     assert samples[("glioedge_up", ())] == 1
     assert samples[("glioedge_jobs", (("state", "done"),))] == 5
-    assert samples[("glioedge_deliveries", (("destination", "cstore:X"), ("state", "pending")))] == 1
+    assert samples[("glioedge_delivery_rows", (("destination", "cstore:X"), ("state", "pending")))] == 1
     inference = (("stage", "inference"),)
     assert samples[("glioedge_stage_seconds_count", inference)] == 2
     assert samples[("glioedge_stage_seconds_sum", inference)] == pytest.approx(700.3)
@@ -106,3 +106,12 @@ def test_two_daemons_in_one_process_do_not_share_or_register_metrics() -> None:
     assert _value(b.render({}, {}), "glioedge_jobs_done_total") == 1
     assert {f.name for f in REGISTRY.collect()} == before  # nothing in the global registry
     assert not any(name.startswith("glioedge") for name in before)
+
+
+def test_no_two_metric_families_share_a_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gauge ``glioedge_x`` beside a counter ``glioedge_x_total`` is one family name twice
+    (OpenMetrics names a counter's family without ``_total``); scrapers reject or merge them."""
+    monkeypatch.setattr(health, "gpu_memory", lambda: {"0": (2**30, 2**34)})
+    text = _busy_metrics().render({"queued": 2}, {("cstore:X", "pending"): 1})
+    names = [f.name for f in text_string_to_metric_families(text)]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)

@@ -228,7 +228,7 @@ def test_health_and_metrics_over_http() -> None:
     assert samples[("glioedge_jobs", (("state", "queued"),))] == 2
     assert samples[("glioedge_stage_seconds_bucket", (("le", "0.5"), ("stage", "inference")))] == 1
     assert samples[("glioedge_stage_seconds_count", (("stage", "inference"),))] == 2
-    assert samples[("glioedge_deliveries", (("destination", "cstore:X"), ("state", "pending")))] == 1
+    assert samples[("glioedge_delivery_rows", (("destination", "cstore:X"), ("state", "pending")))] == 1
     assert samples[("glioedge_deliveries_total", (("destination", "cstore:PACS@127.0.0.1:4242"),))] == 1
 
 
