@@ -76,10 +76,10 @@ def main() -> None:
             }
         )
 
-    from glioedge.data import sliding_window as sw
+    from glioedge.data.window_geometry import shared_importance_map
 
     def ours_gaussian() -> np.ndarray:
-        sw._gaussian_cached.cache_clear()
+        shared_importance_map.cache_clear()
         return gaussian_importance_map(PATCH)
 
     add(

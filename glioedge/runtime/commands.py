@@ -14,7 +14,7 @@ __all__ = ["add_segment_parser", "run_segment"]
 def add_segment_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``segment`` on the CLI's sub-parsers (sets ``func``)."""
     from glioedge.runtime.brain_mask import BrainMaskMode
-    from glioedge.runtime.segmenter import SegmenterConfig
+    from glioedge.runtime.segmenter_config import SegmenterConfig
 
     d = SegmenterConfig()
     p = subparsers.add_parser(

@@ -29,91 +29,23 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from glioedge.runtime.daemon.jobs_schema import (
+    SCHEMA,
+    Delivery,
+    DeliveryState,
+    Job,
+    JobState,
+    delivery_from_row,
+    job_from_row,
+)
+
+__all__ = ["DB_NAME", "Delivery", "DeliveryState", "Job", "JobState", "JobStore"]
+
 #: The job store's file name in the state folder.
 DB_NAME = "jobs.sqlite"
-
-
-class JobState(str, Enum):
-    """Where a job is in its life."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    DELIVERING = "delivering"
-    DONE = "done"
-    FAILED = "failed"
-    QUARANTINED = "quarantined"
-    SUPERSEDED = "superseded"
-
-
-class DeliveryState(str, Enum):
-    """Where one destination's copy of a job's SEG is."""
-
-    PENDING = "pending"
-    ACKED = "acked"
-    FAILED = "failed"
-    SUPERSEDED = "superseded"
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL UNIQUE,
-    study_uid TEXT NOT NULL,
-    state TEXT NOT NULL,
-    files TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL DEFAULT 0,
-    error TEXT NOT NULL DEFAULT '',
-    output_dir TEXT NOT NULL DEFAULT '',
-    seg_sop_uid TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS jobs_study ON jobs(study_uid, created_at);
-CREATE TABLE IF NOT EXISTS deliveries (
-    job_id INTEGER NOT NULL REFERENCES jobs(id),
-    destination TEXT NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL DEFAULT 0,
-    error TEXT NOT NULL DEFAULT '',
-    acked_at REAL,
-    PRIMARY KEY (job_id, destination)
-);
-"""
-
-
-@dataclasses.dataclass(frozen=True)
-class Job:
-    """One row of the ``jobs`` table."""
-
-    id: int
-    key: str
-    study_uid: str
-    state: JobState
-    files: tuple[str, ...]
-    attempts: int
-    next_attempt_at: float
-    error: str
-    output_dir: str
-    seg_sop_uid: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Delivery:
-    """One row of the ``deliveries`` table."""
-
-    job_id: int
-    destination: str
-    state: DeliveryState
-    attempts: int
-    next_attempt_at: float
-    error: str
 
 
 class JobStore:
@@ -133,7 +65,7 @@ class JobStore:
         self._db.execute("PRAGMA busy_timeout=30000")
         self._wal()
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(SCHEMA)
 
     def _wal(self) -> None:
         """Switch to WAL (persistent in the file) unless it already is: the switch needs an
@@ -354,7 +286,7 @@ class JobStore:
         row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise KeyError(f"no job {job_id}")
-        return _job(row)
+        return job_from_row(row)
 
     def jobs(self, state: JobState | None = None) -> list[Job]:
         """All jobs (optionally of one state), oldest first."""
@@ -363,7 +295,7 @@ class JobStore:
         else:
             rows = self._db.execute("SELECT * FROM jobs WHERE state = ? ORDER BY id",
                                     (JobState(state).value,)).fetchall()
-        return [_job(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         """Number of jobs per state (every state present, zeros included)."""
@@ -393,7 +325,7 @@ class JobStore:
             "AND j.state = ? AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.job_id",
             (DeliveryState.PENDING.value, JobState.DELIVERING.value,
              time.time() if now is None else now)).fetchall()
-        return [_delivery(r) for r in rows]
+        return [delivery_from_row(r) for r in rows]
 
     def deliveries(self, job_id: int | None = None) -> list[Delivery]:
         """Delivery rows (of one job or all)."""
@@ -402,7 +334,7 @@ class JobStore:
         else:
             rows = self._db.execute("SELECT * FROM deliveries WHERE job_id = ? ORDER BY destination",
                                     (job_id,))
-        return [_delivery(r) for r in rows.fetchall()]
+        return [delivery_from_row(r) for r in rows.fetchall()]
 
     def delivery_result(self, job_id: int, destination: str, *, ok: bool, error: str = "",
                         retry_in: float | None = None) -> JobState:
@@ -541,14 +473,3 @@ def _newest_published(db: sqlite3.Connection, study_uid: str, after: int) -> int
 
 def _superseded_by(job_id: int) -> str:
     return f"superseded by job {job_id} (a newer version of the study)"
-
-
-def _job(row: sqlite3.Row) -> Job:
-    return Job(row["id"], row["key"], row["study_uid"], JobState(row["state"]),
-               tuple(json.loads(row["files"])), row["attempts"], row["next_attempt_at"],
-               row["error"], row["output_dir"], row["seg_sop_uid"])
-
-
-def _delivery(row: sqlite3.Row) -> Delivery:
-    return Delivery(row["job_id"], row["destination"], DeliveryState(row["state"]), row["attempts"],
-                    row["next_attempt_at"], row["error"])
