@@ -321,7 +321,24 @@ def test_oedema_without_a_tumour_core_is_flagged() -> None:
     assert q.scores["anatomy"]["core_fraction"] < 0.01
     small = np.zeros_like(labels)
     small[40:44, 40:44, 30:34] = ED  # 64 voxels of 8 µL: 0.5 mL, below core_min_wt_ml
+    small[42, 42, 32] = NCR  # a core of 1.6 %: too small a tumour to judge its fraction
     assert "no_tumour_core" not in {r.code for r in _assess(images, affine, small, mask).reasons}
+
+
+def test_oedema_alone_is_flagged_however_small() -> None:
+    """A small "tumour" with no core voxel at all is not a glioma's segmentation: it is what a
+    model draws on a brain without a tumour (scattered oedema), so it is reviewed, not reported
+    as a trusted tumour (an empty one stays "no tumour found", ok: the test above)."""
+    from glioedge.vocabulary import ED
+
+    images, affine, labels, mask = _case()
+    specks = np.zeros_like(labels)
+    brain = np.flatnonzero(mask.astype(bool) & (labels == 0))
+    specks.ravel()[brain[:: len(brain) // 3][:3]] = ED  # three one-voxel specks in the brain
+    q = _assess(images, affine, specks, mask)
+    reasons = {r.code: r for r in q.reasons}
+    assert reasons["no_tumour_core"].severity == "review", q.to_dict()
+    assert "without any tumour core" in reasons["no_tumour_core"].message
 
 
 def test_calibration_keeps_the_core_fraction_rule() -> None:

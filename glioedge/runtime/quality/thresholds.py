@@ -47,7 +47,8 @@ class QualityThresholds:
             (speckle) when there are at least five components.
         core_fraction_review: share of the whole tumour that is tumour core (NCR + ET) below
             which a tumour of at least ``core_min_wt_ml`` is reviewed (oedema without a core).
-        core_min_wt_ml: smallest whole tumour (mL) the core fraction is judged on.
+        core_min_wt_ml: smallest whole tumour (mL) the core fraction is judged on; a smaller
+            one is reviewed only when it has no core voxel at all (oedema alone).
         enhancing_fraction_review: share of the tumour core that is enhancing tumour below which
             a core of at least ``enhancing_min_core_ml`` is reviewed (a core without enhancement:
             contrast not given or failed, or a non-enhancing tumour). The default reviews a core
