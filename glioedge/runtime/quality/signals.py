@@ -303,7 +303,7 @@ def anatomy(labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float]
         reasons.append(Reason("speckle", "review",
                               f"{small_fraction:.0%} of {count} tumour regions are smaller than "
                               f"{t.component_min_ml:g} mL (scattered false positives?)"))
-    if not core.any() and wt_ml < t.core_min_wt_ml:
+    if not core.any() and wt_ml < t.core_min_wt_ml and core_fraction < t.core_fraction_review:
         # Too small for the core fraction to mean much, but with no core voxel at all it is not a
         # glioma's segmentation: the scattered "oedema" a model draws on a brain without a tumour.
         reasons.append(Reason("no_tumour_core", "review",
