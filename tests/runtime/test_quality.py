@@ -339,6 +339,14 @@ def test_oedema_alone_is_flagged_however_small() -> None:
     reasons = {r.code: r for r in q.reasons}
     assert reasons["no_tumour_core"].severity == "review", q.to_dict()
     assert "without any tumour core" in reasons["no_tumour_core"].message
+    # core_fraction_review = 0 turns the whole rule off, this part included
+    from glioedge.runtime.quality.signals import anatomy
+
+    off = replace(QualityThresholds(), core_fraction_review=0.0)
+    _, off_reasons = anatomy(specks, mask, SPACING, off)
+    assert "no_tumour_core" not in {r.code for r in off_reasons}
+    _, on_reasons = anatomy(specks, mask, SPACING, QualityThresholds())
+    assert "no_tumour_core" in {r.code for r in on_reasons}
 
 
 def test_calibration_keeps_the_core_fraction_rule() -> None:

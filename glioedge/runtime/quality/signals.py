@@ -303,9 +303,10 @@ def anatomy(labels: np.ndarray, brain_mask: np.ndarray, spacing: Sequence[float]
         reasons.append(Reason("speckle", "review",
                               f"{small_fraction:.0%} of {count} tumour regions are smaller than "
                               f"{t.component_min_ml:g} mL (scattered false positives?)"))
-    if not core.any() and wt_ml < t.core_min_wt_ml and core_fraction < t.core_fraction_review:
+    if not core.any() and wt_ml < t.core_min_wt_ml and t.core_fraction_review > 0:
         # Too small for the core fraction to mean much, but with no core voxel at all it is not a
         # glioma's segmentation: the scattered "oedema" a model draws on a brain without a tumour.
+        # core_fraction_review = 0 turns off both parts of the rule.
         reasons.append(Reason("no_tumour_core", "review",
                               f"the {wt_ml:.2g} mL tumour is oedema alone, without any tumour core: "
                               "not a glioma's segmentation (false positives on a brain without a "
