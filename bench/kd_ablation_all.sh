@@ -1,6 +1,6 @@
 #!/bin/sh
 # The whole KD ablation of docs/kd_evidence.md, one run at a time, niced, one thread each
-# (~60 min on 2 shared cores for A-C, D about 2 h more, E about 6.5 CPU-hours). Finished runs are
+# (~60 min on 2 shared cores for A-C, D about 2 h more, E 5.7 CPU-hours measured). Finished runs are
 # cached under bench/results/, so rerunning resumes; E's seeds can run as parallel processes
 # (e.g. --seeds 0,1,2,3 and --seeds 4,5,6,7, one core each) before its summary.
 set -e
